@@ -1,0 +1,4 @@
+from migrate.cli import main
+import sys
+
+sys.exit(main())

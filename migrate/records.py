@@ -1,0 +1,108 @@
+"""The one record that flows through every stage, and the manifest schema.
+
+`plan` turns each source object into an `ObjectRecord` and writes them as the
+manifest (Parquet). `run` reads the manifest, moves every record whose action
+is `copy`, and keeps per-object state in the journal. `verify` reads the same
+records and adds a status per object to its report.
+
+The manifest is exactly `MANIFEST_SCHEMA`: one fixed polars schema, declared
+here and nowhere else. User metadata is stored as a JSON object string so the
+schema does not depend on which metadata keys a store happens to use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Iterable, Iterator
+
+import polars as pl
+
+
+class Action(StrEnum):
+    """What `run` will do with a manifest row."""
+
+    COPY = "copy"
+    # Already at the destination with the same size and checksum (--check-destination).
+    SKIP_EXISTING = "skip-existing"
+    # Filtered out by the plan (globs, size/time bounds, placeholders, unmatched keys).
+    EXCLUDED = "excluded"
+    # Two or more source objects rewrite to the same destination key.
+    COLLISION = "collision"
+    # The destination key is one S3 rejects or that is dangerous.
+    INVALID_KEY = "invalid-key"
+
+
+@dataclass(slots=True)
+class ObjectRecord:
+    """One source object and what the migration does with it."""
+
+    source_bucket: str
+    source_key: str
+    size: int
+    dest_bucket: str | None = None
+    dest_key: str | None = None
+    # The source's own entity tag, unquoted (Supabase: md5 hex of the body for
+    # plain uploads; S3: md5 hex, or "<md5>-<parts>" for multipart uploads).
+    source_etag: str | None = None
+    content_type: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+    storage_class: str | None = None
+    # Name of the rewrite rule that matched (None when no rule matched).
+    rule: str | None = None
+    action: str = Action.COPY.value
+    reason: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["user_metadata"] = json.dumps(self.user_metadata, sort_keys=True, ensure_ascii=False)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ObjectRecord":
+        values = {name: row.get(name) for name in RECORD_FIELDS}
+        values["user_metadata"] = json.loads(values["user_metadata"] or "{}")
+        return cls(**values)
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ObjectRecord))
+
+# The manifest schema. Documented column by column in README.md ("The manifest").
+MANIFEST_SCHEMA: dict[str, pl.DataType] = {
+    "source_bucket": pl.Utf8(),
+    "source_key": pl.Utf8(),
+    "size": pl.Int64(),
+    "dest_bucket": pl.Utf8(),
+    "dest_key": pl.Utf8(),
+    "source_etag": pl.Utf8(),
+    "content_type": pl.Utf8(),
+    "cache_control": pl.Utf8(),
+    "content_disposition": pl.Utf8(),
+    "user_metadata": pl.Utf8(),
+    "last_modified": pl.Datetime("us", "UTC"),
+    "storage_class": pl.Utf8(),
+    "rule": pl.Utf8(),
+    "action": pl.Utf8(),
+    "reason": pl.Utf8(),
+}
+assert tuple(MANIFEST_SCHEMA) == RECORD_FIELDS, "MANIFEST_SCHEMA and ObjectRecord must list the same fields"
+
+
+def records_to_frame(records: Iterable[ObjectRecord]) -> pl.DataFrame:
+    """Build a manifest-shaped DataFrame from records (one batch of them)."""
+    return pl.DataFrame([r.to_row() for r in records], schema=MANIFEST_SCHEMA, orient="row")
+
+
+def frame_to_records(frame: pl.DataFrame) -> Iterator[ObjectRecord]:
+    """Iterate a manifest-shaped DataFrame as records."""
+    for row in frame.iter_rows(named=True):
+        yield ObjectRecord.from_row(row)
+
+
+def empty_manifest() -> pl.DataFrame:
+    return pl.DataFrame(schema=MANIFEST_SCHEMA)

@@ -1,0 +1,1 @@
+"""The local stack: SeaweedFS (S3) and the bundled Supabase Storage server, for demos and tests."""

@@ -1,0 +1,1 @@
+"""Storage backends: one module per backend, all behind `migrate.stores.base`."""

@@ -1,0 +1,69 @@
+"""The narrow store interface every backend implements.
+
+A backend implements a few primitives; everything rich (inventory, rewrite,
+transfer, verification) is written once above them. Only modules in
+`migrate/stores/` import boto3, storage3, httpx or psycopg.
+
+`SourceStore`: list, head, read a byte range.
+`DestinationStore` (S3 only for now): head, put, multipart primitives.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterator
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a store knows about one object without reading its bytes."""
+
+    key: str
+    size: int
+    etag: str | None = None  # unquoted
+    content_type: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    last_modified: datetime | None = None
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    storage_class: str | None = None
+    # S3 only: stored checksums ({"sha256": base64, "crc64nvme": base64, ...}) and SSE.
+    checksums: dict[str, str] = field(default_factory=dict)
+    server_side_encryption: str | None = None
+    sse_kms_key_id: str | None = None
+
+
+class SourceStore(ABC):
+    """A place objects are read from."""
+
+    #: Short name for messages and reports ("supabase", "supabase-catalog", "s3").
+    kind: str = "store"
+
+    @abstractmethod
+    def list_buckets(self) -> list[str]:
+        """Names of every bucket the credentials can see."""
+
+    @abstractmethod
+    def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
+        """Every object under `prefix`, recursively, one page at a time.
+
+        Pages keep memory flat: the caller streams them into the manifest.
+        Raises `BucketNotFound` when the bucket does not exist.
+        """
+
+    @abstractmethod
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """Metadata of one object, or None when it does not exist."""
+
+    @abstractmethod
+    def read(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream the bytes of `key` from `offset` (`length` bytes, or to the end).
+
+        Raises `ObjectNotFound` if the object is gone, `TransientError` on a
+        fault worth retrying (including a body shorter than announced).
+        """
+
+    def close(self) -> None:
+        """Release connections."""

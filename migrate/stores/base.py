@@ -58,12 +58,18 @@ class SourceStore(ABC):
         """Metadata of one object, or None when it does not exist."""
 
     @abstractmethod
-    def read(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """Stream the bytes of `key` from `offset` (`length` bytes, or to the end).
+    def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """Start reading `key` from `offset` (`length` bytes, or to the end).
 
-        Raises `ObjectNotFound` if the object is gone, `TransientError` on a
-        fault worth retrying (including a body shorter than announced).
+        Returns what the response says about the object (size is the length
+        of this read) and an iterator of chunks. Raises `ObjectNotFound` if the
+        object is gone; the iterator raises `TransientError` on a fault worth
+        retrying, including a body shorter than announced.
         """
+
+    def read(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream the bytes of `key` (see `open`)."""
+        return self.open(bucket, key, offset=offset, length=length)[1]
 
     def close(self) -> None:
         """Release connections."""

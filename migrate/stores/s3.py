@@ -1,0 +1,451 @@
+"""Amazon S3 and S3-compatible stores (SeaweedFS, MinIO, Supabase's /storage/v1/s3).
+
+Serves both as a source (list, head, ranged reads) and as the destination
+(put, multipart). The one module that imports boto3/botocore.
+
+Retries: botocore's own retry loop is switched off (`total_max_attempts=1`);
+every failure is translated into `migrate.errors` and `migrate.retry` alone
+decides what to retry, so attempts never multiply.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from migrate.errors import (
+    AccessDenied,
+    BucketNotFound,
+    MigrateError,
+    ObjectError,
+    ObjectNotFound,
+    ServiceUnavailable,
+    TransientError,
+)
+from migrate.stores.base import ObjectInfo, SourceStore
+
+# How much of a response body we pull per read: large enough to keep per-call
+# overhead low, small enough that it is noise next to the part size.
+READ_CHUNK = 1024 * 1024
+
+_ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidToken", "ExpiredToken", "403"}
+_THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "429", "503"}
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+class ConditionalWriteFailed(ObjectError):
+    """The destination already has the key and the conflict policy forbids overwriting."""
+
+
+class UploadGone(ObjectError):
+    """A multipart upload recorded in the journal no longer exists at the destination."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an S3-compatible service is and how to authenticate to it.
+
+    Credentials are never part of a plan file: either they are None (boto3's
+    standard chain: environment, shared config/profile, instance role) or the
+    caller resolved them from environment variables the plan names.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"S3Location(endpoint_url={self.endpoint_url!r}, region={self.region!r}, profile={self.profile!r})"
+
+    def describe(self) -> str:
+        return self.endpoint_url or f"s3 ({self.region or 'default region'})"
+
+
+def _error_code(err: botocore.exceptions.ClientError) -> tuple[str, int]:
+    error = err.response.get("Error", {})
+    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return str(error.get("Code", status)), status
+
+
+def translate_error(err: Exception, *, what: str) -> MigrateError:
+    """Map a boto3/botocore failure to our typed errors. `what` names the bucket/key for the message."""
+    if isinstance(err, MigrateError):
+        return err
+    if isinstance(err, botocore.exceptions.ClientError):
+        code, status = _error_code(err)
+        if code == "NoSuchBucket":
+            return BucketNotFound(f"{what}: the bucket does not exist; create it or fix the bucket name in the plan")
+        if code in _ACCESS_CODES or status == 403:
+            return AccessDenied(
+                f"{what}: access denied by S3 ({code}); check the credentials (AWS_ACCESS_KEY_ID/AWS_PROFILE) and their permissions"
+            )
+        if code in _MISSING_KEY_CODES or status == 404:
+            return ObjectNotFound(f"{what}: not found ({code})")
+        if code == "NoSuchUpload":
+            return UploadGone(f"{what}: the multipart upload no longer exists")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+            return ConditionalWriteFailed(f"{what}: already exists at the destination ({code})")
+        if code in _THROTTLE_CODES or status in (429, 503):
+            return TransientError(f"{what}: throttled by S3 ({code})", throttled=True)
+        if status >= 500 or code in ("InternalError", "RequestTimeout", "RequestTimeTooSkewed"):
+            return TransientError(f"{what}: S3 error {code} (HTTP {status})")
+        checksum_rejected = code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch") or (
+            code == "InvalidRequest" and "checksum" in str(err).lower()
+        )
+        if checksum_rejected:
+            return TransientError(f"{what}: S3 rejected the upload checksum ({code}); the bytes were corrupted in flight")
+        return ObjectError(f"{what}: S3 refused the request ({code}, HTTP {status})")
+    if isinstance(err, botocore.exceptions.NoCredentialsError):
+        return AccessDenied(f"{what}: no S3 credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+    if isinstance(err, botocore.exceptions.EndpointConnectionError):
+        return TransientError(f"{what}: cannot connect to the S3 endpoint")
+    if isinstance(
+        err,
+        (
+            botocore.exceptions.ConnectionError,
+            botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.IncompleteReadError,
+            botocore.exceptions.ResponseStreamingError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return TransientError(f"{what}: connection problem talking to S3 ({type(err).__name__})")
+    if isinstance(err, botocore.exceptions.ParamValidationError):
+        return ObjectError(f"{what}: invalid request parameters ({err})")
+    return TransientError(f"{what}: unexpected S3 client failure ({type(err).__name__})")
+
+
+def _unquote(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else etag
+
+
+def b64_digest(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class S3Store(SourceStore):
+    """A bucket-agnostic handle on one S3-compatible service."""
+
+    kind = "s3"
+
+    def __init__(self, location: S3Location, *, max_connections: int = 32, timeout: float = 60.0):
+        self.location = location
+        session = boto3.session.Session(
+            profile_name=location.profile,
+            aws_access_key_id=location.access_key_id,
+            aws_secret_access_key=location.secret_access_key,
+            aws_session_token=location.session_token,
+            region_name=location.region or "us-east-1",
+        )
+        config = Config(
+            max_pool_connections=max_connections,
+            connect_timeout=10,
+            read_timeout=timeout,
+            # One retry loop only: ours (migrate.retry).
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            # We compute and send our own checksums; do not let botocore add a
+            # second pass over every body (or trailers some servers reject).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"} if location.endpoint_url else {},
+            tcp_keepalive=True,
+        )
+        self.client = session.client("s3", endpoint_url=location.endpoint_url, config=config)
+
+    # -- helpers -----------------------------------------------------------
+    def _call(self, what: str, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except Exception as err:  # noqa: BLE001 - translated, never swallowed
+            raise translate_error(err, what=what) from err
+
+    @staticmethod
+    def _info_from_head(key: str, response: Mapping[str, Any]) -> ObjectInfo:
+        checksums = {
+            name: response[field]
+            for name, field in (
+                ("sha256", "ChecksumSHA256"),
+                ("crc64nvme", "ChecksumCRC64NVME"),
+                ("crc32", "ChecksumCRC32"),
+                ("crc32c", "ChecksumCRC32C"),
+                ("sha1", "ChecksumSHA1"),
+            )
+            if response.get(field)
+        }
+        return ObjectInfo(
+            key=key,
+            size=int(response.get("ContentLength", 0)),
+            etag=_unquote(response.get("ETag")),
+            content_type=response.get("ContentType"),
+            cache_control=response.get("CacheControl"),
+            content_disposition=response.get("ContentDisposition"),
+            last_modified=response.get("LastModified"),
+            user_metadata=dict(response.get("Metadata") or {}),
+            storage_class=response.get("StorageClass"),
+            checksums=checksums,
+            server_side_encryption=response.get("ServerSideEncryption"),
+            sse_kms_key_id=response.get("SSEKMSKeyId"),
+        )
+
+    # -- SourceStore -------------------------------------------------------
+    def list_buckets(self) -> list[str]:
+        response = self._call(self.location.describe(), "list_buckets")
+        return [bucket["Name"] for bucket in response.get("Buckets", [])]
+
+    def check_bucket(self, bucket: str) -> None:
+        """Raise BucketNotFound/AccessDenied early, with one clear line."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as err:
+            code, status = _error_code(err)
+            if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
+                raise BucketNotFound(
+                    f"s3://{bucket} at {self.location.describe()}: the bucket does not exist; create it or fix the bucket name in the plan"
+                ) from err
+            raise translate_error(err, what=f"s3://{bucket}") from err
+        except Exception as err:  # noqa: BLE001
+            translated = translate_error(err, what=f"s3://{bucket} at {self.location.describe()}")
+            if isinstance(translated, TransientError):
+                raise ServiceUnavailable(
+                    f"s3://{bucket}: cannot reach {self.location.describe()}; check the endpoint URL and that the service is running"
+                ) from err
+            raise translated from err
+
+    def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            response = self._call(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)
+            page = [
+                ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    etag=_unquote(item.get("ETag")),
+                    last_modified=item.get("LastModified"),
+                    storage_class=item.get("StorageClass"),
+                )
+                for item in response.get("Contents", [])
+            ]
+            if page:
+                yield page
+            if not response.get("IsTruncated"):
+                return
+            token = response.get("NextContinuationToken")
+            if not token:
+                return
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            response = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except Exception as err:  # noqa: BLE001
+            translated = translate_error(err, what=f"s3://{bucket}/{key}")
+            if isinstance(translated, ObjectNotFound):
+                return None
+            raise translated from err
+        return self._info_from_head(key, response)
+
+    def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """GET the object (or a range); return its metadata and a chunk iterator.
+
+        The iterator raises TransientError when the body ends before the
+        announced length (a truncated response is a failed attempt).
+        """
+        what = f"s3://{bucket}/{key}"
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            kwargs["Range"] = f"bytes={offset}-{end}"
+        if length == 0:
+            head = self.head(bucket, key)
+            if head is None:
+                raise ObjectNotFound(f"{what}: not found")
+            return head, iter(())
+        response = self._call(what, "get_object", **kwargs)
+        info = self._info_from_head(key, response)
+        expected = int(response.get("ContentLength", 0))
+        body = response["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            received = 0
+            try:
+                while True:
+                    chunk = body.read(READ_CHUNK)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    yield chunk
+            except Exception as err:  # noqa: BLE001
+                raise translate_error(err, what=what) from err
+            finally:
+                body.close()
+            if received != expected:
+                raise TransientError(f"{what}: body ended after {received} of {expected} bytes")
+
+        return info, chunks()
+
+
+    # -- destination primitives -------------------------------------------
+    @staticmethod
+    def _write_args(
+        *,
+        content_type: str | None,
+        cache_control: str | None,
+        content_disposition: str | None,
+        metadata: Mapping[str, str] | None,
+        storage_class: str | None,
+        sse: str | None,
+        kms_key_id: str | None,
+    ) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if content_type:
+            args["ContentType"] = content_type
+        if cache_control:
+            args["CacheControl"] = cache_control
+        if content_disposition:
+            args["ContentDisposition"] = content_disposition
+        if metadata:
+            args["Metadata"] = dict(metadata)
+        if storage_class:
+            args["StorageClass"] = storage_class
+        if sse:
+            args["ServerSideEncryption"] = sse
+            if sse == "aws:kms" and kms_key_id:
+                args["SSEKMSKeyId"] = kms_key_id
+        return args
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_md5: bytes,
+        checksum: tuple[str, str] | None = None,
+        if_none_match: bool = False,
+        **write_args: Any,
+    ) -> str:
+        """PUT a whole object from memory; the server checks Content-MD5 (and the checksum). Returns the ETag."""
+        args = self._write_args(**write_args)
+        if checksum:
+            algorithm, value = checksum
+            args[f"Checksum{algorithm}"] = value
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        response = self._call(
+            f"s3://{bucket}/{key}",
+            "put_object",
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentLength=len(body),
+            ContentMD5=b64_digest(content_md5),
+            **args,
+        )
+        return _unquote(response.get("ETag")) or ""
+
+    def create_multipart_upload(self, bucket: str, key: str, *, checksum_algorithm: str | None = None, **write_args: Any) -> str:
+        args = self._write_args(**write_args)
+        if checksum_algorithm:
+            args["ChecksumAlgorithm"] = checksum_algorithm
+        response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)
+        return str(response["UploadId"])
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: bytes,
+        *,
+        content_md5: bytes,
+        checksum: tuple[str, str] | None = None,
+    ) -> str:
+        args: dict[str, Any] = {}
+        if checksum:
+            algorithm, value = checksum
+            args[f"Checksum{algorithm}"] = value
+        response = self._call(
+            f"s3://{bucket}/{key} part {part_number}",
+            "upload_part",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=part_number,
+            Body=body,
+            ContentLength=len(body),
+            ContentMD5=b64_digest(content_md5),
+            **args,
+        )
+        return _unquote(response.get("ETag")) or ""
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
+        """Parts the destination holds for an upload: {part_number: {"etag", "size", ...}}."""
+        parts: dict[int, dict[str, Any]] = {}
+        marker = 0
+        while True:
+            response = self._call(
+                f"s3://{bucket}/{key}",
+                "list_parts",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumberMarker=marker,
+            )
+            for part in response.get("Parts", []):
+                parts[int(part["PartNumber"])] = {"etag": _unquote(part.get("ETag")), "size": int(part.get("Size", 0))}
+            if not response.get("IsTruncated"):
+                return parts
+            marker = int(response.get("NextPartNumberMarker") or 0)
+            if not marker:
+                return parts
+
+    def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], *, if_none_match: bool = False
+    ) -> str:
+        args: dict[str, Any] = {}
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        response = self._call(
+            f"s3://{bucket}/{key}",
+            "complete_multipart_upload",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            **args,
+        )
+        return _unquote(response.get("ETag")) or ""
+
+    def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            self._call(f"s3://{bucket}/{key}", "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        except UploadGone:
+            pass
+
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str]]:
+        """(key, upload_id) of every unfinished multipart upload under `prefix`."""
+        uploads: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            response = self._call(f"s3://{bucket}/{prefix}", "list_multipart_uploads", **kwargs)
+            uploads.extend((u["Key"], u["UploadId"]) for u in response.get("Uploads", []))
+            if not response.get("IsTruncated"):
+                return uploads
+            kwargs["KeyMarker"] = response.get("NextKeyMarker")
+            kwargs["UploadIdMarker"] = response.get("NextUploadIdMarker")
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,319 @@
+"""The transfer journal: resume state in SQLite (WAL), one file per run directory.
+
+Written before and after each object and each multipart part, so a run
+killed at any moment (kill -9 included) resumes where it stopped:
+
+- `objects`: one row per source object: state (`in-progress`, `done`,
+  `failed`), attempts, last error, the digests computed while streaming, the
+  destination ETag/checksum, the multipart UploadId and part size, and the
+  *fingerprint* of what was copied. An object counts as migrated only when its
+  row is `done` AND its fingerprint equals the current manifest record's, so a
+  re-plan after source changes moves exactly the difference.
+- `parts`: every completed part of an unfinished multipart upload (ETag,
+  checksum, size), cross-checked with ListParts on resume.
+- `runs`: one row per `migrate run`, for `migrate status` and reports.
+
+WAL with synchronous=NORMAL survives a killed process (not a power cut, which
+at worst loses the last few commits: those objects are simply sent again).
+Other processes (`migrate status`) read concurrently while a run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from migrate.records import ObjectRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    source_bucket TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    dest_bucket TEXT NOT NULL,
+    dest_key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    sha256 TEXT,
+    md5 TEXT,
+    dest_etag TEXT,
+    dest_checksum TEXT,
+    checksum_algorithm TEXT,
+    upload_id TEXT,
+    part_size INTEGER,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (source_bucket, source_key)
+);
+CREATE INDEX IF NOT EXISTS objects_state ON objects(state);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    checksum TEXT,
+    sha256 TEXT,
+    PRIMARY KEY (upload_id, part_number)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    plan_fingerprint TEXT,
+    outcome TEXT,
+    copied INTEGER,
+    failed INTEGER,
+    bytes INTEGER
+);
+"""
+
+STATE_IN_PROGRESS = "in-progress"
+STATE_DONE = "done"
+STATE_FAILED = "failed"
+# The destination already had the key and the conflict policy said skip.
+STATE_SKIPPED = "skipped"
+
+
+def record_fingerprint(record: ObjectRecord, *, sse: str | None = None, kms_key_id: str | None = None) -> str:
+    """A digest of everything that decides what the destination object must be.
+
+    Same fingerprint => the copy made earlier is still the right one.
+    """
+    material = json.dumps(
+        [
+            record.dest_bucket,
+            record.dest_key,
+            record.size,
+            record.source_etag,
+            record.content_type,
+            record.cache_control,
+            record.content_disposition,
+            record.user_metadata,
+            record.storage_class,
+            sse,
+            kms_key_id,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    source_bucket: str
+    source_key: str
+    dest_bucket: str
+    dest_key: str
+    size: int
+    fingerprint: str
+    state: str
+    attempts: int
+    error: str | None
+    sha256: str | None
+    md5: str | None
+    dest_etag: str | None
+    dest_checksum: str | None
+    checksum_algorithm: str | None
+    upload_id: str | None
+    part_size: int | None
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    part_number: int
+    size: int
+    etag: str
+    checksum: str | None
+    sha256: str | None
+
+
+class TransferJournal:
+    """Thread-safe access to one run directory's journal."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        if readonly:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "TransferJournal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _execute(self, sql: str, params: Iterable[object] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, tuple(params))
+
+    # -- runs --------------------------------------------------------------
+    def start_run(self, plan_fingerprint: str) -> int:
+        cursor = self._execute("INSERT INTO runs (started_at, plan_fingerprint) VALUES (?, ?)", (time.time(), plan_fingerprint))
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, outcome: str, copied: int, failed: int, bytes_copied: int) -> None:
+        self._execute(
+            "UPDATE runs SET finished_at = ?, outcome = ?, copied = ?, failed = ?, bytes = ? WHERE id = ?",
+            (time.time(), outcome, copied, failed, bytes_copied, run_id),
+        )
+
+    # -- objects -----------------------------------------------------------
+    def row(self, source_bucket: str, source_key: str) -> JournalRow | None:
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE source_bucket = ? AND source_key = ?",
+                (source_bucket, source_key),
+            )
+            found = cursor.fetchone()
+        return JournalRow(*found) if found else None
+
+    def rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], JournalRow]:
+        """Rows for many (source_bucket, source_key) pairs at once, for fast skip checks."""
+        found: dict[tuple[str, str], JournalRow] = {}
+        columns = ", ".join(JournalRow.__dataclass_fields__)
+        for start in range(0, len(keys), 400):
+            batch = keys[start : start + 400]
+            placeholders = ", ".join("(?, ?)" for _ in batch)
+            params = [value for pair in batch for value in pair]
+            with self._lock:
+                result = self._db.execute(
+                    f"SELECT {columns} FROM objects WHERE (source_bucket, source_key) IN (VALUES {placeholders})", params
+                ).fetchall()
+            for values in result:
+                row = JournalRow(*values)
+                found[(row.source_bucket, row.source_key)] = row
+        return found
+
+    def begin(self, record: ObjectRecord, fingerprint: str) -> None:
+        """Mark an object in progress (before the first byte moves). Keeps a resumable upload."""
+        self._execute(
+            """
+            INSERT INTO objects (source_bucket, source_key, dest_bucket, dest_key, size, fingerprint, state, attempts, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
+            ON CONFLICT (source_bucket, source_key) DO UPDATE SET
+                dest_bucket = excluded.dest_bucket, dest_key = excluded.dest_key, size = excluded.size,
+                upload_id = CASE WHEN objects.fingerprint = excluded.fingerprint THEN objects.upload_id END,
+                part_size = CASE WHEN objects.fingerprint = excluded.fingerprint THEN objects.part_size END,
+                fingerprint = excluded.fingerprint, state = excluded.state,
+                attempts = objects.attempts + 1, error = NULL, updated_at = excluded.updated_at
+            """,
+            (record.source_bucket, record.source_key, record.dest_bucket, record.dest_key, record.size, fingerprint, STATE_IN_PROGRESS, time.time()),
+        )
+
+    def add_attempt(self, record: ObjectRecord, error: str) -> None:
+        self._execute(
+            "UPDATE objects SET attempts = attempts + 1, error = ?, updated_at = ? WHERE source_bucket = ? AND source_key = ?",
+            (error, time.time(), record.source_bucket, record.source_key),
+        )
+
+    def set_upload(self, record: ObjectRecord, upload_id: str | None, part_size: int | None) -> None:
+        self._execute(
+            "UPDATE objects SET upload_id = ?, part_size = ?, updated_at = ? WHERE source_bucket = ? AND source_key = ?",
+            (upload_id, part_size, time.time(), record.source_bucket, record.source_key),
+        )
+
+    def done(
+        self,
+        record: ObjectRecord,
+        *,
+        sha256: str | None,
+        md5: str | None,
+        dest_etag: str | None,
+        dest_checksum: str | None,
+        checksum_algorithm: str | None,
+        state: str = STATE_DONE,
+    ) -> None:
+        """Mark an object migrated: called only after the destination confirmed the whole object."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            row = self._db.execute(
+                "SELECT upload_id FROM objects WHERE source_bucket = ? AND source_key = ?", (record.source_bucket, record.source_key)
+            ).fetchone()
+            if row and row[0]:
+                self._db.execute("DELETE FROM parts WHERE upload_id = ?", (row[0],))
+            self._db.execute(
+                """
+                UPDATE objects SET state = ?, error = NULL, sha256 = ?, md5 = ?, dest_etag = ?, dest_checksum = ?,
+                    checksum_algorithm = ?, upload_id = NULL, updated_at = ?
+                WHERE source_bucket = ? AND source_key = ?
+                """,
+                (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, time.time(), record.source_bucket, record.source_key),
+            )
+            self._db.execute("COMMIT")
+
+    def failed(self, record: ObjectRecord, error: str, *, keep_upload: bool) -> None:
+        self._execute(
+            f"""
+            UPDATE objects SET state = ?, error = ?, updated_at = ?{'' if keep_upload else ', upload_id = NULL'}
+            WHERE source_bucket = ? AND source_key = ?
+            """,
+            (STATE_FAILED, error, time.time(), record.source_bucket, record.source_key),
+        )
+
+    # -- parts -------------------------------------------------------------
+    def part_done(self, upload_id: str, part: CompletedPart) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO parts (upload_id, part_number, size, etag, checksum, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+            (upload_id, part.part_number, part.size, part.etag, part.checksum, part.sha256),
+        )
+
+    def parts(self, upload_id: str) -> dict[int, CompletedPart]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT part_number, size, etag, checksum, sha256 FROM parts WHERE upload_id = ? ORDER BY part_number", (upload_id,)
+            ).fetchall()
+        return {row[0]: CompletedPart(*row) for row in rows}
+
+    def forget_parts(self, upload_id: str) -> None:
+        self._execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+
+    def open_uploads(self) -> list[JournalRow]:
+        """Objects with an unfinished multipart upload recorded."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE upload_id IS NOT NULL"
+            ).fetchall()
+        return [JournalRow(*row) for row in rows]
+
+    # -- reporting ---------------------------------------------------------
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """{state: (objects, bytes)}."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM objects GROUP BY state").fetchall()
+        return {state: (int(count), int(size)) for state, count, size in rows}
+
+    def iter_rows(self, state: str | None = None) -> Iterator[JournalRow]:
+        columns = ", ".join(JournalRow.__dataclass_fields__)
+        sql = f"SELECT {columns} FROM objects" + (" WHERE state = ?" if state else "") + " ORDER BY source_bucket, source_key"
+        with self._lock:
+            rows = self._db.execute(sql, (state,) if state else ()).fetchall()
+        for row in rows:
+            yield JournalRow(*row)
+
+    def last_run(self) -> dict[str, object] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, started_at, finished_at, plan_fingerprint, outcome, copied, failed, bytes FROM runs ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        if not row:
+            return None
+        keys = ("id", "started_at", "finished_at", "plan_fingerprint", "outcome", "copied", "failed", "bytes")
+        return dict(zip(keys, row))

@@ -1,0 +1,759 @@
+"""The `run` stage: stream every planned object to S3, concurrently and resumably.
+
+Design (the why):
+
+- **Bounded memory.** Bytes go from the source response into one buffer per
+  object (small objects) or per part (multipart) and straight into the PUT;
+  nothing touches disk. A `ByteBudget` of `concurrency x part_size` bytes is
+  reserved by the *submitting* thread, in manifest order, before each task is
+  queued, so peak memory is bounded by design whatever the object sizes, and
+  parts are granted memory in part order (see `_MultipartJob.hash_in_order`
+  for why that order matters).
+- **Checksums while streaming.** MD5 (comparable with a plain-MD5 source
+  eTag and sent as Content-MD5, which every S3 implementation checks) and
+  SHA-256 (sent as x-amz-checksum-sha256, per part for multipart) are
+  computed as bytes pass. A read whose bytes disagree with the declared size
+  or eTag is a failed attempt, never a migrated object.
+- **Resume.** The journal is written before and after each object and part.
+  A multipart upload found in the journal continues from its last completed
+  part, cross-checked with ListParts; uploads we started and no longer need
+  are aborted.
+- **One retry loop.** `migrate.retry.call_with_retries` (tenacity) around
+  each source read and each destination write; botocore's own retries are
+  off. Throttling slows every worker down through a shared `Throttle`.
+- **Faults by consequence.** `FatalError` (credentials, missing bucket)
+  stops the run at once; `ObjectError` and exhausted `TransientError`s are
+  recorded on the object and the run goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import re
+import threading
+import time
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
+from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
+from migrate.progress import NullProgress, Progress
+from migrate.records import ObjectRecord
+from migrate.retry import Throttle, call_with_retries
+from migrate.stores.base import SourceStore
+from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone, b64_digest
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB
+MAX_PARTS = 10_000
+_PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+CONFLICT_POLICIES = ("skip", "overwrite", "fail")
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """How `run` moves bytes. Filled from the plan's `transfer` and `destination` sections."""
+
+    concurrency: int = 16
+    part_size: int = 16 * MiB
+    multipart_threshold: int = 64 * MiB
+    max_attempts: int = 5
+    # "SHA256", "CRC32" or "CRC64NVME" (needs awscrt); None sends Content-MD5 only.
+    checksum_algorithm: str | None = "SHA256"
+    server_side_encryption: str | None = None
+    kms_key_id: str | None = None
+    on_conflict: str = "skip"
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserInputError("transfer.concurrency must be at least 1")
+        if self.part_size < MIN_PART_SIZE:
+            raise UserInputError(f"transfer.part_size must be at least 5 MiB (S3's minimum part size), got {self.part_size}")
+        if self.on_conflict not in CONFLICT_POLICIES:
+            raise UserInputError(f"destination.on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+        if self.checksum_algorithm not in (None, "SHA256", "CRC32", "CRC64NVME"):
+            raise UserInputError("transfer.checksum_algorithm must be SHA256, CRC32 or CRC64NVME")
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes of object data in flight at most."""
+        return max(self.concurrency * self.part_size, self.multipart_threshold)
+
+
+@dataclass(frozen=True)
+class TransferFailure:
+    source_bucket: str
+    source_key: str
+    dest_key: str | None
+    error: str
+
+
+@dataclass
+class TransferResult:
+    """What a run did. `ok` is True only when every planned object is at the destination."""
+
+    planned: int = 0
+    already_done: int = 0
+    copied: int = 0
+    skipped_existing: int = 0
+    bytes_copied: int = 0
+    failures: list[TransferFailure] = field(default_factory=list)
+    aborted_uploads: int = 0
+    resumed_parts: int = 0
+    interrupted: bool = False
+    elapsed: float = 0.0
+    throttle_events: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted
+
+
+class ByteBudget:
+    """A counting semaphore over bytes: caps object data held in memory."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._available = capacity
+        self._cond = threading.Condition()
+        self.peak_in_use = 0
+
+    def acquire(self, amount: int, *, stop: threading.Event | None = None) -> int:
+        amount = min(max(amount, 1), self.capacity)
+        with self._cond:
+            while self._available < amount:
+                if stop is not None and stop.is_set():
+                    raise _Cancelled()
+                self._cond.wait(timeout=0.2)
+            self._available -= amount
+            self.peak_in_use = max(self.peak_in_use, self.capacity - self._available)
+        return amount
+
+    def release(self, amount: int) -> None:
+        with self._cond:
+            self._available += amount
+            self._cond.notify_all()
+
+
+class _Cancelled(Exception):
+    """Work skipped because the run is stopping; the object stays resumable."""
+
+
+class SourceChanged(ObjectError):
+    """The source object is not the one the plan listed (size or eTag changed)."""
+
+
+# -- checksums ---------------------------------------------------------------
+def _crc64nvme() -> Callable[[bytes, int], int]:
+    try:
+        from awscrt import checksums  # type: ignore[import-not-found]
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise UserInputError("transfer.checksum_algorithm CRC64NVME needs the awscrt package; pip install awscrt, or use SHA256") from err
+    return checksums.crc64nvme  # type: ignore[no-any-return]
+
+
+class Digests:
+    """MD5 + SHA-256 (+ the destination checksum algorithm) over a stream of chunks."""
+
+    def __init__(self, algorithm: str | None):
+        self.algorithm = algorithm
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
+        self._crc = 0
+        self._crc64 = _crc64nvme() if algorithm == "CRC64NVME" else None
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.md5.update(data)
+        self.sha256.update(data)
+        if self.algorithm == "CRC32":
+            self._crc = zlib.crc32(data, self._crc)
+        elif self._crc64 is not None:
+            self._crc = self._crc64(bytes(data), self._crc)
+
+    def s3_checksum(self) -> tuple[str, str] | None:
+        """(algorithm, base64 value) for the x-amz-checksum-* header."""
+        if self.algorithm == "SHA256":
+            return "SHA256", b64_digest(self.sha256.digest())
+        if self.algorithm == "CRC32":
+            return "CRC32", b64_digest(self._crc.to_bytes(4, "big"))
+        if self.algorithm == "CRC64NVME":
+            return "CRC64NVME", b64_digest(self._crc.to_bytes(8, "big"))
+        return None
+
+
+def composite_checksum(part_checksums: list[str]) -> str:
+    """S3's composite checksum of a multipart upload: hash of the part digests, then "-N"."""
+    joined = b"".join(base64.b64decode(value) for value in part_checksums)
+    return f"{b64_digest(hashlib.sha256(joined).digest())}-{len(part_checksums)}"
+
+
+def choose_part_size(size: int, part_size: int) -> int:
+    """The configured part size, grown (to whole MiB) when the object would need more than 10,000 parts."""
+    if math.ceil(size / part_size) <= MAX_PARTS:
+        return part_size
+    return math.ceil(size / MAX_PARTS / MiB) * MiB
+
+
+def is_plain_md5(etag: str | None) -> bool:
+    return bool(etag) and bool(_PLAIN_MD5.match(etag or ""))
+
+
+# -- multipart bookkeeping -------------------------------------------------
+class _MultipartJob:
+    """One multipart object in flight: its parts, and the whole-object digests computed in part order."""
+
+    def __init__(self, record: ObjectRecord, upload_id: str, part_size: int, completed: dict[int, CompletedPart], algorithm: str | None):
+        self.record = record
+        self.upload_id = upload_id
+        self.part_size = part_size
+        self.part_count = max(1, math.ceil(record.size / part_size))
+        self.completed: dict[int, CompletedPart] = dict(completed)
+        self.resumed_parts = len(completed)
+        # The whole-object MD5/SHA-256 need every byte in order; after a resume
+        # the parts sent earlier are not read again, so only per-part checksums
+        # (checked by S3 on upload) vouch for them.
+        self.whole = Digests(None) if not completed else None
+        self._next_to_hash = 1
+        self._cond = threading.Condition()
+        self.failed: MigrateError | None = None
+        self.finished = False
+        self.algorithm = algorithm
+
+    def pending_parts(self) -> list[int]:
+        return [n for n in range(1, self.part_count + 1) if n not in self.completed]
+
+    def part_range(self, part_number: int) -> tuple[int, int]:
+        offset = (part_number - 1) * self.part_size
+        return offset, min(self.part_size, self.record.size - offset)
+
+    def hash_in_order(self, part_number: int, data: bytearray) -> None:
+        """Feed this part into the whole-object digests once every earlier part has been.
+
+        Deadlock-free because memory for parts is granted, and tasks queued,
+        in part order: the lowest unhashed part always holds its memory and
+        is running.
+        """
+        if self.whole is None:
+            return
+        with self._cond:
+            while self._next_to_hash != part_number:
+                if self.failed is not None:
+                    raise _Cancelled()
+                self._cond.wait(timeout=0.5)
+            self.whole.update(data)
+            self._next_to_hash += 1
+            self._cond.notify_all()
+
+    def fail(self, error: MigrateError) -> bool:
+        """Mark the job failed; True for the first failure (the one to record)."""
+        with self._cond:
+            first = self.failed is None
+            if first:
+                self.failed = error
+            self._cond.notify_all()
+            return first
+
+    def part_done(self, part: CompletedPart) -> bool:
+        """Record a part; True when it was the last one missing."""
+        with self._cond:
+            self.completed[part.part_number] = part
+            if len(self.completed) == self.part_count and not self.finished and self.failed is None:
+                self.finished = True
+                return True
+            return False
+
+
+# -- the engine --------------------------------------------------------------
+class Transfer:
+    """Moves records from a source store to an S3 destination. Use `transfer_objects`."""
+
+    def __init__(
+        self,
+        *,
+        source: SourceStore,
+        destination: S3Store,
+        journal: TransferJournal,
+        options: TransferOptions,
+        progress: Progress,
+        stop: threading.Event,
+    ):
+        self.source = source
+        self.destination = destination
+        self.journal = journal
+        self.options = options
+        self.progress = progress
+        self.stop = stop
+        self.throttle = Throttle()
+        self.budget = ByteBudget(options.memory_budget)
+        self.result = TransferResult()
+        self._lock = threading.Lock()
+        self._fatal: FatalError | None = None
+        self._slots = threading.BoundedSemaphore(options.concurrency * 2)
+        self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="migrate-transfer")
+        self._futures: set[Future[None]] = set()
+
+    # -- bookkeeping -------------------------------------------------------
+    def _retry(self, func: Callable[[], Any], record: ObjectRecord) -> Any:
+        return call_with_retries(
+            func,
+            max_attempts=self.options.max_attempts,
+            throttle=self.throttle,
+            on_retry=lambda exc, attempt: self._note_retry(record, exc, attempt),
+        )
+
+    def _note_retry(self, record: ObjectRecord, exc: BaseException, attempt: int) -> None:
+        log.info("retrying %s/%s after attempt %d: %s", record.source_bucket, record.source_key, attempt, exc)
+        self.journal.add_attempt(record, str(exc))
+
+    def _record_failure(self, record: ObjectRecord, error: BaseException, *, keep_upload: bool) -> None:
+        if isinstance(error, FatalError):
+            with self._lock:
+                if self._fatal is None:
+                    self._fatal = error
+            self.stop.set()
+            return
+        message = str(error) if isinstance(error, MigrateError) else f"unexpected {type(error).__name__}: {error}"
+        self.journal.failed(record, message, keep_upload=keep_upload)
+        with self._lock:
+            self.result.failures.append(TransferFailure(record.source_bucket, record.source_key, record.dest_key, message))
+        self.progress.advance(objects=1)
+
+    def _submit(self, reserve: int, func: Callable[..., None], *args: Any) -> None:
+        """Reserve memory and a queue slot (blocking, in submission order), then queue `func`."""
+        granted = self.budget.acquire(reserve, stop=self.stop) if reserve else 0
+        while not self._slots.acquire(timeout=0.2):
+            if self.stop.is_set():
+                self.budget.release(granted)
+                raise _Cancelled()
+
+        def task() -> None:
+            try:
+                func(*args)
+            finally:
+                if granted:
+                    self.budget.release(granted)
+                self._slots.release()
+
+        future = self._pool.submit(task)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def _write_args(self, record: ObjectRecord, content_type: str | None) -> dict[str, Any]:
+        return {
+            "content_type": record.content_type or content_type or "application/octet-stream",
+            "cache_control": record.cache_control,
+            "content_disposition": record.content_disposition,
+            "metadata": record.user_metadata,
+            "storage_class": record.storage_class,
+            "sse": self.options.server_side_encryption,
+            "kms_key_id": self.options.kms_key_id,
+        }
+
+    def _conflict_check(self, record: ObjectRecord, owned: bool) -> bool:
+        """Apply the conflict policy. True: go ahead (with If-None-Match when not overwriting)."""
+        if owned or self.options.on_conflict == "overwrite":
+            return True
+        assert record.dest_bucket and record.dest_key
+        existing = self._retry(lambda: self.destination.head(record.dest_bucket, record.dest_key), record)  # type: ignore[arg-type]
+        if existing is None:
+            return True
+        if self.options.on_conflict == "skip":
+            self.journal.done(record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED)
+            with self._lock:
+                self.result.skipped_existing += 1
+            self.progress.advance(objects=1, bytes_done=record.size)
+            return False
+        raise ConditionalWriteFailed(
+            f"s3://{record.dest_bucket}/{record.dest_key}: already exists and destination.on_conflict is 'fail'; "
+            "remove it, or set on_conflict to skip or overwrite"
+        )
+
+    def _check_source(self, record: ObjectRecord, size: int, etag: str | None) -> None:
+        what = f"{record.source_bucket}/{record.source_key}"
+        if size >= 0 and size != record.size:
+            raise SourceChanged(f"{what}: changed at the source since the plan (size {size}, planned {record.size}); run `migrate plan` again")
+        if record.source_etag and etag and etag != record.source_etag:
+            raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+
+    # -- small objects -----------------------------------------------------
+    def copy_whole(self, record: ObjectRecord, owned: bool) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            if not self._conflict_check(record, owned):
+                return
+            conditional = not owned and self.options.on_conflict != "overwrite"
+            outcome = self._retry(lambda: self._copy_whole_attempt(record, conditional), record)
+        except ConditionalWriteFailed as err:
+            if self.options.on_conflict == "skip":
+                self.journal.done(record, sha256=None, md5=None, dest_etag=None, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED)
+                with self._lock:
+                    self.result.skipped_existing += 1
+                self.progress.advance(objects=1, bytes_done=record.size)
+                return
+            self._record_failure(record, err, keep_upload=False)
+            return
+        except _Cancelled:
+            return
+        except BaseException as err:  # noqa: BLE001 - recorded on the object
+            self._record_failure(record, err, keep_upload=False)
+            return
+        sha256, md5, etag, checksum = outcome
+        self.journal.done(
+            record,
+            sha256=sha256,
+            md5=md5,
+            dest_etag=etag,
+            dest_checksum=checksum[1] if checksum else None,
+            checksum_algorithm=checksum[0] if checksum else None,
+        )
+        with self._lock:
+            self.result.copied += 1
+            self.result.bytes_copied += record.size
+        self.progress.advance(objects=1, bytes_done=record.size)
+
+    def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None]:
+        info, chunks = self.source.open(record.source_bucket, record.source_key)
+        self._check_source(record, info.size, info.etag)
+        digests = Digests(self.options.checksum_algorithm)
+        body = bytearray()
+        for chunk in chunks:
+            body += chunk
+            digests.update(chunk)
+        what = f"{record.source_bucket}/{record.source_key}"
+        if len(body) != record.size:
+            raise IntegrityError(f"{what}: read {len(body)} bytes, the source declares {record.size}")
+        md5_hex = digests.md5.hexdigest()
+        if is_plain_md5(record.source_etag) and md5_hex != record.source_etag:
+            raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}, eTag {record.source_etag})")
+        checksum = digests.s3_checksum()
+        assert record.dest_bucket and record.dest_key
+        etag = self.destination.put_object(
+            record.dest_bucket,
+            record.dest_key,
+            body if body else b"",  # type: ignore[arg-type]
+            content_md5=digests.md5.digest(),
+            checksum=checksum,
+            if_none_match=conditional,
+            **self._write_args(record, info.content_type),
+        )
+        return digests.sha256.hexdigest(), md5_hex, etag, checksum
+
+    # -- multipart ---------------------------------------------------------
+    def start_multipart(self, record: ObjectRecord, owned: bool, previous: JournalRow | None) -> None:
+        """Create or resume the upload (in the submitting thread), then queue its parts in order."""
+        assert record.dest_bucket and record.dest_key
+        part_size = choose_part_size(record.size, self.options.part_size)
+        completed: dict[int, CompletedPart] = {}
+        upload_id: str | None = None
+        try:
+            if previous is not None and previous.upload_id and previous.part_size:
+                upload_id, part_size, completed = self._resume(record, previous)
+            if upload_id is None:
+                if not self._conflict_check(record, owned):
+                    return
+                upload_id = self._retry(
+                    lambda: self.destination.create_multipart_upload(
+                        record.dest_bucket,  # type: ignore[arg-type]
+                        record.dest_key,  # type: ignore[arg-type]
+                        checksum_algorithm=self.options.checksum_algorithm,
+                        **self._write_args(record, None),
+                    ),
+                    record,
+                )
+                self.journal.set_upload(record, upload_id, part_size)
+        except BaseException as err:  # noqa: BLE001
+            self._record_failure(record, err, keep_upload=upload_id is not None)
+            return
+        assert upload_id is not None
+        job = _MultipartJob(record, upload_id, part_size, completed, self.options.checksum_algorithm)
+        with self._lock:
+            self.result.resumed_parts += job.resumed_parts
+        if completed:
+            self.progress.advance(bytes_done=sum(p.size for p in completed.values()))
+        pending = job.pending_parts()
+        if not pending:
+            job.finished = True
+            self._submit(0, self._complete, job, owned)
+            return
+        for part_number in pending:
+            if job.failed is not None:
+                return
+            _, length = job.part_range(part_number)
+            self._submit(length, self._copy_part, job, part_number, owned)
+
+    def _resume(self, record: ObjectRecord, previous: JournalRow) -> tuple[str | None, int, dict[int, CompletedPart]]:
+        """Parts both the journal and ListParts agree on; (None, ...) when the upload is gone."""
+        assert previous.upload_id and previous.part_size and record.dest_bucket and record.dest_key
+        try:
+            remote = self._retry(lambda: self.destination.list_parts(record.dest_bucket, record.dest_key, previous.upload_id), record)  # type: ignore[arg-type]
+        except UploadGone:
+            self.journal.forget_parts(previous.upload_id)
+            self.journal.set_upload(record, None, None)
+            return None, choose_part_size(record.size, self.options.part_size), {}
+        local = self.journal.parts(previous.upload_id)
+        agreed = {
+            number: part
+            for number, part in local.items()
+            if number in remote and remote[number]["etag"] == part.etag and remote[number]["size"] == part.size
+        }
+        log.info("resuming %s/%s: %d of its parts already uploaded", record.source_bucket, record.source_key, len(agreed))
+        return previous.upload_id, previous.part_size, agreed
+
+    def _copy_part(self, job: _MultipartJob, part_number: int, owned: bool) -> None:
+        record = job.record
+        if job.failed is not None or self.stop.is_set():
+            job.fail(_CancelledError())
+            return
+        offset, length = job.part_range(part_number)
+        try:
+            body, digests = self._retry(lambda: self._read_part(record, offset, length), record)
+            job.hash_in_order(part_number, body)
+            checksum = digests.s3_checksum()
+            etag = self._retry(
+                lambda: self.destination.upload_part(
+                    record.dest_bucket,  # type: ignore[arg-type]
+                    record.dest_key,  # type: ignore[arg-type]
+                    job.upload_id,
+                    part_number,
+                    body,  # type: ignore[arg-type]
+                    content_md5=digests.md5.digest(),
+                    checksum=checksum,
+                ),
+                record,
+            )
+            part = CompletedPart(part_number, length, etag, checksum[1] if checksum else None, digests.sha256.hexdigest())
+            self.journal.part_done(job.upload_id, part)
+            self.progress.advance(bytes_done=length)
+        except _Cancelled:
+            return
+        except BaseException as err:  # noqa: BLE001 - recorded on the object
+            if job.fail(err if isinstance(err, MigrateError) else ObjectError(f"unexpected {type(err).__name__}: {err}")):
+                # Keep the upload: the parts sent so far are resumed next run,
+                # unless the source object itself is gone or changed.
+                keep = not isinstance(err, (SourceChanged, ObjectNotFound))
+                if not keep:
+                    self._abort(job)
+                self._record_failure(record, err, keep_upload=keep)
+            return
+        if job.part_done(part):
+            self._complete(job, owned)
+
+    def _read_part(self, record: ObjectRecord, offset: int, length: int) -> tuple[bytearray, Digests]:
+        info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
+        if record.source_etag and info.etag and info.etag != record.source_etag:
+            raise SourceChanged(f"{record.source_bucket}/{record.source_key}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+        digests = Digests(self.options.checksum_algorithm)
+        body = bytearray()
+        for chunk in chunks:
+            body += chunk
+            digests.update(chunk)
+        if len(body) != length:
+            raise IntegrityError(f"{record.source_bucket}/{record.source_key}: range at {offset} returned {len(body)} of {length} bytes")
+        return body, digests
+
+    def _complete(self, job: _MultipartJob, owned: bool) -> None:
+        record = job.record
+        what = f"{record.source_bucket}/{record.source_key}"
+        try:
+            md5_hex = job.whole.md5.hexdigest() if job.whole else None
+            if md5_hex and is_plain_md5(record.source_etag) and md5_hex != record.source_etag:
+                # Never complete an upload whose bytes disagree with the source.
+                self._abort(job)
+                raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}); rerun `migrate run` to copy it again")
+            parts = sorted(job.completed.values(), key=lambda p: p.part_number)
+            algorithm = self.options.checksum_algorithm
+            payload = []
+            for part in parts:
+                entry: dict[str, Any] = {"PartNumber": part.part_number, "ETag": f'"{part.etag}"'}
+                if algorithm and part.checksum:
+                    entry[f"Checksum{algorithm}"] = part.checksum
+                payload.append(entry)
+            conditional = not owned and self.options.on_conflict != "overwrite"
+            etag = self._retry(
+                lambda: self.destination.complete_multipart_upload(
+                    record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional  # type: ignore[arg-type]
+                ),
+                record,
+            )
+        except BaseException as err:  # noqa: BLE001
+            self._record_failure(record, err, keep_upload=not isinstance(err, IntegrityError))
+            return
+        checksums = [p.checksum for p in parts if p.checksum]
+        self.journal.done(
+            record,
+            sha256=job.whole.sha256.hexdigest() if job.whole else None,
+            md5=md5_hex,
+            dest_etag=etag,
+            dest_checksum=composite_checksum(checksums) if algorithm == "SHA256" and len(checksums) == len(parts) else None,
+            checksum_algorithm=algorithm,
+        )
+        with self._lock:
+            self.result.copied += 1
+            self.result.bytes_copied += record.size
+        self.progress.advance(objects=1)
+
+    def _abort(self, job: _MultipartJob) -> None:
+        record = job.record
+        try:
+            self.destination.abort_multipart_upload(record.dest_bucket, record.dest_key, job.upload_id)  # type: ignore[arg-type]
+            self.journal.forget_parts(job.upload_id)
+            self.journal.set_upload(record, None, None)
+            with self._lock:
+                self.result.aborted_uploads += 1
+        except MigrateError as err:
+            log.warning("could not abort the multipart upload of %s: %s", record.dest_key, err)
+
+    def abort_orphans(self, rows: Iterable[JournalRow]) -> None:
+        """Abort uploads we started for objects this run no longer copies."""
+        for row in rows:
+            if not row.upload_id:
+                continue
+            try:
+                self.destination.abort_multipart_upload(row.dest_bucket, row.dest_key, row.upload_id)
+            except MigrateError as err:
+                log.warning("could not abort the multipart upload of %s: %s", row.dest_key, err)
+                continue
+            self.journal.forget_parts(row.upload_id)
+            stub = ObjectRecord(source_bucket=row.source_bucket, source_key=row.source_key, size=row.size)
+            self.journal.set_upload(stub, None, None)
+            self.result.aborted_uploads += 1
+
+    # -- driving -----------------------------------------------------------
+    def run(self, records: Iterable[ObjectRecord]) -> TransferResult:
+        started = time.monotonic()
+        open_uploads = {(row.source_bucket, row.source_key): row for row in self.journal.open_uploads()}
+        try:
+            for batch in _batches(records, 400):
+                if self.stop.is_set():
+                    break
+                rows = self.journal.rows([(r.source_bucket, r.source_key) for r in batch])
+                for record in batch:
+                    if self.stop.is_set():
+                        break
+                    self._schedule(record, rows.get((record.source_bucket, record.source_key)), open_uploads)
+        except _Cancelled:
+            pass
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.result.interrupted = True
+        finally:
+            self._drain()
+        if not self.stop.is_set():
+            self.abort_orphans(open_uploads.values())
+        self.result.elapsed = time.monotonic() - started
+        self.result.throttle_events = self.throttle.throttle_events
+        if self._fatal is not None:
+            raise self._fatal
+        return self.result
+
+    def _schedule(self, record: ObjectRecord, previous: JournalRow | None, open_uploads: dict[tuple[str, str], JournalRow]) -> None:
+        self.result.planned += 1
+        fingerprint = record_fingerprint(record, sse=self.options.server_side_encryption, kms_key_id=self.options.kms_key_id)
+        if previous is not None and previous.state in (STATE_DONE, STATE_SKIPPED) and previous.fingerprint == fingerprint:
+            self.result.already_done += 1
+            self.progress.advance(objects=1, bytes_done=record.size)
+            return
+        # We own the destination key when an earlier run of ours wrote it there:
+        # then the conflict policy does not stop us updating it.
+        owned = (
+            previous is not None
+            and previous.state == STATE_DONE
+            and previous.dest_bucket == record.dest_bucket
+            and previous.dest_key == record.dest_key
+        )
+        resumable = previous if previous is not None and previous.fingerprint == fingerprint and previous.upload_id else None
+        stale = open_uploads.pop((record.source_bucket, record.source_key), None)
+        if stale is not None and resumable is None:
+            self.abort_orphans([stale])
+        self.journal.begin(record, fingerprint)
+        if record.size >= self.options.multipart_threshold:
+            self.start_multipart(record, owned, resumable)
+        else:
+            self._submit(record.size, self.copy_whole, record, owned)
+
+    def _drain(self) -> None:
+        """Wait for queued work; on a second Ctrl-C stop waiting (the journal stays consistent)."""
+        try:
+            while True:
+                with self._lock:
+                    pending = list(self._futures)
+                if not pending:
+                    break
+                for future in pending:
+                    while not future.done():
+                        time.sleep(0.05)
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.result.interrupted = True
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
+        self._pool.shutdown(wait=True)
+
+
+class _CancelledError(MigrateError):
+    """Placeholder failure for a job whose run is stopping (never recorded)."""
+
+
+def _batches(records: Iterable[ObjectRecord], size: int) -> Iterator[list[ObjectRecord]]:
+    batch: list[ObjectRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def transfer_objects(
+    records: Iterable[ObjectRecord],
+    *,
+    source: SourceStore,
+    destination: S3Store,
+    journal: TransferJournal,
+    options: TransferOptions,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> TransferResult:
+    """Copy every record (action `copy`) that the journal does not already show as done.
+
+    Raises `FatalError` when the environment stops everything; per-object
+    failures are in `result.failures`. Ctrl-C sets `result.interrupted`;
+    everything finished is journaled and the rest resumes on the next call.
+    """
+    engine = Transfer(
+        source=source,
+        destination=destination,
+        journal=journal,
+        options=options,
+        progress=progress or NullProgress(),
+        stop=stop or threading.Event(),
+    )
+    result = engine.run(records)
+    if result.interrupted:
+        log.info("interrupted; finished work is journaled")
+    return result
+
+
+__all__ = [
+    "TransferOptions",
+    "TransferResult",
+    "TransferFailure",
+    "transfer_objects",
+    "Interrupted",
+    "TransientError",
+]

@@ -10,19 +10,159 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 import traceback
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from migrate import __version__
-from migrate.errors import ExitStatus, MigrateError
+from migrate.errors import ExitStatus, MigrateError, UserInputError
 from migrate.redact import redact
+
+if TYPE_CHECKING:
+    from migrate.plan import Plan
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "migrate.stack.command",
 )
+
+
+def _load(args: argparse.Namespace) -> "Plan":
+    from migrate.plan import load_plan
+
+    return load_plan(args.plan)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", help="the plan file, e.g. plans/plugin-registry.yaml")
+    parser.add_argument("--state-dir", help="where run directories live (default .migrate, or $MIGRATE_STATE_DIR)")
+    parser.add_argument("--reports-dir", default="reports", help="where reports are written (default reports/)")
+
+
+def cmd_plan(args: argparse.Namespace) -> ExitStatus:
+    """Dry run: inventory, rewrite, manifest, summary. Writes nothing to the destination."""
+    from migrate.inventory import plan_migration
+    from migrate.progress import TqdmProgress
+
+    plan = _load(args)
+    result = plan_migration(
+        plan,
+        state_dir=args.state_dir,
+        reports_dir=args.reports_dir,
+        check_destination=args.check_destination,
+        use_catalog=False if args.rest else None,
+        progress=TqdmProgress(enabled=None if not args.json else False),
+    )
+    if args.json:
+        print(json.dumps({**result.summary, "manifest": str(result.run_dir.manifest), "report_dir": str(result.report_dir)}, indent=2, default=str))
+    else:
+        print(result.summary_text())
+        print()
+        print(f"Manifest: {result.run_dir.manifest}")
+        print(f"Summary:  {result.report_dir / 'summary.md'}")
+    if not result.runnable:
+        print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        return ExitStatus.INCOMPLETE
+    if not args.json:
+        print(f"Nothing was written to the destination. Next: migrate run {args.plan}")
+    return ExitStatus.OK
+
+
+def cmd_run(args: argparse.Namespace) -> ExitStatus:
+    """Copy every planned object that is not yet at the destination."""
+    from migrate.estimate import human_size
+    from migrate.progress import TqdmProgress
+    from migrate.transfer import run_migration
+
+    plan = _load(args)
+    outcome = run_migration(
+        plan,
+        state_dir=args.state_dir,
+        reports_dir=args.reports_dir,
+        workers=args.workers,
+        replan=args.replan,
+        progress=TqdmProgress(enabled=False if args.no_progress else None),
+    )
+    result = outcome.result
+    if outcome.replanned:
+        print(f"Planned first (no manifest yet, the plan changed, or --replan): {outcome.run_dir / 'manifest.parquet'}")
+    rate = result.bytes_copied / result.elapsed / (1024 * 1024) if result.elapsed else 0.0
+    print(
+        f"Copied {result.copied} objects ({human_size(result.bytes_copied)}) in {result.elapsed:.1f}s ({rate:.1f} MiB/s); "
+        f"{result.already_done} already migrated, {result.skipped_existing} skipped (already at the destination), "
+        f"{len(result.failures)} failed."
+    )
+    if result.resumed_parts or result.aborted_uploads:
+        print(f"Resumed {result.resumed_parts} multipart parts; aborted {result.aborted_uploads} abandoned uploads.")
+    for failure in result.failures[:10]:
+        print(redact(f"  failed: {failure.source_bucket}/{failure.source_key}: {failure.error}"), file=sys.stderr)
+    if len(result.failures) > 10:
+        print(f"  ... and {len(result.failures) - 10} more (migrate status {args.plan} --failed)", file=sys.stderr)
+    if result.interrupted:
+        print(f"migrate: interrupted; finished objects and parts are journaled. Rerun `migrate run {args.plan}` to continue.", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    if result.failures:
+        print(f"migrate: {len(result.failures)} objects were not migrated; rerun `migrate run {args.plan}` to retry them", file=sys.stderr)
+        return ExitStatus.INCOMPLETE
+    print(f"Everything planned is at the destination. Next: migrate verify {args.plan}")
+    return ExitStatus.OK
+
+
+def cmd_status(args: argparse.Namespace) -> ExitStatus:
+    """Counts by state from the journal; safe while a run is going."""
+    from migrate.estimate import human_size
+    from migrate.journal import STATE_FAILED, TransferJournal
+    from migrate.rundir import RunDirectory
+
+    plan = _load(args)
+    run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
+    info = run_dir.read_info()
+    if info is None:
+        raise UserInputError(f"{args.plan}: not planned yet; run `migrate plan {args.plan}` first")
+    print(f"Plan {plan.name}: {info.get('copy_objects', 0)} objects ({human_size(int(info.get('copy_bytes', 0)))}) to copy, planned {info.get('created_at')}")
+    if info.get("plan_fingerprint") != plan.fingerprint():
+        print("  the plan file changed since; the next `migrate run` plans again first")
+    if not run_dir.journal.exists():
+        print("  nothing transferred yet")
+        return ExitStatus.OK
+    with TransferJournal(run_dir.journal, readonly=True) as journal:
+        counts = journal.counts()
+        settled = sum(n for state, (n, _) in counts.items() if state in ("done", "skipped", "failed", "in-progress"))
+        for state in ("done", "skipped", "in-progress", "failed"):
+            objects, size = counts.get(state, (0, 0))
+            print(f"  {state:<12} {objects:>9}  {human_size(size)}")
+        print(f"  {'not started':<12} {max(0, int(info.get('copy_objects', 0)) - settled):>9}")
+        last = journal.last_run()
+        if last:
+            state = last["outcome"] or "running (or killed)"
+            print(f"  last run #{last['id']}: {state}, {last['copied'] or 0} copied, {last['failed'] or 0} failed")
+        if args.failed:
+            for row in journal.iter_rows(STATE_FAILED):
+                print(redact(f"  failed: {row.source_bucket}/{row.source_key}: {row.error}"))
+    return ExitStatus.OK
+
+
+def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    plan = subparsers.add_parser("plan", help="dry run: inventory the source and write the manifest", description=cmd_plan.__doc__)
+    _add_common(plan)
+    plan.add_argument("--check-destination", action="store_true", help="HEAD the destination to mark objects already there (reads only)")
+    plan.add_argument("--rest", action="store_true", help="inventory through the REST API even when the plan has a database_url")
+    plan.add_argument("--json", action="store_true", help="print the summary as JSON")
+    plan.set_defaults(func=cmd_plan)
+
+    run = subparsers.add_parser("run", help="copy every planned object to S3 (resumable)", description=cmd_run.__doc__)
+    _add_common(run)
+    run.add_argument("--workers", type=int, help="concurrent transfers (default: the plan's transfer.concurrency); 1 runs serially")
+    run.add_argument("--replan", action="store_true", help="inventory the source again first, to pick up new or changed objects")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    status = subparsers.add_parser("status", help="what the journal says: counts by state", description=cmd_status.__doc__)
+    _add_common(status)
+    status.add_argument("--failed", action="store_true", help="list the objects that failed and why")
+    status.set_defaults(func=cmd_status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (secrets are masked)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
+    _register_stage_commands(subparsers)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser

@@ -11,7 +11,8 @@ decides what to retry, so attempts never multiply.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping
 
 import boto3
@@ -138,8 +139,12 @@ class S3Store(SourceStore):
 
     kind = "s3"
 
-    def __init__(self, location: S3Location, *, max_connections: int = 32, timeout: float = 60.0):
+    def __init__(self, location: S3Location, *, max_connections: int = 32, timeout: float = 60.0, fetch_metadata: bool = False):
         self.location = location
+        # As a source: ListObjectsV2 carries no Content-Type, Cache-Control or
+        # user metadata, so each listed page is completed with HEADs.
+        self.fetch_metadata = fetch_metadata
+        self._max_connections = max_connections
         session = boto3.session.Session(
             profile_name=location.profile,
             aws_access_key_id=location.access_key_id,
@@ -239,12 +244,21 @@ class S3Store(SourceStore):
                 for item in response.get("Contents", [])
             ]
             if page:
-                yield page
+                yield self._with_metadata(bucket, page) if self.fetch_metadata else page
             if not response.get("IsTruncated"):
                 return
             token = response.get("NextContinuationToken")
             if not token:
                 return
+
+    def _with_metadata(self, bucket: str, page: list[ObjectInfo]) -> list[ObjectInfo]:
+        with ThreadPoolExecutor(max_workers=min(self._max_connections, 16)) as pool:
+            heads = list(pool.map(lambda info: self.head(bucket, info.key), page))
+        # Keep the listing's storage class: HEAD omits it for STANDARD.
+        return [
+            replace(head, storage_class=listed.storage_class) if head is not None else listed
+            for listed, head in zip(page, heads)
+        ]
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:

@@ -1,0 +1,318 @@
+"""The `plan` stage: inventory the source, apply the plan, write the dry-run manifest.
+
+Nothing is written to the destination: with `check_destination` it is only
+read (HEAD). Inventory pages are turned into records and written as Parquet
+part files one page at a time, so Python never holds every record; the
+columnar manifest is assembled from those parts, collisions are marked over
+it, and the result is written atomically to the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from migrate.errors import UserInputError
+from migrate.estimate import Estimate, estimate, format_duration, human_size
+from migrate.progress import NullProgress, Progress
+from migrate.records import MANIFEST_SCHEMA, Action, ObjectRecord, records_to_frame
+from migrate.retry import call_with_retries
+from migrate.rewrite import compile_plan, mark_collisions
+from migrate.rundir import RunDirectory, atomic_path, atomic_write_text
+from migrate.stores.base import SourceStore
+from migrate.stores.s3 import S3Store
+from migrate.transfer import is_plain_md5
+
+if TYPE_CHECKING:
+    from migrate.plan import Plan
+
+log = logging.getLogger(__name__)
+
+LARGEST_SHOWN = 10
+
+
+@dataclass
+class PlanResult:
+    """What `plan` found and wrote."""
+
+    plan_name: str
+    plan_fingerprint: str
+    run_dir: RunDirectory
+    report_dir: Path
+    manifest: pl.DataFrame
+    estimate: Estimate
+    summary: dict[str, Any] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def collisions(self) -> int:
+        return int(self.summary["actions"].get(Action.COLLISION.value, {}).get("objects", 0))
+
+    @property
+    def invalid_keys(self) -> int:
+        return int(self.summary["actions"].get(Action.INVALID_KEY.value, {}).get("objects", 0))
+
+    @property
+    def runnable(self) -> bool:
+        """A plan with collisions must not run: two sources would fight over one key."""
+        return self.collisions == 0
+
+    def summary_text(self) -> str:
+        return render_summary_text(self.summary)
+
+
+def _write_parts(
+    plan: "Plan", source: SourceStore, parts_dir: Path, progress: Progress
+) -> tuple[int, list[str]]:
+    """List every selected bucket/prefix; write one Parquet part per page. Returns (objects listed, buckets)."""
+    builder = compile_plan(plan)
+    buckets = list(plan.source.bucket_names or source.list_buckets())
+    listed = 0
+    part = 0
+    for bucket in buckets:
+        for prefix in plan.source.prefixes_for(bucket):
+            # The store raises BucketNotFound / AccessDenied with one clear line.
+            for page in source.iter_objects(bucket, prefix):
+                records = [builder.build(bucket, info) for info in page]
+                records_to_frame(records).write_parquet(parts_dir / f"part-{part:06d}.parquet")
+                part += 1
+                listed += len(records)
+                progress.advance(objects=len(records), bytes_done=sum(r.size for r in records))
+    return listed, buckets
+
+
+def _check_destination(manifest: pl.DataFrame, destination: S3Store, *, concurrency: int, max_attempts: int) -> pl.DataFrame:
+    """Mark `copy` rows already at the destination with the same size (and MD5, when comparable) as skip-existing."""
+    copies = manifest.filter(pl.col("action") == Action.COPY.value).select("source_bucket", "source_key", "dest_bucket", "dest_key", "size", "source_etag")
+    if copies.height == 0:
+        return manifest
+
+    def probe(row: dict[str, Any]) -> tuple[str, str, str | None]:
+        info = call_with_retries(lambda: destination.head(row["dest_bucket"], row["dest_key"]), max_attempts=max_attempts)
+        if info is None:
+            return row["source_bucket"], row["source_key"], None
+        same_size = info.size == row["size"]
+        comparable = is_plain_md5(row["source_etag"]) and is_plain_md5(info.etag)
+        if same_size and (not comparable or info.etag == row["source_etag"]):
+            how = "same size and MD5" if comparable else "same size (no comparable checksum)"
+            return row["source_bucket"], row["source_key"], f"already at the destination with the {how}"
+        return row["source_bucket"], row["source_key"], "exists at the destination but differs; on_conflict decides"
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        found = list(pool.map(probe, copies.iter_rows(named=True)))
+    marks = pl.DataFrame(
+        [(b, k, reason) for b, k, reason in found if reason is not None],
+        schema={"source_bucket": pl.Utf8, "source_key": pl.Utf8, "_dest_note": pl.Utf8},
+        orient="row",
+    )
+    if marks.height == 0:
+        return manifest
+    joined = manifest.join(marks, on=["source_bucket", "source_key"], how="left", maintain_order="left")
+    skip = pl.col("_dest_note").str.starts_with("already") & (pl.col("action") == Action.COPY.value)
+    return joined.with_columns(
+        pl.when(skip).then(pl.lit(Action.SKIP_EXISTING.value)).otherwise(pl.col("action")).alias("action"),
+        pl.when(pl.col("_dest_note").is_not_null()).then(pl.col("_dest_note")).otherwise(pl.col("reason")).alias("reason"),
+    ).select(list(MANIFEST_SCHEMA))
+
+
+def summarise(manifest: pl.DataFrame, plan: "Plan", *, buckets: list[str], elapsed: float, est: Estimate, source_kind: str) -> dict[str, Any]:
+    """The dry-run summary as plain data (printed, written as JSON and Markdown)."""
+
+    def grouped(column: str) -> dict[str, dict[str, int]]:
+        rows = manifest.group_by(column, "action").agg(pl.len().alias("objects"), pl.col("size").sum().alias("bytes")).sort(column, "action")
+        out: dict[str, dict[str, int]] = {}
+        for key, action, objects, size in rows.iter_rows():
+            entry = out.setdefault(str(key) if key is not None else "(no rule)", {})
+            entry[f"{action}_objects"] = int(objects)
+            entry[f"{action}_bytes"] = int(size or 0)
+        return out
+
+    actions = {
+        str(action): {"objects": int(objects), "bytes": int(size or 0)}
+        for action, objects, size in manifest.group_by("action").agg(pl.len(), pl.col("size").sum()).sort("action").iter_rows()
+    }
+    copies = manifest.filter(pl.col("action") == Action.COPY.value)
+    largest = copies.sort("size", descending=True).head(LARGEST_SHOWN).select("source_bucket", "source_key", "dest_key", "size")
+    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value]))
+    excluded_reasons = (
+        manifest.filter(pl.col("action") == Action.EXCLUDED.value).group_by("reason").agg(pl.len().alias("objects")).sort("objects", descending=True).head(10)
+    )
+    return {
+        "plan": plan.name,
+        "plan_fingerprint": plan.fingerprint(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"kind": source_kind, "buckets": buckets},
+        "destination": {"bucket": plan.destination.bucket, "prefix": plan.destination.prefix, "endpoint_url": plan.destination.endpoint_url},
+        "listed_objects": manifest.height,
+        "inventory_seconds": round(elapsed, 2),
+        "actions": actions,
+        "by_bucket": grouped("source_bucket"),
+        "by_rule": grouped("rule"),
+        "largest": [dict(zip(largest.columns, row)) for row in largest.iter_rows()],
+        "problems": [dict(zip(("source_bucket", "source_key", "dest_key", "action", "reason"), row)) for row in problems.select("source_bucket", "source_key", "dest_key", "action", "reason").head(200).iter_rows()],
+        "problem_count": problems.height,
+        "excluded_reasons": [{"reason": r, "objects": int(n)} for r, n in excluded_reasons.iter_rows()],
+        "estimate": est.to_dict(),
+        "transfer": {"concurrency": plan.transfer.concurrency, "part_size": plan.transfer.part_size, "multipart_threshold": plan.transfer.multipart_threshold},
+    }
+
+
+def render_summary_text(summary: dict[str, Any]) -> str:
+    """A human summary for the terminal and summary.md."""
+    est = summary["estimate"]
+    actions = summary["actions"]
+    lines = [
+        f"Plan {summary['plan']}: {summary['listed_objects']} objects listed from {summary['source']['kind']} "
+        f"({', '.join(summary['source']['buckets']) or 'no buckets'}) in {summary['inventory_seconds']}s",
+        "",
+        "| action | objects | bytes |",
+        "|---|---:|---:|",
+    ]
+    for action, counts in actions.items():
+        lines.append(f"| {action} | {counts['objects']} | {human_size(counts['bytes'])} |")
+    lines += ["", "Per source bucket:", "", "| bucket | copy objects | copy bytes | excluded |", "|---|---:|---:|---:|"]
+    for bucket, counts in summary["by_bucket"].items():
+        lines.append(f"| {bucket} | {counts.get('copy_objects', 0)} | {human_size(counts.get('copy_bytes', 0))} | {counts.get('excluded_objects', 0)} |")
+    lines += ["", "Per rule:", "", "| rule | copy objects | copy bytes |", "|---|---:|---:|"]
+    for rule, counts in summary["by_rule"].items():
+        lines.append(f"| {rule} | {counts.get('copy_objects', 0)} | {human_size(counts.get('copy_bytes', 0))} |")
+    if summary["largest"]:
+        lines += ["", f"Largest objects (top {len(summary['largest'])}):", ""]
+        lines += [f"- {human_size(row['size'])}  {row['source_bucket']}/{row['source_key']} -> {row['dest_key']}" for row in summary["largest"]]
+    if summary["excluded_reasons"]:
+        lines += ["", "Excluded, by reason:", ""]
+        lines += [f"- {row['objects']} x {row['reason']}" for row in summary["excluded_reasons"]]
+    if summary["problem_count"]:
+        lines += ["", f"Problems ({summary['problem_count']}, resolve collisions before `migrate run`):", ""]
+        lines += [f"- {row['action']}: {row['source_bucket']}/{row['source_key']}: {row['reason']}" for row in summary["problems"][:50]]
+    storage = ", ".join(f"{cls} {est['currency']} {cost:.2f}" for cls, cost in est["storage_cost_per_month"].items()) or "nothing"
+    lines += [
+        "",
+        f"Estimate: {est['objects']} objects, {human_size(est['bytes'])}, {est['multipart_objects']} multipart; "
+        f"{est['put_requests']} PUT-class + {est['get_requests']} GET requests ({est['currency']} {est['request_cost']:.4f}); "
+        f"storage per month: {storage}; duration ~{format_duration(est['duration_seconds'])} "
+        f"({est['assumptions']}).",
+    ]
+    return "\n".join(lines)
+
+
+def plan_migration(
+    plan: "Plan",
+    *,
+    state_dir: str | Path | None = None,
+    reports_dir: str | Path = "reports",
+    check_destination: bool = False,
+    use_catalog: bool | None = None,
+    source: SourceStore | None = None,
+    destination: S3Store | None = None,
+    progress: Progress | None = None,
+) -> PlanResult:
+    """Inventory the plan's source, apply its rules, write the manifest and the dry-run summary.
+
+    Writes `<state>/runs/<plan>/manifest.parquet` (+ manifest.json) and
+    `reports/<plan>-plan-<timestamp>/summary.{md,json}`. Reads the
+    destination only with `check_destination`; never writes to it.
+    """
+    from migrate.stores.factory import open_destination, open_source
+
+    progress = progress or NullProgress()
+    started = time.monotonic()
+    owns_source = source is None
+    source = source or open_source(plan, use_catalog=use_catalog)
+    run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
+    run_dir.ensure()
+    parts_dir = run_dir.path / ".inventory-parts"
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True)
+    try:
+        progress.start(objects=0, total_bytes=0, description="listing")
+        _, buckets = _write_parts(plan, source, parts_dir, progress)
+        parts = sorted(parts_dir.glob("part-*.parquet"))
+        manifest = pl.read_parquet(parts) if parts else pl.DataFrame(schema=MANIFEST_SCHEMA)
+        # Overlapping prefixes list an object twice; keep it once.
+        manifest = manifest.unique(subset=["source_bucket", "source_key"], keep="first", maintain_order=True)
+        manifest = mark_collisions(manifest)
+        if check_destination:
+            owns_destination = destination is None
+            destination = destination or open_destination(plan)
+            try:
+                manifest = _check_destination(manifest, destination, concurrency=plan.transfer.concurrency, max_attempts=plan.transfer.max_attempts)
+            finally:
+                if owns_destination:
+                    destination.close()
+    finally:
+        progress.close()
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        if owns_source:
+            source.close()
+    elapsed = time.monotonic() - started
+    copies = manifest.filter(pl.col("action") == Action.COPY.value)
+    est = estimate(
+        copies,
+        part_size=plan.transfer.part_size,
+        multipart_threshold=plan.transfer.multipart_threshold,
+        concurrency=plan.transfer.concurrency,
+        storage_prices=plan.costs.storage_per_gb_month,
+        put_per_1000=plan.costs.put_per_1000,
+        get_per_1000=plan.costs.get_per_1000,
+        currency=plan.costs.currency,
+        default_storage_class=plan.destination.storage_class,
+    )
+    summary = summarise(manifest, plan, buckets=buckets, elapsed=elapsed, est=est, source_kind=source.kind)
+
+    tmp = atomic_path(run_dir.manifest)
+    manifest.write_parquet(tmp)
+    tmp.replace(run_dir.manifest)
+    run_dir.write_info(
+        {
+            "plan": plan.name,
+            "plan_path": plan.path,
+            "plan_fingerprint": plan.fingerprint(),
+            "created_at": summary["created_at"],
+            "objects": manifest.height,
+            "copy_objects": copies.height,
+            "copy_bytes": int(copies["size"].sum() or 0),
+            "collisions": summary["actions"].get(Action.COLLISION.value, {}).get("objects", 0),
+        }
+    )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report_dir = Path(reports_dir) / f"{run_dir.path.name}-plan-{stamp}"
+    atomic_write_text(report_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(report_dir / "summary.md", f"# Dry run: {plan.name}\n\n" + render_summary_text(summary) + "\n")
+    return PlanResult(
+        plan_name=plan.name,
+        plan_fingerprint=plan.fingerprint(),
+        run_dir=run_dir,
+        report_dir=report_dir,
+        manifest=manifest,
+        estimate=est,
+        summary=summary,
+        elapsed=elapsed,
+    )
+
+
+def load_manifest(run_dir: RunDirectory) -> pl.DataFrame:
+    """Read a run directory's manifest, checking it has exactly the manifest schema."""
+    if not run_dir.manifest.exists():
+        raise UserInputError(f"no manifest in {run_dir.path}; run `migrate plan` first")
+    frame = pl.read_parquet(run_dir.manifest)
+    if dict(frame.schema) != MANIFEST_SCHEMA:
+        raise UserInputError(f"{run_dir.manifest} does not have the manifest schema of this version; run `migrate plan` again")
+    return frame
+
+
+def copy_records(manifest: pl.DataFrame) -> Any:
+    """Iterate the manifest's `copy` rows as records, in manifest order, a slice at a time."""
+    copies = manifest.filter(pl.col("action") == Action.COPY.value)
+    for offset in range(0, copies.height, 5000):
+        for row in copies.slice(offset, 5000).iter_rows(named=True):
+            yield ObjectRecord.from_row(row)

@@ -1,0 +1,49 @@
+"""Open the stores a plan names. The one place that maps plan settings to backends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from migrate.stores.base import SourceStore
+from migrate.stores.s3 import S3Location, S3Store
+
+if TYPE_CHECKING:
+    from migrate.plan import Destination, Plan, S3Source, SupabaseSource
+
+
+def s3_location(access: "S3Source | Destination") -> S3Location:
+    return S3Location(
+        endpoint_url=access.endpoint_url,
+        region=access.region,
+        profile=access.profile,
+        access_key_id=access.access_key_id,
+        secret_access_key=access.secret_access_key,
+        session_token=access.session_token,
+    )
+
+
+def open_source(plan: "Plan", *, concurrency: int | None = None, use_catalog: bool | None = None, fetch_user_metadata: bool = True) -> SourceStore:
+    """The store to inventory and read the plan's source from.
+
+    A Supabase source with a `database_url` lists from the PostgreSQL
+    catalog (unless `use_catalog=False`) and reads bytes over REST.
+    """
+    connections = max(8, concurrency or plan.transfer.concurrency)
+    source = plan.source
+    if source.kind == "s3":
+        return S3Store(s3_location(source), max_connections=connections, fetch_metadata=fetch_user_metadata)  # type: ignore[arg-type]
+    from migrate.stores.supabase import SupabaseStore
+
+    supabase: SupabaseSource = source  # type: ignore[assignment]
+    rest = SupabaseStore(supabase.url, supabase.key, max_connections=connections, fetch_user_metadata=fetch_user_metadata)
+    want_catalog = bool(supabase.database_url) if use_catalog is None else use_catalog
+    if want_catalog and supabase.database_url:
+        from migrate.stores.catalog import CatalogStore
+
+        return CatalogStore(supabase.database_url, rest)
+    return rest
+
+
+def open_destination(plan: "Plan", *, concurrency: int | None = None) -> S3Store:
+    """The S3 store the plan writes to; one connection per worker."""
+    return S3Store(s3_location(plan.destination), max_connections=max(8, concurrency or plan.transfer.concurrency))

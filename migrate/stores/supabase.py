@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -245,7 +246,12 @@ class SupabaseStore(SourceStore):
             return page
         with ThreadPoolExecutor(max_workers=min(self._max_connections, 16)) as pool:
             infos = list(pool.map(lambda info: self._info(bucket, info.key), page))
-        return [fresh if fresh is not None else listed for listed, fresh in zip(page, infos)]
+        # Only user_metadata comes from /object/info: everything else stays as
+        # the listing's metadata document says, exactly as the catalog has it.
+        return [
+            replace(listed, user_metadata=fresh.user_metadata) if fresh is not None else listed
+            for listed, fresh in zip(page, infos)
+        ]
 
     def _info(self, bucket: str, key: str) -> ObjectInfo | None:
         what = f"supabase://{bucket}/{key}"

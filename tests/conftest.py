@@ -13,6 +13,8 @@ import pytest
 
 # Fixture modules, one per server. Each adds itself here.
 pytest_plugins: list[str] = [
+    "tests.fixtures_s3",
+    "tests.fixtures_supabase",
 ]
 
 #: The PostgreSQL server tests use. Trust auth, user postgres (see README).

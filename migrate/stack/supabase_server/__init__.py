@@ -1,0 +1,98 @@
+"""A faithful Supabase Storage server, bundled for tests, rehearsals and benchmarks.
+
+It speaks the REST API of github.com/supabase/storage under `/storage/v1`,
+so `supabase.create_client(server.url, server.service_key)` works unchanged,
+keeps metadata in the real `storage.buckets` / `storage.objects` schema in
+PostgreSQL and object bytes on local disk, and can inject faults on demand
+(`POST /storage/v1/_faults`, see faults.py).
+
+    server = launch(database_url=url, data_dir=path, jwt_secret=secret)
+    try:
+        ...  # server.url, server.service_key, server.anon_key
+    finally:
+        server.stop()
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from migrate.stack.process import LOOPBACK, ServerProcess, free_port
+from migrate.stack.supabase_server.auth import make_jwt
+from migrate.stack.supabase_server.catalog import ensure_schema
+
+JWT_SECRET_ENV = "MIGRATE_SUPABASE_JWT_SECRET"
+DATABASE_URL_ENV = "MIGRATE_SUPABASE_DATABASE_URL"
+FAULTS_ENV = "MIGRATE_SUPABASE_FAULTS"
+READY_TIMEOUT = 30.0
+
+__all__ = ["SupabaseServer", "ensure_schema", "launch", "make_jwt"]
+
+
+@dataclass
+class SupabaseServer:
+    """A running server: where it is, the keys to use it, and how to stop it."""
+
+    url: str  # e.g. "http://127.0.0.1:54321" (clients add /storage/v1)
+    service_key: str  # HS256 JWT, role service_role, signed with jwt_secret
+    anon_key: str  # HS256 JWT, role anon
+    jwt_secret: str
+    database_url: str
+    process: ServerProcess
+
+    @property
+    def storage_url(self) -> str:
+        """The REST API root clients talk to (`{url}/storage/v1`)."""
+        return f"{self.url}/storage/v1"
+
+    def stop(self) -> None:
+        """Stop the server process we started (by its PID)."""
+        self.process.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/storage/v1/status", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def launch(
+    *,
+    database_url: str,
+    data_dir: Path,
+    jwt_secret: str,
+    port: int | None = None,
+    log_path: Path | None = None,
+    faults: str | None = None,
+) -> SupabaseServer:
+    """Start `python -m migrate.stack.supabase_server` on 127.0.0.1 and wait until it answers.
+
+    `faults` is a JSON rule list (or `@file`) active from the first request.
+    The JWT secret and database URL travel in the environment, not in argv.
+    Raises migrate.stack.process.StackError naming the log file if it fails.
+    """
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_path or data_dir / "supabase-storage.log"
+    env = {JWT_SECRET_ENV: jwt_secret, DATABASE_URL_ENV: database_url}
+    if faults:
+        env[FAULTS_ENV] = faults
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [sys.executable, "-m", "migrate.stack.supabase_server", "--data-dir", str(data_dir), "--port", str(port)]
+    process = ServerProcess.start(
+        "supabase-storage", argv, log_path=log_path, ready=lambda: _answers(url), env=env, timeout=READY_TIMEOUT
+    )
+    return SupabaseServer(
+        url=url,
+        service_key=make_jwt(jwt_secret, "service_role"),
+        anon_key=make_jwt(jwt_secret, "anon"),
+        jwt_secret=jwt_secret,
+        database_url=database_url,
+        process=process,
+    )

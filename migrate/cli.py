@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import traceback
 from typing import TYPE_CHECKING, Sequence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "migrate.stack.command",
+    "migrate.demo",
 )
 
 
@@ -144,6 +146,26 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_verify(args: argparse.Namespace) -> ExitStatus:
+    """Audit the destination against the plan: every object, key by key (exit 3 on any mismatch)."""
+    from migrate.progress import TqdmProgress
+    from migrate.verify import verify_plan
+
+    plan = _load(args)
+    report = verify_plan(
+        plan,
+        mode=args.mode,
+        sample=args.sample,
+        seed=args.seed,
+        fresh=args.fresh,
+        state_dir=args.state_dir,
+        reports_dir=args.reports_dir,
+        progress=TqdmProgress(enabled=False if args.no_progress else None),
+    )
+    print(report.summary_text())
+    return report.exit_status
+
+
 def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     plan = subparsers.add_parser("plan", help="dry run: inventory the source and write the manifest", description=cmd_plan.__doc__)
     _add_common(plan)
@@ -158,6 +180,15 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     run.add_argument("--replan", action="store_true", help="inventory the source again first, to pick up new or changed objects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    verify = subparsers.add_parser("verify", help="integrity audit of the destination into a report", description=cmd_verify.__doc__)
+    _add_common(verify)
+    verify.add_argument("--mode", choices=("fast", "deep"), help="fast: HEAD and stored checksums; deep: re-read and hash both sides (default: the plan's verify.mode)")
+    verify.add_argument("--sample", type=int, help="check a random sample of N objects and state the confidence it gives")
+    verify.add_argument("--seed", type=int, default=0, help="seed for --sample (same seed, same sample)")
+    verify.add_argument("--fresh", action="store_true", help="inventory the source again first instead of trusting the manifest")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bars")
+    verify.set_defaults(func=cmd_verify)
 
     status = subparsers.add_parser("status", help="what the journal says: counts by state", description=cmd_status.__doc__)
     _add_common(status)
@@ -209,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         status = args.func(args)
+    except BrokenPipeError:
+        # Output piped into `head` and the like: the reader left; not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return int(ExitStatus.OK)
     except KeyboardInterrupt:
         print("migrate: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)

@@ -1,0 +1,227 @@
+"""End to end through the `migrate` command: Supabase server -> SeaweedFS, as a user runs it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import polars as pl
+import pytest
+
+from migrate.cli import main
+from migrate.report import REPORT_SCHEMA
+from migrate.stores.supabase import encode_key
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+
+
+def _body(index: int, size: int) -> bytes:
+    return (hashlib.sha256(str(index).encode()).digest() * (size // 32 + 1))[:size]
+
+
+SOURCE = {
+    "plugins/alpha/1.0.0/package.tgz": 3000,
+    "plugins/alpha/1.0.0/empty.txt": 0,
+    "plugins/alpha/index.json": 120,
+    "plugins/beta/2.1.0/package.tgz": PART + 1,
+    "plugins/beta/2.1.0/bundle.bin": 2 * PART + 17,
+    "plugins/beta/2.1.0/exact.bin": PART,
+    "plugins/beta/2.1.0/just-under.bin": PART - 1,
+}
+
+
+class Env:
+    """One test's world: a seeded Supabase bucket, an S3 bucket, a plan file, env vars, and paths."""
+
+    def __init__(self, server: Any, seaweed: Any, bucket: str, tmp: Path, monkeypatch: pytest.MonkeyPatch):
+        self.server, self.seaweed, self.bucket, self.tmp = server, seaweed, bucket, tmp
+        self.dest = f"cli-{uuid.uuid4().hex[:8]}"
+        self.s3 = seaweed.client()
+        self.s3.create_bucket(Bucket=self.dest)
+        self.http = httpx.Client(headers={"apikey": server.service_key, "Authorization": f"Bearer {server.service_key}"}, timeout=60)
+        self.data: dict[str, bytes] = {}
+        for env, value in {
+            "SUPABASE_URL": server.url,
+            "SUPABASE_SERVICE_ROLE_KEY": server.service_key,
+            "AWS_ACCESS_KEY_ID": seaweed.access_key,
+            "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+            "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
+            "MIGRATE_DEST_BUCKET": self.dest,
+        }.items():
+            monkeypatch.setenv(env, value)
+        self.plan = tmp / "plugins.yaml"
+        self.write_plan()
+
+    def write_plan(self, *, rules: str | None = None, extra: str = "") -> None:
+        rules = rules or """
+  - name: index
+    match: "plugins/{name}/index.json"
+    to: "registry/{name}/index.json"
+    cache_control: "public, max-age=60"
+  - name: packages
+    match: "plugins/{name}/{version}/{file**}"
+    to: "registry/{name}/v{version}/{file}"
+    cache_control: "public, max-age=31536000, immutable"
+"""
+        self.plan.write_text(
+            f"""version: 1
+name: cli-{self.dest}
+source:
+  type: supabase
+  url: ${{SUPABASE_URL}}
+  key: ${{SUPABASE_SERVICE_ROLE_KEY}}
+  buckets: [{self.bucket}]
+destination:
+  bucket: ${{MIGRATE_DEST_BUCKET}}
+  endpoint_url: ${{MIGRATE_DEST_ENDPOINT_URL}}
+  region: us-east-1
+  on_conflict: skip
+rules:{rules}
+transfer: {{concurrency: 4, part_size: 5MiB, multipart_threshold: 5MiB, max_attempts: 6}}
+{extra}"""
+        )
+
+    def upload(self, objects: dict[str, int], *, offset: int = 0) -> None:
+        for index, (key, size) in enumerate(objects.items()):
+            body = _body(index + offset, size)
+            headers = {
+                "Content-Type": "application/octet-stream" if key.endswith(".bin") else "application/gzip",
+                "cache-control": "max-age=300",
+                "x-upsert": "true",
+                "x-metadata": base64.b64encode(json.dumps({"uploader": f"u{index}"}).encode()).decode(),
+            }
+            response = self.http.post(f"{self.server.url}/storage/v1/object/{self.bucket}/{encode_key(key)}", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+            self.data[key] = body
+
+    def migrate(self, *args: str) -> int:
+        return main([*args, str(self.plan), "--state-dir", str(self.tmp / "state"), "--reports-dir", str(self.tmp / "reports"), *(["--no-progress"] if args[0] in ("run", "verify") else [])])
+
+    def dest_key(self, key: str) -> str:
+        parts = key.split("/")
+        if parts[-1] == "index.json":
+            return f"registry/{parts[1]}/index.json"
+        return f"registry/{parts[1]}/v{parts[2]}/{'/'.join(parts[3:])}"
+
+    def assert_migrated(self) -> None:
+        for key, body in self.data.items():
+            got = self.s3.get_object(Bucket=self.dest, Key=self.dest_key(key))
+            assert got["Body"].read() == body, key
+            assert got["Metadata"].get("uploader", "").startswith("u"), key
+            expected_cache = "public, max-age=60" if key.endswith("index.json") else "public, max-age=31536000, immutable"
+            assert got["CacheControl"] == expected_cache
+
+
+@pytest.fixture
+def env(supabase_server: Any, seaweed: Any, make_supabase_bucket: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    world = Env(supabase_server, seaweed, make_supabase_bucket(), tmp_path, monkeypatch)
+    world.upload(SOURCE)
+    return world
+
+
+def test_plan_run_verify_status_end_to_end(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert env.migrate("plan") == 0
+    out = capsys.readouterr().out
+    assert "Nothing was written to the destination" in out and "| copy | 7 |" in out
+    assert env.s3.list_objects_v2(Bucket=env.dest)["KeyCount"] == 0
+
+    assert env.migrate("run") == 0
+    out = capsys.readouterr().out
+    assert "Copied 7 objects" in out and "0 failed" in out
+    env.assert_migrated()
+
+    assert env.migrate("status") == 0
+    assert "done                 7" in capsys.readouterr().out
+
+    assert env.migrate("run") == 0  # a finished plan moves nothing
+    assert "Copied 0 objects" in capsys.readouterr().out and env.migrate("verify") == 0
+    out = capsys.readouterr().out
+    report_dirs = list((env.tmp / "reports").glob("cli-*-2*"))
+    verify_dir = [d for d in report_dirs if (d / "report.parquet").exists()][0]
+    frame = pl.read_parquet(verify_dir / "report.parquet")
+    assert dict(frame.schema) == REPORT_SCHEMA
+    assert frame["status"].to_list() == ["match"] * 7
+    for name in ("report.csv", "summary.md", "summary.html"):
+        assert (verify_dir / name).stat().st_size > 0
+
+    env.s3.delete_object(Bucket=env.dest, Key=env.dest_key("plugins/alpha/1.0.0/package.tgz"))
+    assert env.migrate("verify", "--mode", "deep") == 3
+    assert "missing" in capsys.readouterr().out
+
+
+def test_new_source_object_after_a_finished_run_is_the_only_one_moved(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert env.migrate("run") == 0
+    capsys.readouterr()
+    env.upload({"plugins/gamma/0.1.0/package.tgz": 777}, offset=100)
+    assert env.migrate("run", "--replan") == 0
+    out = capsys.readouterr().out
+    assert "Copied 1 objects (777 bytes)" in out and "7 already migrated" in out
+    env.assert_migrated()
+
+
+def test_supabase_faults_are_retried_and_the_copy_is_byte_exact(env: Env, supabase_faults: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert env.migrate("plan") == 0
+    supabase_faults(
+        {"method": "GET", "path": "/object/authenticated/.*/package.tgz", "action": "status", "status": 429, "count": 2},
+        {"method": "GET", "path": "/object/authenticated/.*/bundle.bin", "action": "truncate", "after_bytes": 1000, "count": 1},
+        {"method": "GET", "path": "/object/authenticated/.*/index.json", "action": "drop", "count": 1},
+        {"method": "GET", "path": "/object/authenticated/.*/exact.bin", "action": "status", "status": 503, "count": 1},
+    )
+    assert env.migrate("run") == 0, capsys.readouterr().err
+    env.assert_migrated()
+    remaining = httpx.get(f"{env.server.url}/storage/v1/_faults", headers={"apikey": env.server.service_key, "Authorization": f"Bearer {env.server.service_key}"}).json()
+    assert all(rule.get("count") == 0 for rule in remaining.get("rules", [])), remaining
+
+
+def test_missing_destination_bucket_is_one_clear_line(env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MIGRATE_DEST_BUCKET", "no-such-bucket-anywhere")
+    assert env.migrate("run") == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["migrate: s3://no-such-bucket-anywhere at " + env.seaweed.endpoint_url + ": the bucket does not exist; create it or fix the bucket name in the plan"]
+
+
+def test_wrong_credentials_are_one_clear_line_without_the_secret(env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-123")
+    assert env.migrate("run") == 4
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("migrate: ") and "access denied" in lines[0]
+    assert "wrong-secret-value-123" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_bad_supabase_key_is_one_clear_line(env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLWlzLXdyb25n")
+    assert env.migrate("plan") == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SUPABASE_SERVICE_ROLE_KEY" in err[0]
+    assert "eyJ" not in err[0]
+
+
+def test_invalid_plan_is_one_line_naming_file_line_and_key(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    env.write_plan(extra="transfer_typo: {concurrency: 4}\n")
+    assert env.migrate("plan") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"migrate: {env.plan}:") and "transfer_typo" in err[0]
+
+
+def test_collisions_block_the_run(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    env.write_plan(rules='\n  - {name: flat, match: "plugins/{name}/{version}/{file}", to: "all/{file}"}\n')
+    assert env.migrate("plan") == 3
+    assert "collide" in capsys.readouterr().err
+    assert env.migrate("run") == 2
+    assert "collide on destination keys" in capsys.readouterr().err
+    assert env.s3.list_objects_v2(Bucket=env.dest)["KeyCount"] == 0
+
+
+def test_the_source_is_never_modified(env: Env, supabase_server: Any) -> None:
+    before = env.http.post(f"{supabase_server.url}/storage/v1/object/list-v2/{env.bucket}", json={"limit": 1000}).json()["objects"]
+    assert env.migrate("run") == 0 and env.migrate("verify") == 0
+    after = env.http.post(f"{supabase_server.url}/storage/v1/object/list-v2/{env.bucket}", json={"limit": 1000}).json()["objects"]
+    assert [(o["name"], o["metadata"]["eTag"], o["updated_at"]) for o in before] == [(o["name"], o["metadata"]["eTag"], o["updated_at"]) for o in after]

@@ -11,9 +11,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Reinstall when pyproject.toml changed since the last install.
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  echo "Installing migrate and its dev tools into $venv (first run only)" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]" >&2
+  echo "Installing migrate and its dev tools into $venv (first run only; log: $venv/install.log)" >&2
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+         && "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root[dev]"; } >"$venv/install.log" 2>&1; then
+    tail -n 30 "$venv/install.log" >&2
+    echo "scripts/bootstrap.sh: installing failed; the full log is $venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

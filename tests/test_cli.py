@@ -225,3 +225,28 @@ def test_the_source_is_never_modified(env: Env, supabase_server: Any) -> None:
     assert env.migrate("run") == 0 and env.migrate("verify") == 0
     after = env.http.post(f"{supabase_server.url}/storage/v1/object/list-v2/{env.bucket}", json={"limit": 1000}).json()["objects"]
     assert [(o["name"], o["metadata"]["eTag"], o["updated_at"]) for o in before] == [(o["name"], o["metadata"]["eTag"], o["updated_at"]) for o in after]
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_continues(env: Env, supabase_faults: Callable[..., Any]) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # Slow every read down so the run is still going when Ctrl-C arrives.
+    supabase_faults({"method": "GET", "path": "/object/authenticated/", "action": "latency", "delay_ms": 700, "count": None})
+    command = [sys.executable, "-m", "migrate", "run", str(env.plan), "--state-dir", str(env.tmp / "state"), "--reports-dir", str(env.tmp / "reports"), "--no-progress", "--workers", "1"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    journal = env.tmp / "state" / "runs" / f"cli-{env.dest}" / "journal.sqlite"
+    deadline = time.monotonic() + 60
+    while not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, (out, err)
+    assert "Rerun `migrate run" in err and "Traceback" not in err
+    httpx.delete(f"{env.server.url}/storage/v1/_faults", headers={"apikey": env.server.service_key, "Authorization": f"Bearer {env.server.service_key}"})
+    assert env.migrate("run") == 0
+    env.assert_migrated()

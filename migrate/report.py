@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping
 import polars as pl
 
 from migrate.errors import ExitStatus, UserInputError
+from migrate.estimate import human_size
 
 # -- statuses ---------------------------------------------------------------
 MATCH = "match"
@@ -320,7 +321,7 @@ class VerificationReport:
         elapsed = (self.finished_at - self.started_at).total_seconds()
         lines = [
             f"verify {self.plan_name!r} ({self.mode}): {self.objects_checked:,} objects checked, "
-            f"{human_bytes(self.bytes_verified)} verified in {elapsed:.1f}s -> {self.verdict()}",
+            f"{human_size(self.bytes_verified)} verified in {elapsed:.1f}s -> {self.verdict()}",
             "  " + ", ".join(f"{status} {counts[status]:,}" for status in VERIFY_STATUSES if counts[status] or status == MATCH),
         ]
         if self.size_only_matches:
@@ -348,7 +349,7 @@ class VerificationReport:
             ("started", _iso(self.started_at)),
             ("finished", _iso(self.finished_at)),
             ("objects checked", f"{self.objects_checked:,}"),
-            ("bytes verified (matching)", human_bytes(self.bytes_verified)),
+            ("bytes verified (matching)", human_size(self.bytes_verified)),
             ("verdict", self.verdict()),
         ]
         if self.size_only_matches:
@@ -482,15 +483,6 @@ MODE_MEANINGS = {
 
 
 # -- helpers ---------------------------------------------------------------------
-def human_bytes(count: int | float) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value):,} B" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{value:,.1f} PiB"  # pragma: no cover - unreachable
-
-
 def _percent(rate: float) -> str:
     return f"{rate * 100:.2g}%" if rate < 0.1 else f"{rate * 100:.1f}%"
 
@@ -626,5 +618,4 @@ __all__ = [
     "report_frame",
     "check_report_schema",
     "load_report",
-    "human_bytes",
 ]

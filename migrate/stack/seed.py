@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from migrate.stack.process import StackError
+from migrate.estimate import human_size
 
 MiB = 1024 * 1024
 #: Just over 100 MiB and not a multiple of any part size, so multipart paths,
@@ -114,19 +115,11 @@ class SeedSummary:
         """The one-line summary `migrate stack up` prints."""
         skipped = f", {self.unchanged} already there" if self.unchanged else ""
         return (
-            f"seeded {self.buckets} buckets, {self.objects} objects, {human_bytes(self.bytes)}"
+            f"seeded {self.buckets} buckets, {self.objects} objects, {human_size(self.bytes)}"
             f" ({self.uploaded} uploaded{skipped})"
         )
 
 
-def human_bytes(size: int) -> str:
-    """`size` for people: `0 B`, `1.5 KiB`, `203.9 MiB`."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover - the loop always returns
 
 
 # --- content -----------------------------------------------------------------

@@ -578,7 +578,7 @@ class ComponentStatus:
 def _supabase_status(state: StackState) -> ComponentStatus:
     import httpx
 
-    from migrate.stack.seed import human_bytes
+    from migrate.estimate import human_size
 
     endpoint = f"{state.supabase.url}/storage/v1"
     if not process_running(state.supabase.pid, _supabase_marker(state.supabase)):
@@ -602,14 +602,14 @@ def _supabase_status(state: StackState) -> ComponentStatus:
                 "SELECT count(*), coalesce(sum((metadata->>'size')::bigint), 0) FROM storage.objects"
             ).fetchone()
         if row is not None:
-            detail += f", {row[0]} objects, {human_bytes(int(row[1]))}"
+            detail += f", {row[0]} objects, {human_size(int(row[1]))}"
     except Exception:  # noqa: BLE001 - counts are a nicety; the REST answer already says "up"
         detail += ", object count unavailable"
     return ComponentStatus("supabase storage", True, endpoint, f"{detail} (pid {state.supabase.pid})")
 
 
 def _s3_status(state: StackState) -> ComponentStatus:
-    from migrate.stack.seed import human_bytes
+    from migrate.estimate import human_size
 
     endpoint = state.s3.endpoint_url
     if not process_running(state.s3.pid, _s3_marker(state.s3)):
@@ -625,7 +625,7 @@ def _s3_status(state: StackState) -> ComponentStatus:
                     size += int(item["Size"])
     except Exception as err:  # noqa: BLE001 - any failure means "not usable", reported, not raised
         return ComponentStatus("s3 (seaweedfs)", False, endpoint, f"not answering ({type(err).__name__})")
-    detail = f"{len(buckets)} buckets, {objects} objects, {human_bytes(size)} (pid {state.s3.pid})"
+    detail = f"{len(buckets)} buckets, {objects} objects, {human_size(size)} (pid {state.s3.pid})"
     return ComponentStatus("s3 (seaweedfs)", True, endpoint, detail)
 
 

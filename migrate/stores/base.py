@@ -13,7 +13,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator
+
+from migrate.errors import MigrateError, TransientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +75,31 @@ class SourceStore(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def checked_body(
+    chunks: Iterator[bytes],
+    *,
+    expected: int,
+    what: str,
+    close: Callable[[], None],
+    translate: Callable[[Exception], MigrateError],
+) -> Iterator[bytes]:
+    """Yield a response body's chunks; a body shorter or longer than announced is a failed attempt.
+
+    `expected` < 0 means the server announced no length. Backend errors
+    while reading go through `translate`; the response is always closed.
+    """
+    received = 0
+    try:
+        for chunk in chunks:
+            received += len(chunk)
+            yield chunk
+    except MigrateError:
+        raise
+    except Exception as err:  # noqa: BLE001 - translated, never swallowed
+        raise translate(err) from err
+    finally:
+        close()
+    if expected >= 0 and received != expected:
+        raise TransientError(f"{what}: body ended after {received} of {expected} bytes")

@@ -28,7 +28,7 @@ from migrate.errors import (
     ServiceUnavailable,
     TransientError,
 )
-from migrate.stores.base import ObjectInfo, SourceStore
+from migrate.stores.base import ObjectInfo, SourceStore, checked_body
 
 # How much of a response body we pull per read: large enough to keep per-call
 # overhead low, small enough that it is noise next to the part size.
@@ -291,23 +291,13 @@ class S3Store(SourceStore):
         expected = int(response.get("ContentLength", 0))
         body = response["Body"]
 
-        def chunks() -> Iterator[bytes]:
-            received = 0
-            try:
-                while True:
-                    chunk = body.read(READ_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    yield chunk
-            except Exception as err:  # noqa: BLE001
-                raise translate_error(err, what=what) from err
-            finally:
-                body.close()
-            if received != expected:
-                raise TransientError(f"{what}: body ended after {received} of {expected} bytes")
-
-        return info, chunks()
+        return info, checked_body(
+            iter(lambda: body.read(READ_CHUNK), b""),
+            expected=expected,
+            what=what,
+            close=body.close,
+            translate=lambda err: translate_error(err, what=what),
+        )
 
 
     # -- destination primitives -------------------------------------------

@@ -39,7 +39,7 @@ from migrate.errors import (
     TransientError,
 )
 from migrate.redact import register_secret
-from migrate.stores.base import ObjectInfo, SourceStore
+from migrate.stores.base import ObjectInfo, SourceStore, checked_body
 
 LIST_V2_PAGE = 1000  # the real server's maximum for list-v2
 LIST_V1_PAGE = 1000
@@ -308,20 +308,13 @@ class SupabaseStore(SourceStore):
             cache_control=response.headers.get("cache-control"),
         )
 
-        def chunks() -> Iterator[bytes]:
-            received = 0
-            try:
-                for chunk in response.iter_raw(READ_CHUNK):
-                    received += len(chunk)
-                    yield chunk
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as err:
-                raise TransientError(f"{what}: body cut off after {received} bytes ({type(err).__name__})") from err
-            finally:
-                response.close()
-            if expected >= 0 and received != expected:
-                raise TransientError(f"{what}: body ended after {received} of {expected} bytes")
-
-        return info, chunks()
+        return info, checked_body(
+            response.iter_raw(READ_CHUNK),
+            expected=expected,
+            what=what,
+            close=response.close,
+            translate=lambda err: TransientError(f"{what}: body cut off ({type(err).__name__})"),
+        )
 
 
     def close(self) -> None:

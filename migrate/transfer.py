@@ -454,6 +454,7 @@ class Transfer:
             content_md5=digests.md5.digest(),
             checksum=checksum,
             if_none_match=conditional,
+            sha256_hex=digests.sha256.hexdigest(),
             **self._write_args(record, info.content_type),
         )
         return digests.sha256.hexdigest(), md5_hex, etag, checksum
@@ -538,6 +539,7 @@ class Transfer:
                     body,  # type: ignore[arg-type]
                     content_md5=digests.md5.digest(),
                     checksum=checksum,
+                    sha256_hex=digests.sha256.hexdigest(),
                 ),
                 record,
             )

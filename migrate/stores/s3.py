@@ -29,6 +29,7 @@ from migrate.errors import (
     TransientError,
 )
 from migrate.stores.base import ObjectInfo, SourceStore, checked_body
+from migrate.stores.s3_http import S3HttpClient
 
 # How much of a response body we pull per read: large enough to keep per-call
 # overhead low, small enough that it is noise next to the part size.
@@ -126,6 +127,35 @@ def translate_error(err: Exception, *, what: str) -> MigrateError:
     return TransientError(f"{what}: unexpected S3 client failure ({type(err).__name__})")
 
 
+def _write_headers(
+    *,
+    content_type: str | None,
+    cache_control: str | None,
+    content_disposition: str | None,
+    metadata: Mapping[str, str] | None,
+    storage_class: str | None,
+    sse: str | None,
+    kms_key_id: str | None,
+) -> dict[str, str]:
+    """The same write settings as `S3Store._write_args`, as HTTP headers for the lean client."""
+    headers: dict[str, str] = {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if cache_control:
+        headers["Cache-Control"] = cache_control
+    if content_disposition:
+        headers["Content-Disposition"] = content_disposition
+    for name, value in (metadata or {}).items():
+        headers[f"x-amz-meta-{name}"] = value
+    if storage_class:
+        headers["x-amz-storage-class"] = storage_class
+    if sse:
+        headers["x-amz-server-side-encryption"] = sse
+        if sse == "aws:kms" and kms_key_id:
+            headers["x-amz-server-side-encryption-aws-kms-key-id"] = kms_key_id
+    return headers
+
+
 def _unquote(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
 
@@ -139,7 +169,15 @@ class S3Store(SourceStore):
 
     kind = "s3"
 
-    def __init__(self, location: S3Location, *, max_connections: int = 32, timeout: float = 60.0, fetch_metadata: bool = False):
+    def __init__(
+        self,
+        location: S3Location,
+        *,
+        max_connections: int = 32,
+        timeout: float = 60.0,
+        fetch_metadata: bool = False,
+        fast_data_path: bool = True,
+    ):
         self.location = location
         # As a source: ListObjectsV2 carries no Content-Type, Cache-Control or
         # user metadata, so each listed page is completed with HEADs.
@@ -166,6 +204,18 @@ class S3Store(SourceStore):
             tcp_keepalive=True,
         )
         self.client = session.client("s3", endpoint_url=location.endpoint_url, config=config)
+        # GET/PUT/UploadPart go through the lean client (see s3_http.py) when
+        # credentials are at hand; without them boto3 raises the clear error.
+        self.http: S3HttpClient | None = None
+        credentials = session.get_credentials()
+        if fast_data_path and credentials is not None:
+            self.http = S3HttpClient(
+                endpoint_url=location.endpoint_url,
+                region=session.region_name or "us-east-1",
+                credentials=credentials.get_frozen_credentials,
+                timeout=timeout,
+                translate=lambda err, what: translate_error(err, what=what),
+            )
 
     # -- helpers -----------------------------------------------------------
     def _call(self, what: str, method: str, **kwargs: Any) -> Any:
@@ -286,6 +336,12 @@ class S3Store(SourceStore):
             if head is None:
                 raise ObjectNotFound(f"{what}: not found")
             return head, iter(())
+        if self.http is not None:
+            fields, chunks = self.http.get(bucket, key, offset=offset, length=length)
+            info = self._info_from_head(key, fields)
+            return info, checked_body(
+                chunks, expected=info.size, what=what, close=chunks.close, translate=lambda err: translate_error(err, what=what)  # type: ignore[attr-defined]
+            )
         response = self._call(what, "get_object", **kwargs)
         info = self._info_from_head(key, response)
         expected = int(response.get("ContentLength", 0))
@@ -338,9 +394,18 @@ class S3Store(SourceStore):
         content_md5: bytes,
         checksum: tuple[str, str] | None = None,
         if_none_match: bool = False,
+        sha256_hex: str | None = None,
         **write_args: Any,
     ) -> str:
         """PUT a whole object from memory; the server checks Content-MD5 (and the checksum). Returns the ETag."""
+        if self.http is not None:
+            headers = _write_headers(**write_args)
+            headers["Content-MD5"] = b64_digest(content_md5)
+            if checksum:
+                headers[f"x-amz-checksum-{checksum[0].lower()}"] = checksum[1]
+            if if_none_match:
+                headers["If-None-Match"] = "*"
+            return self.http.put(bucket, key, body, headers=headers, payload_sha256=sha256_hex)
         args = self._write_args(**write_args)
         if checksum:
             algorithm, value = checksum
@@ -376,7 +441,14 @@ class S3Store(SourceStore):
         *,
         content_md5: bytes,
         checksum: tuple[str, str] | None = None,
+        sha256_hex: str | None = None,
     ) -> str:
+        if self.http is not None:
+            headers = {"Content-MD5": b64_digest(content_md5)}
+            if checksum:
+                headers[f"x-amz-checksum-{checksum[0].lower()}"] = checksum[1]
+            query = {"partNumber": str(part_number), "uploadId": upload_id}
+            return self.http.put(bucket, key, body, headers=headers, payload_sha256=sha256_hex, query=query)
         args: dict[str, Any] = {}
         if checksum:
             algorithm, value = checksum

@@ -80,6 +80,29 @@ STATE_FAILED = "failed"
 # The destination already had the key and the conflict policy said skip.
 STATE_SKIPPED = "skipped"
 
+_BEGIN_SQL = """
+INSERT INTO objects (source_bucket, source_key, dest_bucket, dest_key, size, fingerprint, state, attempts, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT (source_bucket, source_key) DO UPDATE SET
+    dest_bucket = excluded.dest_bucket, dest_key = excluded.dest_key, size = excluded.size,
+    upload_id = CASE WHEN objects.fingerprint = excluded.fingerprint THEN objects.upload_id END,
+    part_size = CASE WHEN objects.fingerprint = excluded.fingerprint THEN objects.part_size END,
+    fingerprint = excluded.fingerprint, state = excluded.state,
+    attempts = objects.attempts + 1, error = NULL, updated_at = excluded.updated_at
+"""
+
+_DONE_SQL = """
+UPDATE objects SET state = ?, error = NULL, sha256 = ?, md5 = ?, dest_etag = ?, dest_checksum = ?,
+    checksum_algorithm = ?, upload_id = NULL, updated_at = ?
+WHERE source_bucket = ? AND source_key = ?
+"""
+
+# Group commit of `done` marks for whole objects: at most this many rows or
+# this many seconds are buffered. Losing them (a crash) only means those
+# objects are sent again; nothing is ever marked done early.
+FLUSH_ROWS = 64
+FLUSH_SECONDS = 0.25
+
 
 def record_fingerprint(record: ObjectRecord, *, sse: str | None = None, kms_key_id: str | None = None) -> str:
     """A digest of everything that decides what the destination object must be.
@@ -141,6 +164,8 @@ class TransferJournal:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._pending: list[tuple[object, ...]] = []
+        self._pending_since = time.monotonic()
         if readonly:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
         else:
@@ -151,6 +176,7 @@ class TransferJournal:
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()
 
@@ -204,19 +230,21 @@ class TransferJournal:
 
     def begin(self, record: ObjectRecord, fingerprint: str) -> None:
         """Mark an object in progress (before the first byte moves). Keeps a resumable upload."""
-        self._execute(
-            """
-            INSERT INTO objects (source_bucket, source_key, dest_bucket, dest_key, size, fingerprint, state, attempts, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
-            ON CONFLICT (source_bucket, source_key) DO UPDATE SET
-                dest_bucket = excluded.dest_bucket, dest_key = excluded.dest_key, size = excluded.size,
-                upload_id = CASE WHEN objects.fingerprint = excluded.fingerprint THEN objects.upload_id END,
-                part_size = CASE WHEN objects.fingerprint = excluded.fingerprint THEN objects.part_size END,
-                fingerprint = excluded.fingerprint, state = excluded.state,
-                attempts = objects.attempts + 1, error = NULL, updated_at = excluded.updated_at
-            """,
-            (record.source_bucket, record.source_key, record.dest_bucket, record.dest_key, record.size, fingerprint, STATE_IN_PROGRESS, time.time()),
-        )
+        self.begin_many([(record, fingerprint)])
+
+    def begin_many(self, items: list[tuple[ObjectRecord, str]]) -> None:
+        """`begin` for a batch of objects, in one transaction (before any of them is queued)."""
+        if not items:
+            return
+        now = time.time()
+        rows = [
+            (r.source_bucket, r.source_key, r.dest_bucket, r.dest_key, r.size, fingerprint, STATE_IN_PROGRESS, now)
+            for r, fingerprint in items
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(_BEGIN_SQL, rows)
+            self._db.execute("COMMIT")
 
     def add_attempt(self, record: ObjectRecord, error: str) -> None:
         self._execute(
@@ -240,8 +268,23 @@ class TransferJournal:
         dest_checksum: str | None,
         checksum_algorithm: str | None,
         state: str = STATE_DONE,
+        deferred: bool = False,
     ) -> None:
-        """Mark an object migrated: called only after the destination confirmed the whole object."""
+        """Mark an object migrated: called only after the destination confirmed the whole object.
+
+        `deferred` (whole objects, no multipart state) joins the group commit.
+        """
+        if deferred:
+            row = (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, time.time(), record.source_bucket, record.source_key)
+            with self._lock:
+                if not self._pending:
+                    self._pending_since = time.monotonic()
+                self._pending.append(row)
+                due = len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._pending_since >= FLUSH_SECONDS
+            if due:
+                self.flush()
+            return
+        self.flush()
         with self._lock:
             self._db.execute("BEGIN")
             row = self._db.execute(
@@ -250,14 +293,19 @@ class TransferJournal:
             if row and row[0]:
                 self._db.execute("DELETE FROM parts WHERE upload_id = ?", (row[0],))
             self._db.execute(
-                """
-                UPDATE objects SET state = ?, error = NULL, sha256 = ?, md5 = ?, dest_etag = ?, dest_checksum = ?,
-                    checksum_algorithm = ?, upload_id = NULL, updated_at = ?
-                WHERE source_bucket = ? AND source_key = ?
-                """,
+                _DONE_SQL,
                 (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, time.time(), record.source_bucket, record.source_key),
             )
             self._db.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Commit buffered `done` marks in one transaction."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if rows:
+                self._db.execute("BEGIN")
+                self._db.executemany(_DONE_SQL, rows)
+                self._db.execute("COMMIT")
 
     def failed(self, record: ObjectRecord, error: str, *, keep_upload: bool) -> None:
         self._execute(
@@ -296,11 +344,13 @@ class TransferJournal:
     # -- reporting ---------------------------------------------------------
     def counts(self) -> dict[str, tuple[int, int]]:
         """{state: (objects, bytes)}."""
+        self.flush()
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM objects GROUP BY state").fetchall()
         return {state: (int(count), int(size)) for state, count, size in rows}
 
     def iter_rows(self, state: str | None = None) -> Iterator[JournalRow]:
+        self.flush()
         columns = ", ".join(JournalRow.__dataclass_fields__)
         sql = f"SELECT {columns} FROM objects" + (" WHERE state = ?" if state else "") + " ORDER BY source_bucket, source_key"
         with self._lock:

@@ -377,7 +377,7 @@ class Transfer:
         if existing is None:
             return True
         if self.options.on_conflict == "skip":
-            self.journal.done(record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED)
+            self.journal.done(record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
             with self._lock:
                 self.result.skipped_existing += 1
             self.progress.advance(objects=1, bytes_done=record.size)
@@ -405,7 +405,7 @@ class Transfer:
             outcome = self._retry(lambda: self._copy_whole_attempt(record, conditional), record)
         except ConditionalWriteFailed as err:
             if self.options.on_conflict == "skip":
-                self.journal.done(record, sha256=None, md5=None, dest_etag=None, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED)
+                self.journal.done(record, sha256=None, md5=None, dest_etag=None, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
                 with self._lock:
                     self.result.skipped_existing += 1
                 self.progress.advance(objects=1, bytes_done=record.size)
@@ -425,6 +425,7 @@ class Transfer:
             dest_etag=etag,
             dest_checksum=checksum[1] if checksum else None,
             checksum_algorithm=checksum[0] if checksum else None,
+            deferred=True,
         )
         with self._lock:
             self.result.copied += 1
@@ -649,10 +650,14 @@ class Transfer:
                 if self.stop.is_set():
                     break
                 rows = self.journal.rows([(r.source_bucket, r.source_key) for r in batch])
-                for record in batch:
+                decided = [self._decide(record, rows.get((record.source_bucket, record.source_key)), open_uploads) for record in batch]
+                work = [item for item in decided if item is not None]
+                # One transaction marks the whole batch in progress before any of it is queued.
+                self.journal.begin_many([(item.record, item.fingerprint) for item in work])
+                for item in work:
                     if self.stop.is_set():
                         break
-                    self._schedule(record, rows.get((record.source_bucket, record.source_key)), open_uploads)
+                    self._dispatch(item)
         except _Cancelled:
             pass
         except KeyboardInterrupt:
@@ -660,6 +665,7 @@ class Transfer:
             self.result.interrupted = True
         finally:
             self._drain()
+            self.journal.flush()
         if not self.stop.is_set():
             self.abort_orphans(open_uploads.values())
         self.result.elapsed = time.monotonic() - started
@@ -668,13 +674,14 @@ class Transfer:
             raise self._fatal
         return self.result
 
-    def _schedule(self, record: ObjectRecord, previous: JournalRow | None, open_uploads: dict[tuple[str, str], JournalRow]) -> None:
+    def _decide(self, record: ObjectRecord, previous: JournalRow | None, open_uploads: dict[tuple[str, str], JournalRow]) -> "_Work | None":
+        """What to do with one record: None when an earlier run already migrated it as it is now."""
         self.result.planned += 1
         fingerprint = record_fingerprint(record, sse=self.options.server_side_encryption, kms_key_id=self.options.kms_key_id)
         if previous is not None and previous.state in (STATE_DONE, STATE_SKIPPED) and previous.fingerprint == fingerprint:
             self.result.already_done += 1
             self.progress.advance(objects=1, bytes_done=record.size)
-            return
+            return None
         # We own the destination key when an earlier run of ours wrote it there:
         # then the conflict policy does not stop us updating it.
         owned = (
@@ -687,11 +694,13 @@ class Transfer:
         stale = open_uploads.pop((record.source_bucket, record.source_key), None)
         if stale is not None and resumable is None:
             self.abort_orphans([stale])
-        self.journal.begin(record, fingerprint)
-        if record.size >= self.options.multipart_threshold:
-            self.start_multipart(record, owned, resumable)
+        return _Work(record, fingerprint, owned, resumable)
+
+    def _dispatch(self, work: "_Work") -> None:
+        if work.record.size >= self.options.multipart_threshold:
+            self.start_multipart(work.record, work.owned, work.resumable)
         else:
-            self._submit(record.size, self.copy_whole, record, owned)
+            self._submit(work.record.size, self.copy_whole, work.record, work.owned)
 
     def _drain(self) -> None:
         """Wait for queued work; on a second Ctrl-C stop waiting (the journal stays consistent)."""
@@ -710,6 +719,14 @@ class Transfer:
             self._pool.shutdown(wait=False, cancel_futures=True)
             return
         self._pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class _Work:
+    record: ObjectRecord
+    fingerprint: str
+    owned: bool
+    resumable: JournalRow | None
 
 
 class _CancelledError(MigrateError):

@@ -148,7 +148,7 @@ def test_up_status_env_down(capsys: pytest.CaptureFixture[str], stack_options: l
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith(f"supabase storage  up    http://127.0.0.1:{supabase_port}/storage/v1  3 buckets, 202 objects")
-    assert lines[1].startswith(f"s3 (seaweedfs)    up    http://127.0.0.1:{s3_port}  3 buckets, 1 objects, 2 B")
+    assert lines[1].startswith(f"s3 (seaweedfs)    up    http://127.0.0.1:{s3_port}  3 buckets, 1 objects, 2 bytes")
     assert lines[2].startswith("postgresql        up")
 
     code, out, err = run(capsys, "stack", "env", "--state-dir", str(state_dir))

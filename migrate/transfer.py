@@ -376,6 +376,14 @@ class Transfer:
         existing = self._retry(lambda: self.destination.head(record.dest_bucket, record.dest_key), record)  # type: ignore[arg-type]
         if existing is None:
             return True
+        if existing.size == record.size and is_plain_md5(record.source_etag) and existing.etag == record.source_etag:
+            # Exactly the planned bytes are already there (e.g. written by a run
+            # killed before its journal caught up): migrated, under every policy.
+            self.journal.done(record, sha256=None, md5=record.source_etag, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, deferred=True)
+            with self._lock:
+                self.result.skipped_existing += 1
+            self.progress.advance(objects=1, bytes_done=record.size)
+            return False
         if self.options.on_conflict == "skip":
             self.journal.done(record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
             with self._lock:

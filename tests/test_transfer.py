@@ -415,3 +415,14 @@ def test_both_data_paths_sign_odd_keys_and_keep_metadata(seaweed: Any, buckets: 
     _assert_copied(seaweed, dest, data)
     head = store.head(dest, "moved/" + UNICODE_KEY)
     assert head is not None and head.checksums.get("sha256") and head.user_metadata == {"owner": f"u{ODD_KEYS.index(UNICODE_KEY)}"}
+
+
+def test_identical_bytes_at_the_destination_count_as_migrated_even_under_fail(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """A run killed after its PUT but before the journal caught up must not turn into a failure."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"same": 50, "new": 60})
+    seaweed.client().put_object(Bucket=dest, Key="moved/same", Body=data["same"])
+    store = _store(seaweed)
+    result = transfer_objects(_records(store, source, dest), source=store, destination=store, journal=journal, options=_options(on_conflict="fail"))
+    assert result.ok and (result.copied, result.skipped_existing) == (1, 1)
+    assert {row.source_key: row.state for row in journal.iter_rows()} == {"same": "done", "new": "done"}

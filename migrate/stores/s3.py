@@ -439,12 +439,14 @@ class S3Store(SourceStore):
         part_number: int,
         body: bytes,
         *,
-        content_md5: bytes,
+        content_md5: bytes | None,
         checksum: tuple[str, str] | None = None,
         sha256_hex: str | None = None,
     ) -> str:
+        """Upload one part; S3 checks it against the checksum and/or Content-MD5 (at least one is required)."""
+        assert content_md5 is not None or checksum is not None, "a part needs a checksum or Content-MD5"
         if self.http is not None:
-            headers = {"Content-MD5": b64_digest(content_md5)}
+            headers = {"Content-MD5": b64_digest(content_md5)} if content_md5 else {}
             if checksum:
                 headers[f"x-amz-checksum-{checksum[0].lower()}"] = checksum[1]
             query = {"partNumber": str(part_number), "uploadId": upload_id}
@@ -462,7 +464,7 @@ class S3Store(SourceStore):
             PartNumber=part_number,
             Body=body,
             ContentLength=len(body),
-            ContentMD5=b64_digest(content_md5),
+            **({"ContentMD5": b64_digest(content_md5)} if content_md5 else {}),
             **args,
         )
         return _unquote(response.get("ETag")) or ""

@@ -115,7 +115,8 @@ class FaultProxy:
             handler.send_header("Content-Type", "application/xml")
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
-            handler.wfile.write(payload)
+            if handler.command != "HEAD":  # a HEAD answer has no body, or the connection desyncs
+                handler.wfile.write(payload)
             return
         if rule is not None and rule.action == "drop":
             handler.close_connection = True

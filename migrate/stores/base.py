@@ -13,9 +13,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, TypeVar
 
 from migrate.errors import MigrateError, TransientError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +106,11 @@ def checked_body(
         close()
     if expected >= 0 and received != expected:
         raise TransientError(f"{what}: body ended after {received} of {expected} bytes")
+
+
+def fetch_each(page: list[ObjectInfo], fetch: Callable[[ObjectInfo], T], *, workers: int) -> list[T]:
+    """`fetch` for every object of a listed page, concurrently, in page order (per-object metadata calls)."""
+    if not page:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(page)))) as pool:
+        return list(pool.map(fetch, page))

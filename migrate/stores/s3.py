@@ -11,7 +11,6 @@ decides what to retry, so attempts never multiply.
 from __future__ import annotations
 
 import base64
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping
 
@@ -28,7 +27,7 @@ from migrate.errors import (
     ServiceUnavailable,
     TransientError,
 )
-from migrate.stores.base import ObjectInfo, SourceStore, checked_body
+from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each
 from migrate.stores.s3_http import S3HttpClient
 
 # How much of a response body we pull per read: large enough to keep per-call
@@ -127,8 +126,19 @@ def translate_error(err: Exception, *, what: str) -> MigrateError:
     return TransientError(f"{what}: unexpected S3 client failure ({type(err).__name__})")
 
 
-def _write_headers(
+# Write settings: (setting, boto3 parameter, HTTP header). One table for both data paths.
+_WRITE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("content_type", "ContentType", "Content-Type"),
+    ("cache_control", "CacheControl", "Cache-Control"),
+    ("content_disposition", "ContentDisposition", "Content-Disposition"),
+    ("storage_class", "StorageClass", "x-amz-storage-class"),
+    ("sse", "ServerSideEncryption", "x-amz-server-side-encryption"),
+)
+
+
+def write_settings(
     *,
+    as_headers: bool,
     content_type: str | None,
     cache_control: str | None,
     content_disposition: str | None,
@@ -136,24 +146,21 @@ def _write_headers(
     storage_class: str | None,
     sse: str | None,
     kms_key_id: str | None,
-) -> dict[str, str]:
-    """The same write settings as `S3Store._write_args`, as HTTP headers for the lean client."""
-    headers: dict[str, str] = {}
-    if content_type:
-        headers["Content-Type"] = content_type
-    if cache_control:
-        headers["Cache-Control"] = cache_control
-    if content_disposition:
-        headers["Content-Disposition"] = content_disposition
-    for name, value in (metadata or {}).items():
-        headers[f"x-amz-meta-{name}"] = value
-    if storage_class:
-        headers["x-amz-storage-class"] = storage_class
-    if sse:
-        headers["x-amz-server-side-encryption"] = sse
-        if sse == "aws:kms" and kms_key_id:
-            headers["x-amz-server-side-encryption-aws-kms-key-id"] = kms_key_id
-    return headers
+) -> dict[str, Any]:
+    """How an object is written: boto3 parameters, or HTTP headers for the lean client."""
+    values = {"content_type": content_type, "cache_control": cache_control, "content_disposition": content_disposition, "storage_class": storage_class, "sse": sse}
+    out: dict[str, Any] = {}
+    for setting, parameter, header in _WRITE_FIELDS:
+        if values[setting]:
+            out[header if as_headers else parameter] = values[setting]
+    if sse == "aws:kms" and kms_key_id:
+        out["x-amz-server-side-encryption-aws-kms-key-id" if as_headers else "SSEKMSKeyId"] = kms_key_id
+    if metadata:
+        if as_headers:
+            out.update({f"x-amz-meta-{name}": value for name, value in metadata.items()})
+        else:
+            out["Metadata"] = dict(metadata)
+    return out
 
 
 def _unquote(etag: str | None) -> str | None:
@@ -302,8 +309,7 @@ class S3Store(SourceStore):
                 return
 
     def _with_metadata(self, bucket: str, page: list[ObjectInfo]) -> list[ObjectInfo]:
-        with ThreadPoolExecutor(max_workers=min(self._max_connections, 16)) as pool:
-            heads = list(pool.map(lambda info: self.head(bucket, info.key), page))
+        heads = fetch_each(page, lambda info: self.head(bucket, info.key), workers=min(self._max_connections, 16))
         # Keep the listing's storage class: HEAD omits it for STANDARD.
         return [
             replace(head, storage_class=listed.storage_class) if head is not None else listed
@@ -357,34 +363,6 @@ class S3Store(SourceStore):
 
 
     # -- destination primitives -------------------------------------------
-    @staticmethod
-    def _write_args(
-        *,
-        content_type: str | None,
-        cache_control: str | None,
-        content_disposition: str | None,
-        metadata: Mapping[str, str] | None,
-        storage_class: str | None,
-        sse: str | None,
-        kms_key_id: str | None,
-    ) -> dict[str, Any]:
-        args: dict[str, Any] = {}
-        if content_type:
-            args["ContentType"] = content_type
-        if cache_control:
-            args["CacheControl"] = cache_control
-        if content_disposition:
-            args["ContentDisposition"] = content_disposition
-        if metadata:
-            args["Metadata"] = dict(metadata)
-        if storage_class:
-            args["StorageClass"] = storage_class
-        if sse:
-            args["ServerSideEncryption"] = sse
-            if sse == "aws:kms" and kms_key_id:
-                args["SSEKMSKeyId"] = kms_key_id
-        return args
-
     def put_object(
         self,
         bucket: str,
@@ -399,14 +377,14 @@ class S3Store(SourceStore):
     ) -> str:
         """PUT a whole object from memory; the server checks Content-MD5 (and the checksum). Returns the ETag."""
         if self.http is not None:
-            headers = _write_headers(**write_args)
+            headers = write_settings(as_headers=True, **write_args)
             headers["Content-MD5"] = b64_digest(content_md5)
             if checksum:
                 headers[f"x-amz-checksum-{checksum[0].lower()}"] = checksum[1]
             if if_none_match:
                 headers["If-None-Match"] = "*"
             return self.http.put(bucket, key, body, headers=headers, payload_sha256=sha256_hex)
-        args = self._write_args(**write_args)
+        args = write_settings(as_headers=False, **write_args)
         if checksum:
             algorithm, value = checksum
             args[f"Checksum{algorithm}"] = value
@@ -425,7 +403,7 @@ class S3Store(SourceStore):
         return _unquote(response.get("ETag")) or ""
 
     def create_multipart_upload(self, bucket: str, key: str, *, checksum_algorithm: str | None = None, **write_args: Any) -> str:
-        args = self._write_args(**write_args)
+        args = write_settings(as_headers=False, **write_args)
         if checksum_algorithm:
             args["ChecksumAlgorithm"] = checksum_algorithm
         response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)

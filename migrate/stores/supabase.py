@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterator
@@ -39,7 +38,7 @@ from migrate.errors import (
     TransientError,
 )
 from migrate.redact import register_secret
-from migrate.stores.base import ObjectInfo, SourceStore, checked_body
+from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each
 
 LIST_V2_PAGE = 1000  # the real server's maximum for list-v2
 LIST_V1_PAGE = 1000
@@ -244,8 +243,7 @@ class SupabaseStore(SourceStore):
         """Fill in user_metadata (not part of list rows) with concurrent info calls."""
         if not self.fetch_user_metadata or not page:
             return page
-        with ThreadPoolExecutor(max_workers=min(self._max_connections, 16)) as pool:
-            infos = list(pool.map(lambda info: self._info(bucket, info.key), page))
+        infos = fetch_each(page, lambda info: self._info(bucket, info.key), workers=min(self._max_connections, 16))
         # Only user_metadata comes from /object/info: everything else stays as
         # the listing's metadata document says, exactly as the catalog has it.
         return [

@@ -48,7 +48,7 @@ from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
 from migrate.retry import Throttle, call_with_retries
-from migrate.stores.base import SourceStore
+from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone, b64_digest
 
 if TYPE_CHECKING:
@@ -77,6 +77,12 @@ class TransferOptions:
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     on_conflict: str = "skip"
+    # Whether the destination honours If-None-Match: * (then skip/fail need no
+    # HEAD before each write). None: find out with one probe per run.
+    conditional_writes: bool | None = None
+    # In-flight object data is capped here too: concurrency x part_size, but
+    # no more than this (large objects need a few parts in flight, not 16).
+    max_memory: int = 128 * MiB
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -90,8 +96,12 @@ class TransferOptions:
 
     @property
     def memory_budget(self) -> int:
-        """Bytes of object data in flight at most."""
-        return max(self.concurrency * self.part_size, self.multipart_threshold)
+        """Bytes of object data in flight at most: concurrency x part size, capped by max_memory.
+
+        Never below one part (or one whole object below the threshold), so any
+        object can always move.
+        """
+        return max(min(self.concurrency * self.part_size, self.max_memory), self.part_size, self.multipart_threshold)
 
 
 @dataclass(frozen=True)
@@ -311,6 +321,15 @@ class Transfer:
         self._slots = threading.BoundedSemaphore(options.concurrency * 2)
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="migrate-transfer")
         self._futures: set[Future[None]] = set()
+        self.conditional_writes = False
+
+    def _probe_conditional_writes(self, bucket: str) -> bool:
+        """Does the destination refuse an If-None-Match: * write to an existing key? One probe object, deleted after."""
+        if self.options.conditional_writes is not None:
+            return self.options.conditional_writes
+        if self.options.on_conflict == "overwrite":
+            return False
+        return self.destination.supports_conditional_writes(bucket)
 
     # -- bookkeeping -------------------------------------------------------
     def _retry(self, func: Callable[[], Any], record: ObjectRecord) -> Any:
@@ -375,31 +394,40 @@ class Transfer:
         }
 
     def _conflict_check(self, record: ObjectRecord, owned: bool) -> bool:
-        """Apply the conflict policy. True: go ahead (with If-None-Match when not overwriting)."""
-        if owned or self.options.on_conflict == "overwrite":
+        """Apply the conflict policy before writing. True: go ahead (with If-None-Match when not overwriting).
+
+        Where the destination honours conditional writes, no HEAD is needed:
+        the write itself answers 412 when the key exists (see `_settle_existing`).
+        """
+        if owned or self.options.on_conflict == "overwrite" or self.conditional_writes:
             return True
         assert record.dest_bucket and record.dest_key
         existing = self._retry(lambda: self.destination.head(record.dest_bucket, record.dest_key), record)  # type: ignore[arg-type]
         if existing is None:
             return True
-        if existing.size == record.size and is_plain_md5(record.source_etag) and existing.etag == record.source_etag:
+        self._settle_existing(record, existing)
+        return False
+
+    def _settle_existing(self, record: ObjectRecord, existing: ObjectInfo | None = None) -> None:
+        """The destination already has the key and the policy forbids overwriting: done, skipped, or failed."""
+        assert record.dest_bucket and record.dest_key
+        if existing is None:
+            existing = self._retry(lambda: self.destination.head(record.dest_bucket, record.dest_key), record)  # type: ignore[arg-type]
+        if existing is not None and existing.size == record.size and is_plain_md5(record.source_etag) and existing.etag == record.source_etag:
             # Exactly the planned bytes are already there (e.g. written by a run
             # killed before its journal caught up): migrated, under every policy.
             self.journal.done(record, sha256=None, md5=record.source_etag, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, deferred=True)
-            with self._lock:
-                self.result.skipped_existing += 1
-            self.progress.advance(objects=1, bytes_done=record.size)
-            return False
-        if self.options.on_conflict == "skip":
-            self.journal.done(record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
-            with self._lock:
-                self.result.skipped_existing += 1
-            self.progress.advance(objects=1, bytes_done=record.size)
-            return False
-        raise ConditionalWriteFailed(
-            f"s3://{record.dest_bucket}/{record.dest_key}: already exists and destination.on_conflict is 'fail'; "
-            "remove it, or set on_conflict to skip or overwrite"
-        )
+        elif self.options.on_conflict == "skip":
+            etag = existing.etag if existing is not None else None
+            self.journal.done(record, sha256=None, md5=None, dest_etag=etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
+        else:
+            raise ConditionalWriteFailed(
+                f"s3://{record.dest_bucket}/{record.dest_key}: already exists and destination.on_conflict is 'fail'; "
+                "remove it, or set on_conflict to skip or overwrite"
+            )
+        with self._lock:
+            self.result.skipped_existing += 1
+        self.progress.advance(objects=1, bytes_done=record.size)
 
     def _check_source(self, record: ObjectRecord, size: int, etag: str | None) -> None:
         what = f"{record.source_bucket}/{record.source_key}"
@@ -417,14 +445,11 @@ class Transfer:
                 return
             conditional = not owned and self.options.on_conflict != "overwrite"
             outcome = self._retry(lambda: self._copy_whole_attempt(record, conditional), record)
-        except ConditionalWriteFailed as err:
-            if self.options.on_conflict == "skip":
-                self.journal.done(record, sha256=None, md5=None, dest_etag=None, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
-                with self._lock:
-                    self.result.skipped_existing += 1
-                self.progress.advance(objects=1, bytes_done=record.size)
-                return
-            self._record_failure(record, err, keep_upload=False)
+        except ConditionalWriteFailed:
+            try:
+                self._settle_existing(record)
+            except BaseException as err:  # noqa: BLE001 - recorded on the object
+                self._record_failure(record, err, keep_upload=False)
             return
         except _Cancelled:
             return
@@ -618,6 +643,13 @@ class Transfer:
                 ),
                 record,
             )
+        except ConditionalWriteFailed:
+            self._abort(job)
+            try:
+                self._settle_existing(record)
+            except BaseException as err:  # noqa: BLE001 - recorded on the object
+                self._record_failure(record, err, keep_upload=False)
+            return
         except BaseException as err:  # noqa: BLE001
             self._record_failure(record, err, keep_upload=not isinstance(err, IntegrityError))
             return
@@ -665,10 +697,14 @@ class Transfer:
     def run(self, records: Iterable[ObjectRecord]) -> TransferResult:
         started = time.monotonic()
         open_uploads = {(row.source_bucket, row.source_key): row for row in self.journal.open_uploads()}
+        probed: set[str] = set()
         try:
             for batch in _batches(records, 400):
                 if self.stop.is_set():
                     break
+                for bucket in {r.dest_bucket for r in batch if r.dest_bucket} - probed:
+                    probed.add(bucket)
+                    self.conditional_writes = self._probe_conditional_writes(bucket)
                 rows = self.journal.rows([(r.source_bucket, r.source_key) for r in batch])
                 decided = [self._decide(record, rows.get((record.source_bucket, record.source_key)), open_uploads) for record in batch]
                 work = [item for item in decided if item is not None]

@@ -426,3 +426,35 @@ def test_identical_bytes_at_the_destination_count_as_migrated_even_under_fail(se
     result = transfer_objects(_records(store, source, dest), source=store, destination=store, journal=journal, options=_options(on_conflict="fail"))
     assert result.ok and (result.copied, result.skipped_existing) == (1, 1)
     assert {row.source_key: row.state for row in journal.iter_rows()} == {"same": "done", "new": "done"}
+
+
+class HeadCountingStore(S3Store):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.heads: list[str] = []
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        self.heads.append(key)
+        return super().head(bucket, key)
+
+
+@pytest.mark.parametrize("conditional", [None, False], ids=["probed-conditional-writes", "head-before-write"])
+def test_skip_policy_uses_conditional_writes_instead_of_a_head_per_object(
+    seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, conditional: bool | None
+) -> None:
+    source, dest = buckets
+    _seed(seaweed, source, {f"k{i}": 10 + i for i in range(6)})
+    seaweed.client().put_object(Bucket=dest, Key="moved/k3", Body=b"someone else's")
+    reader = _store(seaweed)
+    records = _records(reader, source, dest)
+    writer = HeadCountingStore(
+        S3Location(endpoint_url=seaweed.endpoint_url, region=seaweed.region, access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
+    )
+    result = transfer_objects(records, source=reader, destination=writer, journal=journal, options=_options(on_conflict="skip", conditional_writes=conditional))
+    assert (result.copied, result.skipped_existing) == (5, 1)
+    assert seaweed.client().get_object(Bucket=dest, Key="moved/k3")["Body"].read() == b"someone else's"
+    if conditional is None:  # SeaweedFS honours If-None-Match: only the refused key is looked at
+        assert writer.heads == ["moved/k3"]
+    else:
+        assert sorted(writer.heads) == [f"moved/k{i}" for i in range(6)]
+    assert not [k for k in seaweed.client().list_objects_v2(Bucket=dest).get("Contents", []) if ".migrate-probe" in k["Key"]]

@@ -11,6 +11,7 @@ decides what to retry, so attempts never multiply.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping
 
@@ -161,6 +162,12 @@ def write_settings(
         else:
             out["Metadata"] = dict(metadata)
     return out
+
+
+_NO_SETTINGS: dict[str, Any] = {
+    "content_type": None, "cache_control": None, "content_disposition": None, "metadata": None,
+    "storage_class": None, "sse": None, "kms_key_id": None,
+}
 
 
 def _unquote(etag: str | None) -> str | None:
@@ -490,6 +497,28 @@ class S3Store(SourceStore):
             self._call(f"s3://{bucket}/{key}", "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
         except UploadGone:
             pass
+
+    def supports_conditional_writes(self, bucket: str) -> bool:
+        """Write a probe key twice with If-None-Match: *; True when the second write is refused.
+
+        The probe (`.migrate-probe-<random>`, zero bytes) is deleted again. Any
+        error means "not known to work": callers then HEAD before writing.
+        """
+        import uuid
+
+        key = f".migrate-probe-{uuid.uuid4().hex}"
+        empty_md5 = hashlib.md5(b"").digest()
+        try:
+            self.put_object(bucket, key, b"", content_md5=empty_md5, if_none_match=True, **_NO_SETTINGS)
+            try:
+                self.put_object(bucket, key, b"", content_md5=empty_md5, if_none_match=True, **_NO_SETTINGS)
+                return False
+            except ConditionalWriteFailed:
+                return True
+            finally:
+                self.client.delete_object(Bucket=bucket, Key=key)
+        except Exception:  # noqa: BLE001 - any doubt: do not rely on it
+            return False
 
     def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str]]:
         """(key, upload_id) of every unfinished multipart upload under `prefix`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -373,9 +374,12 @@ def test_sigkill_during_multipart_resumes_without_resending_parts(seaweed: Any, 
     done_parts = 0
     while time.monotonic() < deadline and child.poll() is None:
         if journal_path.exists():
-            with TransferJournal(journal_path, readonly=True) as peek:
-                uploads = peek.open_uploads()
-                done_parts = len(peek.parts(uploads[0].upload_id)) if uploads else 0
+            try:
+                with TransferJournal(journal_path, readonly=True) as peek:
+                    uploads = peek.open_uploads()
+                    done_parts = len(peek.parts(uploads[0].upload_id)) if uploads else 0
+            except sqlite3.OperationalError:  # the child has created the file but not its tables yet
+                done_parts = 0
             if done_parts >= 3:
                 break
         time.sleep(0.05)

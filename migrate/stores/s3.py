@@ -325,7 +325,10 @@ class S3Store(SourceStore):
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
-            response = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+            if self.http is not None:
+                response = self.http.head(bucket, key)
+            else:
+                response = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         except Exception as err:  # noqa: BLE001
             translated = translate_error(err, what=f"s3://{bucket}/{key}")
             if isinstance(translated, ObjectNotFound):

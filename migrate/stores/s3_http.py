@@ -211,6 +211,15 @@ class S3HttpClient:
 
         return _response_fields(response), chunks()
 
+    def head(self, bucket: str, key: str) -> dict[str, Any]:
+        """HEAD an object, stored checksums included: boto3-style fields. Raises ObjectNotFound when absent."""
+        what = f"s3://{bucket}/{key}"
+        response = self._request("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, payload_hash=EMPTY_SHA256, what=what)
+        response.read()
+        if response.will_close:
+            self._drop(self._address(bucket, key)[0])
+        return _response_fields(response)
+
     def put(
         self,
         bucket: str,

@@ -250,3 +250,21 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(env: Env, supabase_faul
     httpx.delete(f"{env.server.url}/storage/v1/_faults", headers={"apikey": env.server.service_key, "Authorization": f"Bearer {env.server.service_key}"})
     assert env.migrate("run") == 0
     env.assert_migrated()
+
+
+def test_no_secret_reaches_manifests_journals_or_reports(env: Env, supabase_faults: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # A failing object too, so error texts land in the journal and the output.
+    supabase_faults({"method": "GET", "path": "/object/authenticated/.*/exact.bin", "action": "status", "status": 500, "count": None})
+    assert env.migrate("run") == 3
+    assert env.migrate("status", "--failed") == 0
+    assert env.migrate("verify", "--mode", "deep") == 3
+    captured = capsys.readouterr()
+    secrets = [env.server.service_key, env.seaweed.secret_key, env.server.jwt_secret]
+    written = [path for path in env.tmp.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".sqlite" for path in written) and any(path.name == "report.parquet" for path in written)
+    for path in written:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, f"a secret is in {path}"
+    for secret in secrets:
+        assert secret not in captured.out + captured.err

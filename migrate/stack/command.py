@@ -35,8 +35,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     start.add_argument(
         "--database",
-        default=stack.DEFAULT_DATABASE,
-        help=f"the stack's own database, created and marked as ours (default: {stack.DEFAULT_DATABASE})",
+        default=None,
+        help=f"the stack's own database, created and marked as ours (default: {stack.DEFAULT_DATABASE}_<hash of the state dir>, one per checkout)",
     )
     start.add_argument(
         "--supabase-port",

@@ -38,6 +38,18 @@ STATE_FILE = "state.json"
 STATE_VERSION = 1
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DATABASE = "migrate_stack"
+
+
+def default_database(state_dir: Path) -> str:
+    """The stack's database for a state dir: `migrate_stack_<8 hex of the dir's path>`.
+
+    One database per checkout: a stack whose blobs live in one folder must
+    never see the catalog of a stack whose blobs live in another.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{DEFAULT_DATABASE}_{digest}"
 DEFAULT_STATE_DIR = Path(".migrate/stack")
 DEFAULT_SUPABASE_PORT = 54321
 DEFAULT_S3_PORT = 8333
@@ -340,7 +352,7 @@ def _port_free_or_fail(port: int, flag: str) -> None:
 def up(
     *,
     pg_url: str = DEFAULT_PG_URL,
-    database: str = DEFAULT_DATABASE,
+    database: str | None = None,
     state_dir: Path = DEFAULT_STATE_DIR,
     supabase_port: int = DEFAULT_SUPABASE_PORT,
     s3_port: int = DEFAULT_S3_PORT,
@@ -356,6 +368,8 @@ def up(
     """
     from migrate.stack import seaweed
     from migrate.stack import supabase_server
+
+    database = database or default_database(state_dir)
 
     if supabase_port == s3_port:
         raise UserInputError(f"--supabase-port and --s3-port are both {s3_port}; pick two different ports")

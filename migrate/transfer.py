@@ -82,7 +82,7 @@ class TransferOptions:
     conditional_writes: bool | None = None
     # In-flight object data is capped here too: concurrency x part_size, but
     # no more than this (large objects need a few parts in flight, not 16).
-    max_memory: int = 128 * MiB
+    max_memory: int = 96 * MiB
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

@@ -119,6 +119,7 @@ def _verify_section(session: "Session") -> str:
 
 def _memory_section(session: "Session") -> str:
     from bench.harness import MEMORY_CONCURRENCY, MEMORY_PART_SIZE
+    from migrate.transfer import TransferOptions
 
     spec = session.specs["M"]
     rows = []
@@ -127,7 +128,7 @@ def _memory_section(session: "Session") -> str:
         mine = [r for r in total if r.valid]
         settings = (
             f"`migrate run --workers {MEMORY_CONCURRENCY}`, part {MEMORY_PART_SIZE // MiB} MiB "
-            f"(byte budget {MEMORY_CONCURRENCY * MEMORY_PART_SIZE // MiB} MiB)"
+            f"(byte budget {TransferOptions(concurrency=MEMORY_CONCURRENCY, part_size=MEMORY_PART_SIZE).memory_budget // MiB} MiB)"
             if name == "migrate"
             else "defaults"
         )

@@ -114,3 +114,10 @@ def fetch_each(page: list[ObjectInfo], fetch: Callable[[ObjectInfo], T], *, work
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(page)))) as pool:
         return list(pool.map(fetch, page))
+
+
+def range_header(offset: int, length: int | None) -> str | None:
+    """The HTTP Range value for `length` bytes from `offset` (to the end when None); None for a whole read."""
+    if not offset and length is None:
+        return None
+    return f"bytes={offset}-{'' if length is None else offset + length - 1}"

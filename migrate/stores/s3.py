@@ -28,7 +28,7 @@ from migrate.errors import (
     ServiceUnavailable,
     TransientError,
 )
-from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each
+from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
 from migrate.stores.s3_http import S3HttpClient
 
 # How much of a response body we pull per read: large enough to keep per-call
@@ -344,9 +344,9 @@ class S3Store(SourceStore):
         """
         what = f"s3://{bucket}/{key}"
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            kwargs["Range"] = f"bytes={offset}-{end}"
+        byte_range = range_header(offset, length)
+        if byte_range:
+            kwargs["Range"] = byte_range
         if length == 0:
             head = self.head(bucket, key)
             if head is None:

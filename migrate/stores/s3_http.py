@@ -34,6 +34,7 @@ import botocore.exceptions
 from botocore.credentials import Credentials
 
 from migrate.errors import MigrateError, TransientError
+from migrate.stores.base import range_header
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -184,8 +185,9 @@ class S3HttpClient:
         """GET an object or a range: (headers as a dict like boto3's response, chunk iterator)."""
         what = f"s3://{bucket}/{key}"
         headers: dict[str, str] = {}
-        if offset or length is not None:
-            headers["Range"] = f"bytes={offset}-{'' if length is None else offset + length - 1}"
+        byte_range = range_header(offset, length)
+        if byte_range:
+            headers["Range"] = byte_range
         response = self._request("GET", bucket, key, headers=headers, payload_hash=EMPTY_SHA256, what=what)
         host = self._address(bucket, key)[0]
 

@@ -38,7 +38,7 @@ from migrate.errors import (
     TransientError,
 )
 from migrate.redact import register_secret
-from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each
+from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
 
 LIST_V2_PAGE = 1000  # the real server's maximum for list-v2
 LIST_V1_PAGE = 1000
@@ -277,9 +277,9 @@ class SupabaseStore(SourceStore):
         what = f"supabase://{bucket}/{key}"
         # identity: Content-Length must count the object's bytes, not a gzip stream.
         headers = {"Accept-Encoding": "identity"}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{end}"
+        byte_range = range_header(offset, length)
+        if byte_range:
+            headers["Range"] = byte_range
         if length == 0:
             info = self._info(bucket, key)
             if info is None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, TypeVar
 
-from migrate.errors import MigrateError, TransientError
+from migrate.errors import MigrateError, ObjectNotFound, TransientError
 
 T = TypeVar("T")
 
@@ -71,6 +71,13 @@ class SourceStore(ABC):
         object is gone; the iterator raises `TransientError` on a fault worth
         retrying, including a body shorter than announced.
         """
+
+    def empty_read(self, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """`open` for a zero-length range: no GET (servers answer 416), just the object's metadata."""
+        info = self.head(bucket, key)
+        if info is None:
+            raise ObjectNotFound(f"{self.kind}://{bucket}/{key}: not found at the source")
+        return info, iter(())
 
     def read(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Stream the bytes of `key` (see `open`)."""

@@ -348,10 +348,7 @@ class S3Store(SourceStore):
         if byte_range:
             kwargs["Range"] = byte_range
         if length == 0:
-            head = self.head(bucket, key)
-            if head is None:
-                raise ObjectNotFound(f"{what}: not found")
-            return head, iter(())
+            return self.empty_read(bucket, key)
         if self.http is not None:
             fields, chunks = self.http.get(bucket, key, offset=offset, length=length)
             info = self._info_from_head(key, fields)

@@ -281,10 +281,7 @@ class SupabaseStore(SourceStore):
         if byte_range:
             headers["Range"] = byte_range
         if length == 0:
-            info = self._info(bucket, key)
-            if info is None:
-                raise ObjectNotFound(f"{what}: not found at the source")
-            return info, iter(())
+            return self.empty_read(bucket, key)
         url = f"{self.base}/object/authenticated/{urllib.parse.quote(bucket, safe='')}/{encode_key(key)}"
         try:
             request = self.http.build_request("GET", url, headers=headers)

@@ -90,10 +90,12 @@ class ServiceUnavailable(FatalError):
 class TransientError(MigrateError):
     """A fault worth retrying: timeouts, resets, 5xx, throttling, truncated bodies."""
 
-    def __init__(self, message: str, *, throttled: bool = False):
+    def __init__(self, message: str, *, throttled: bool = False, retry_after: float | None = None):
         super().__init__(message)
         # Throttling (429 / SlowDown) lowers the request rate as well as retrying.
         self.throttled = throttled
+        # Seconds the server asked us to wait (HTTP Retry-After); the retry loop waits at least this long.
+        self.retry_after = retry_after
 
 
 class ObjectError(MigrateError):

@@ -18,6 +18,7 @@ import time
 from typing import Callable, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity.wait import wait_base
 
 from migrate.errors import TransientError
 
@@ -65,6 +66,43 @@ class Throttle:
                 self._delay = self._delay * 0.9 if self._delay > self._initial / 4 else 0.0
 
 
+#: The longest Retry-After we honour; a server asking for more is waited on this long per attempt.
+MAX_RETRY_AFTER = 60.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from an HTTP `Retry-After` header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, min(MAX_RETRY_AFTER, float(value)))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, min(MAX_RETRY_AFTER, when.timestamp() - time.time()))
+
+
+class _WaitHonouringRetryAfter(wait_base):
+    """Jittered exponential backoff, but never shorter than the server's Retry-After."""
+
+    def __init__(self, backoff: wait_base):
+        self._backoff = backoff
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        delay = self._backoff(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        return max(delay, asked) if asked else delay
+
+
 def call_with_retries(
     func: Callable[[], T],
     *,
@@ -90,7 +128,7 @@ def call_with_retries(
     retrying = Retrying(
         retry=retry_if_exception(is_retryable),
         stop=stop_after_attempt(max(1, max_attempts)),
-        wait=wait_random_exponential(multiplier=0.2, max=max_wait),
+        wait=_WaitHonouringRetryAfter(wait_random_exponential(multiplier=0.2, max=max_wait)),
         before_sleep=before_sleep,
         reraise=True,
     )

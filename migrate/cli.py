@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from migrate import __version__
 from migrate.errors import ExitStatus, MigrateError, UserInputError
@@ -79,14 +79,20 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.transfer import run_migration
 
     plan = _load(args)
-    outcome = run_migration(
-        plan,
-        state_dir=args.state_dir,
-        reports_dir=args.reports_dir,
-        workers=args.workers,
-        replan=args.replan,
-        progress=TqdmProgress(enabled=False if args.no_progress else None),
-    )
+    executor = _executor(args, plan)
+    try:
+        outcome = run_migration(
+            plan,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            workers=args.workers,
+            replan=args.replan,
+            progress=TqdmProgress(enabled=False if args.no_progress else None),
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     result = outcome.result
     if outcome.replanned:
         print(f"Planned first (no manifest yet, the plan changed, or --replan): {outcome.run_dir / 'manifest.parquet'}")
@@ -98,6 +104,9 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     )
     if result.resumed_parts or result.aborted_uploads:
         print(f"Resumed {result.resumed_parts} multipart parts; aborted {result.aborted_uploads} abandoned uploads.")
+    if executor is not None:
+        for worker, stats in sorted(executor.workers.items()):
+            print(f"  worker {worker}: {stats.shards} shards, {stats.objects} objects, {human_size(stats.bytes)} at {stats.mib_per_second:.1f} MiB/s")
     for failure in result.failures[:10]:
         print(redact(f"  failed: {failure.source_bucket}/{failure.source_key}: {failure.error}"), file=sys.stderr)
     if len(result.failures) > 10:
@@ -110,6 +119,28 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
         return ExitStatus.INCOMPLETE
     print(f"Everything planned is at the destination. Next: migrate verify {args.plan}")
     return ExitStatus.OK
+
+
+def _executor(args: argparse.Namespace, plan: "Plan") -> Any:
+    """The cluster executor `--executor dask` asks for, or None for local threads."""
+    if getattr(args, "executor", "local") != "dask":
+        if getattr(args, "scheduler", None) or getattr(args, "shard_objects", None):
+            raise UserInputError("--scheduler and --shard-objects go with --executor dask")
+        return None
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if not scheduler:
+        raise UserInputError("--executor dask needs --scheduler tcp://HOST:8786 (or DASK_SCHEDULER_ADDRESS)")
+    from migrate.cluster import SHARD_MAX_OBJECTS, DaskExecutor
+
+    if args.shard_objects is not None and args.shard_objects < 1:
+        raise UserInputError(f"--shard-objects must be at least 1, got {args.shard_objects}")
+    return DaskExecutor(plan, scheduler=scheduler, max_objects=args.shard_objects or SHARD_MAX_OBJECTS)
+
+
+def _add_executor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=("local", "dask"), default="local", help="local threads (default) or a Dask cluster")
+    parser.add_argument("--scheduler", help="the Dask scheduler address with --executor dask (default: DASK_SCHEDULER_ADDRESS)")
+    parser.add_argument("--shard-objects", type=int, help="objects per cluster task at most (default 2000; a shard also stops at 512 MiB)")
 
 
 def cmd_status(args: argparse.Namespace) -> ExitStatus:
@@ -152,16 +183,24 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     from migrate.verify import verify_plan
 
     plan = _load(args)
-    report = verify_plan(
-        plan,
-        mode=args.mode,
-        sample=args.sample,
-        seed=args.seed,
-        fresh=args.fresh,
-        state_dir=args.state_dir,
-        reports_dir=args.reports_dir,
-        progress=TqdmProgress(enabled=False if args.no_progress else None),
-    )
+    executor = _executor(args, plan)
+    if executor is not None and args.sample is not None:
+        raise UserInputError("--sample is not available with --executor dask yet; sample locally or verify everything on the cluster")
+    try:
+        report = verify_plan(
+            plan,
+            mode=args.mode,
+            sample=args.sample,
+            seed=args.seed,
+            fresh=args.fresh,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            progress=TqdmProgress(enabled=False if args.no_progress else None),
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     print(report.summary_text())
     return report.exit_status
 
@@ -179,6 +218,7 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     run.add_argument("--workers", type=int, help="concurrent transfers (default: the plan's transfer.concurrency); 1 runs serially")
     run.add_argument("--replan", action="store_true", help="inventory the source again first, to pick up new or changed objects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_executor(run)
     run.set_defaults(func=cmd_run)
 
     verify = subparsers.add_parser("verify", help="integrity audit of the destination into a report", description=cmd_verify.__doc__)
@@ -188,6 +228,7 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     verify.add_argument("--seed", type=int, default=0, help="seed for --sample (same seed, same sample)")
     verify.add_argument("--fresh", action="store_true", help="inventory the source again first instead of trusting the manifest")
     verify.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_executor(verify)
     verify.set_defaults(func=cmd_verify)
 
     status = subparsers.add_parser("status", help="what the journal says: counts by state", description=cmd_status.__doc__)

@@ -358,6 +358,19 @@ class TransferJournal:
         for row in rows:
             yield JournalRow(*row)
 
+    def import_rows(self, rows: Iterable[JournalRow]) -> None:
+        """Write rows another journal produced (a cluster worker's scratch journal), replacing ours, in one transaction."""
+        columns = list(JournalRow.__dataclass_fields__)
+        values = [tuple(getattr(row, name) for name in columns) + (time.time(),) for row in rows]
+        if not values:
+            return
+        self.flush()
+        placeholders = ", ".join("?" for _ in range(len(columns) + 1))
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(f"INSERT OR REPLACE INTO objects ({', '.join(columns)}, updated_at) VALUES ({placeholders})", values)
+            self._db.execute("COMMIT")
+
     def last_run(self) -> dict[str, object] | None:
         with self._lock:
             row = self._db.execute(

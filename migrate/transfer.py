@@ -851,13 +851,15 @@ def run_migration(
     stop: threading.Event | None = None,
     source: SourceStore | None = None,
     destination: S3Store | None = None,
+    executor: Any = None,
 ) -> RunOutcome:
     """Move every `copy` object of the plan's manifest that is not already migrated.
 
     Plans first when there is no manifest, when the plan changed since the
     manifest was made, or when `replan` is set (to pick up new or changed
     source objects for an incremental sync). Refuses to start while the
-    manifest has collisions.
+    manifest has collisions. `executor`: a `migrate.cluster.DaskExecutor` to
+    move the objects on a cluster instead of local threads.
     """
     from migrate.inventory import copy_records, load_manifest, plan_migration
     from migrate.rundir import RunDirectory
@@ -897,12 +899,18 @@ def run_migration(
         if progress is not None:
             progress.start(objects=copies.height, total_bytes=int(copies["size"].sum() or 0), description="objects")
         with TransferJournal(run_dir.journal) as journal:
+            previous = journal.last_run()
             run_id = journal.start_run(plan.fingerprint())
             result = TransferResult()
             try:
-                result = transfer_objects(
-                    copy_records(manifest), source=source, destination=destination, journal=journal, options=options, progress=progress, stop=stop
-                )
+                if executor is not None:
+                    # An earlier run that did not finish may have left work its journal never heard of.
+                    resuming = previous is not None and previous.get("outcome") != "ok"
+                    result = executor.transfer(copy_records(manifest), journal=journal, options=options, progress=progress, stop=stop, resuming=resuming)
+                else:
+                    result = transfer_objects(
+                        copy_records(manifest), source=source, destination=destination, journal=journal, options=options, progress=progress, stop=stop
+                    )
             finally:
                 outcome = "interrupted" if result.interrupted else ("ok" if result.ok else "incomplete")
                 journal.finish_run(run_id, outcome=outcome, copied=result.copied, failed=len(result.failures), bytes_copied=result.bytes_copied)

@@ -111,6 +111,8 @@ class VerifyOptions:
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     expect_prefixes: tuple[tuple[str, str], ...] = ()
+    # False: only look for unexpected objects (a cluster driver, whose workers check the records).
+    check_objects: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -422,7 +424,7 @@ class _Audit:
     def _eligible(self, records: Iterable[ObjectRecord], counter: dict[str, int]) -> Iterator[tuple[int, ObjectRecord]]:
         for seq, record in enumerate(records):
             self._note_mapping(record)
-            if record.action in VERIFIED_ACTIONS:
+            if record.action in VERIFIED_ACTIONS and self.options.check_objects:
                 counter["population"] += 1
                 yield seq, record
             else:
@@ -742,11 +744,19 @@ def verify_migration(
     options: VerifyOptions,
     progress: Progress | None = None,
     catalog_rows: pl.DataFrame | None = None,
+    executor: Any = None,
 ) -> VerificationReport:
     """`verify_records` plus the report metadata (times, sampling facts); `catalog_rows` from `catalog_cross_check` are appended."""
     started = _now()
-    audit = _Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
-    frame, stats = audit.run(records)
+    if executor is not None:
+        # A cluster (migrate.cluster.DaskExecutor) checks the records on its workers; same rows, same order.
+        records = list(records)
+        frame = executor.verify(records, journal=journal, options=options, progress=progress)
+        population = sum(1 for r in records if r.action in VERIFIED_ACTIONS)
+        stats = VerifyStats(population=population, checked=population, not_verified=len(records) - population)
+    else:
+        audit = _Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
+        frame, stats = audit.run(records)
     if catalog_rows is not None and catalog_rows.height:
         frame = pl.concat([frame, catalog_rows.select(list(REPORT_SCHEMA))])
     return VerificationReport(
@@ -932,8 +942,11 @@ def verify_plan(
     state_dir: str | Path | None = None,
     reports_dir: str | Path = "reports",
     progress: Progress | None = None,
+    executor: Any = None,
 ) -> VerificationReport:
     """Audit a plan's migration and write the report under `reports_dir`.
+
+    `executor`: a `migrate.cluster.DaskExecutor` to check the objects on a cluster.
 
     Uses the plan's manifest (or re-inventories the source first with
     `fresh`, which also refreshes the manifest) and the run journal when
@@ -980,6 +993,7 @@ def verify_plan(
             options=options,
             progress=progress,
             catalog_rows=catalog_rows,
+            executor=executor,
         )
     finally:
         if journal is not None:

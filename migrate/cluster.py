@@ -153,6 +153,8 @@ class DaskExecutor:
             raise UserInputError("--executor dask needs the `distributed` package: pip install 'migrate[dask]'") from None
         self.plan_text = Path(plan.path).read_text(encoding="utf-8")
         self.plan_path = plan.path
+        # Workers interpolate the plan from their own environment; this proves they read the same plan.
+        self.plan_fingerprint = plan.fingerprint()
         self.scheduler = scheduler
         self.max_objects = max_objects
         self.max_bytes = max_bytes
@@ -204,7 +206,7 @@ class DaskExecutor:
                     break
                 # pure=False: a rerun of the same shard is a new task. retries: a task that *raised*
                 # (not a dead worker, which the scheduler reschedules by itself) gets one more go.
-                future = client.submit(task, self.plan_text, self.plan_path, shard, pure=False, retries=1, run_token=self.run_token, **kwargs)
+                future = client.submit(task, self.plan_text, self.plan_path, shard, pure=False, retries=1, run_token=self.run_token, fingerprint=self.plan_fingerprint, **kwargs)
                 pending.add(future)
                 in_flight += 1
             if in_flight == 0:
@@ -368,8 +370,12 @@ def _fingerprint(record: ObjectRecord, options: "TransferOptions") -> str:
 
 
 # -- what runs on a worker -------------------------------------------------------------
-def _worker_context(plan_text: str, plan_path: str) -> tuple["Plan", str]:
-    """The plan, parsed against *this worker's* environment (its credentials), and the worker's address."""
+def _worker_context(plan_text: str, plan_path: str, fingerprint: str) -> tuple["Plan", str]:
+    """The plan, parsed against *this worker's* environment (its credentials), and the worker's address.
+
+    Raises `FatalError` when the worker's environment makes it a different plan than the driver's
+    (say another MIGRATE_DEST_BUCKET): the worker would otherwise write somewhere else.
+    """
     from migrate.plan import parse_plan
 
     try:
@@ -378,7 +384,13 @@ def _worker_context(plan_text: str, plan_path: str) -> tuple["Plan", str]:
         address = get_worker().address
     except (ImportError, ValueError):
         address = f"local-{os.getpid()}"
-    return parse_plan(plan_text, source_name=plan_path), address
+    plan = parse_plan(plan_text, source_name=plan_path)
+    if plan.fingerprint() != fingerprint:
+        raise FatalError(
+            f"Dask worker {address}: {plan_path} reads differently in the worker's environment than in the driver's "
+            "(source, destination or rules differ); give the workers the same environment variables as the driver"
+        )
+    return plan, address
 
 
 def _first_attempt(shard: Shard, run_token: str) -> bool:
@@ -424,12 +436,14 @@ def _recover(shard: Shard, *, destination: Any, journal: TransferJournal, option
     return aborted, recognised
 
 
-def _transfer_shard(plan_text: str, plan_path: str, shard: Shard, *, run_token: str, options: "TransferOptions", resuming: bool) -> ShardResult:
+def _transfer_shard(
+    plan_text: str, plan_path: str, shard: Shard, *, run_token: str, fingerprint: str, options: "TransferOptions", resuming: bool
+) -> ShardResult:
     """One shard through the local transfer engine, with a scratch journal on the worker's disk."""
     from migrate.stores.factory import open_destination, open_source
     from migrate.transfer import transfer_objects
 
-    plan, address = _worker_context(plan_text, plan_path)
+    plan, address = _worker_context(plan_text, plan_path, fingerprint)
     scratch = Path(tempfile.mkdtemp(prefix="migrate-shard-"))
     source = open_source(plan, concurrency=options.concurrency)
     destination = open_destination(plan, concurrency=options.concurrency)
@@ -461,12 +475,12 @@ def _transfer_shard(plan_text: str, plan_path: str, shard: Shard, *, run_token: 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _verify_shard(plan_text: str, plan_path: str, shard: Shard, *, run_token: str, options: "VerifyOptions") -> ShardResult:
+def _verify_shard(plan_text: str, plan_path: str, shard: Shard, *, run_token: str, fingerprint: str, options: "VerifyOptions") -> ShardResult:
     """One shard through the local audit; the journal rows it needs travel with it (they hold digests, no secret)."""
     from migrate.stores.factory import open_destination, open_source
     from migrate.verify import verify_records
 
-    plan, address = _worker_context(plan_text, plan_path)
+    plan, address = _worker_context(plan_text, plan_path, fingerprint)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="migrate-verify-"))
     source = open_source(plan, concurrency=options.concurrency, fetch_user_metadata=False)

@@ -285,3 +285,26 @@ def test_verify_on_the_cluster_gives_the_local_report(world: World, cluster: Any
         assert local.counts()["match"] == len(MIXED) - 2 and local.counts()["unexpected"] == 1
         assert local.frame.drop("checked_at").to_dicts() == remote.frame.drop("checked_at").to_dicts()
         assert remote.exit_status == local.exit_status != 0
+
+
+def _set_environment(name: str, value: str | None) -> None:
+    """Runs on each worker through `client.run` (a bound `os.environ.update` would carry this process's copy)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def test_a_worker_whose_environment_makes_another_plan_stops_the_run(world: World, cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrate.errors import FatalError
+
+    # The driver and the workers resolve ${CLUSTER_TEST_DEST} to different buckets: no worker may write anywhere.
+    world.plan_path.write_text(world.plan_path.read_text().replace(f"bucket: {world.dest},", "bucket: \"${CLUSTER_TEST_DEST}\","))
+    monkeypatch.setenv("CLUSTER_TEST_DEST", world.dest)
+    cluster.run(_set_environment, "CLUSTER_TEST_DEST", "somewhere-else")
+    try:
+        with pytest.raises(FatalError, match="reads differently in the worker's environment"):
+            run_migration(world.plan(), state_dir=world.state, reports_dir=world.tmp / "reports", executor=_executor(world, cluster))
+    finally:
+        cluster.run(_set_environment, "CLUSTER_TEST_DEST", None)
+    assert world.s3.list_objects_v2(Bucket=world.dest)["KeyCount"] == 0

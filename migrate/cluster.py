@@ -406,7 +406,8 @@ def _first_attempt(shard: Shard, run_token: str) -> bool:
             return False
         marker.set()
         return True
-    except (ImportError, ValueError):
+    except (ImportError, ValueError, RuntimeError):
+        # Not inside a Dask worker (no client): there is no earlier attempt to know of.
         return True
 
 

@@ -1,0 +1,710 @@
+"""The plan model: every key of a plan file, with its type, default, bounds and meaning.
+
+This is the plan reference: each field's description is what `migrate
+schema` writes into the JSON Schema editors show (`plans/plan.schema.json`).
+`migrate.plan.loader` reads YAML into these models. They are frozen: a
+loaded plan never changes. Field names are the YAML keys, except where an
+alias says otherwise (`bucket:` of a rule or tier is `buckets`; a rule's
+`metadata:` is `user_metadata`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Annotated, Any, ClassVar, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from migrate.patterns import INFER, GlobError, TemplateError, compile_match_regex, compile_match_template, compile_to_template, glob_to_regex, validate_destination_prefix
+from migrate.plan.values import (
+    GiB, KiB, MiB, DatabaseUrl, EnvName, Expected, Flag, Hint, HttpUrl, Invalid, Moment, OptText, Price, Text, Verbatim,
+    canonical, choice, count, describe, environ_of, format_size, redact_url_password, register_secret, secret_reference, size, text_list,
+)
+
+PLAN_VERSION = 1
+STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "EXPRESS_ONEZONE")
+MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
+MAX_PART_SIZE = 5 * GiB  # S3: largest part, and largest single PUT
+# S3 us-east-1 list prices (USD) as of writing (2025); each can be overridden in `costs:`.
+DEFAULT_STORAGE_PRICES = {"STANDARD": 0.023, "STANDARD_IA": 0.0125, "ONEZONE_IA": 0.01, "INTELLIGENT_TIERING": 0.023, "GLACIER_IR": 0.004, "GLACIER": 0.0036, "DEEP_ARCHIVE": 0.00099}
+DEFAULT_PUT_PER_1000 = 0.005  # PUT, COPY, POST, LIST
+DEFAULT_GET_PER_1000 = 0.0004
+_MAX_USER_METADATA = 2048  # S3: bytes of user metadata (keys + values) per object
+_S3_CREDENTIALS = "use the AWS credential chain, profile: NAME, or access_key_id_env/secret_access_key_env naming environment variables"
+
+StorageClass = choice(*STORAGE_CLASSES)
+
+
+def credentials_refused(value: Any, hint: str) -> Invalid:
+    """The error for a credential written into the plan; the value is masked from then on."""
+    if isinstance(value, str):
+        register_secret(value)
+    return Invalid(f"credentials never go in the plan file; {hint}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    #: Said when someone writes a credential key in this section.
+    credentials_hint: ClassVar[str] = "credentials never go in the plan file"
+    #: Keys accepted besides the fields (folded into a field before validation).
+    synonyms: ClassVar[tuple[str, ...]] = ()
+
+
+def _checked(value: Any, check: Any, at: tuple = ()) -> Any:
+    """Run `check(value)`, turning its ValueError into `Invalid` at `at`."""
+    try:
+        return check(value)
+    except (TemplateError, GlobError, ValueError) as err:
+        raise Invalid(str(err), at=at + getattr(err, "at", ())) from None
+
+
+def _bucket_name(value: str) -> str:
+    if not value.strip() or "/" in value:
+        raise ValueError(f"{value.strip()!r} is not a bucket name (non-empty, no '/')")
+    return value.strip()
+
+
+def _names_or_globs(what: str, check: Any, *, interpolate: bool) -> Any:
+    def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        items = text_list(value, info, what=what, interpolate=interpolate)
+        return tuple(dict.fromkeys(_checked(v, check, (i,) if isinstance(value, list) else ()) for i, v in enumerate(items)))
+
+    one_or_more = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    return Annotated[tuple[str, ...], BeforeValidator(validate), Field(json_schema_extra=one_or_more)]
+
+
+BucketNames = _names_or_globs("a bucket name", _bucket_name, interpolate=True)
+Globs = _names_or_globs("a glob", lambda glob: glob_to_regex(glob) and glob, interpolate=False)
+
+
+def _folded_prefix(data: Any) -> Any:
+    if isinstance(data, dict) and "prefix" in data:
+        if "prefixes" in data:
+            raise Invalid("give prefix or prefixes, not both", at=("prefix",))
+        data = {**data, "prefixes": data["prefix"]}
+        del data["prefix"]
+    return data
+
+
+def _prefixes(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+    found = [text for text in text_list(value, info, what="text")]
+    for index, prefix in enumerate(found):
+        for other in found:
+            if prefix and other and other != prefix and prefix.startswith(other):
+                at = (index,) if isinstance(value, list) else ()
+                raise Invalid(f"prefix {prefix!r} is inside prefix {other!r}: both would list the same objects; keep {other!r}", at=at)
+    return tuple(dict.fromkeys(p for p in found if p))
+
+
+Prefixes = Annotated[tuple[str, ...], BeforeValidator(_prefixes), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
+
+
+# --------------------------------------------------------------------------- source
+
+
+class BucketSelection(_Model):
+    """One source bucket, and the key prefixes to list in it."""
+
+    synonyms = ("prefix",)
+    name: Annotated[Text, Hint("the bucket's name")] = Field(description="The source bucket's name.")
+    prefixes: Prefixes = Field((), description="Key prefixes to list in this bucket (or `prefix:` for one); empty: the plan-wide `source.prefixes`.")
+
+    def __init__(self, name: str | None = None, prefixes: tuple[str, ...] = (), /, **data: Any):
+        super().__init__(**({"name": name, "prefixes": prefixes} if name is not None else {}), **data)
+
+    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _folded_prefix(data)))
+    _name = field_validator("name")(classmethod(lambda cls, value: _checked(value, _bucket_name)))
+
+
+def _bucket_selections(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        return None if value.strip().lower() == "all" else [{"name": value}]
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of bucket names or 'all', got {describe(value)}")
+    if not value:
+        raise Invalid("is an empty list; name buckets or write buckets: all")
+    return [{"name": item} if isinstance(item, str) else item for item in value]
+
+
+class _SourceBase(_Model):
+    synonyms = ("prefix",)
+    buckets: Annotated[tuple[BucketSelection, ...] | None, BeforeValidator(_bucket_selections)] = Field(
+        None, description="Source buckets: `all` (the default: every bucket the credentials can see), or a list of names or `{name, prefixes}`."
+    )
+    prefixes: Prefixes = Field((), description="Key prefixes to list (or `prefix:` for one) in buckets that do not list their own; empty: whole buckets.")
+
+    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _folded_prefix(data)))
+
+    @field_validator("buckets")
+    @classmethod
+    def _listed_once(cls, buckets: tuple[BucketSelection, ...] | None) -> tuple[BucketSelection, ...] | None:
+        names = [selection.name for selection in buckets or ()]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise Invalid(f"bucket {name!r} is listed twice (first at line {{first}})", at=(index,), lines={"first": (names.index(name),)})
+        return buckets
+
+    @property
+    def all_buckets(self) -> bool:
+        return self.buckets is None
+
+    @property
+    def bucket_names(self) -> tuple[str, ...] | None:
+        """The buckets the plan names, or None for all of them."""
+        return None if self.buckets is None else tuple(b.name for b in self.buckets)
+
+    def prefixes_for(self, bucket: str) -> tuple[str, ...]:
+        """Prefixes to list in `bucket`: its own, else the plan-wide ones, else `("",)` (everything)."""
+        for selection in self.buckets or ():
+            if selection.name == bucket and selection.prefixes:
+                return selection.prefixes
+        return self.prefixes or ("",)
+
+
+def _supabase_url(value: str | None) -> str | None:
+    path = re.sub(r"^https?://[^/]+", "", value or "")
+    if path.startswith("/storage/v1/s3"):
+        raise Invalid("that is the S3 protocol endpoint: use type: s3 with endpoint_url, or give the project URL")
+    if path.startswith("/storage/v1"):
+        raise Invalid("give the project URL (https://<ref>.supabase.co) without /storage/v1")
+    return value
+
+
+class SupabaseSource(_SourceBase):
+    """A Supabase project read through its Storage REST API (and optionally its catalog)."""
+
+    kind: ClassVar[str] = "supabase"
+    credentials_hint = "write key: ${SUPABASE_SERVICE_ROLE_KEY} and export the variable"
+    type: choice("supabase") = Field(description="`supabase`: the Storage REST API of a Supabase project.")  # type: ignore[valid-type]
+    url: Annotated[HttpUrl, Hint("the project URL, e.g. url: ${SUPABASE_URL}")] = Field(description="The project URL, e.g. `${SUPABASE_URL}` (https://<ref>.supabase.co), without /storage/v1.")
+    key: Annotated[secret_reference("SUPABASE_SERVICE_ROLE_KEY"), Hint("write key: ${SUPABASE_SERVICE_ROLE_KEY} and export SUPABASE_SERVICE_ROLE_KEY")] = Field(
+        repr=False, exclude=True, description="The secret key (`sb_secret_...`) or legacy service-role JWT, only ever as `${VAR}`."
+    )
+    database_url: DatabaseUrl = Field(None, repr=False, exclude=True, description="Optional PostgreSQL URL: inventory from storage.objects instead of the REST API; a password only through `${...}`.")
+
+    _url = field_validator("url")(classmethod(lambda cls, value: _supabase_url(value)))
+
+    @property
+    def database_url_redacted(self) -> str | None:
+        """`database_url` with any password replaced by `***`, for messages and reports."""
+        return redact_url_password(self.database_url) if self.database_url else None
+
+
+class _S3Access(_Model):
+    credentials_hint = _S3_CREDENTIALS
+    #: Fields the loader fills from the environment, never from the file.
+    resolved: ClassVar[tuple[str, ...]] = ("access_key_id", "secret_access_key", "session_token")
+    endpoint_url: HttpUrl = Field(None, description="An S3-compatible endpoint; empty: AWS.")
+    region: OptText = Field(None, description="The region, such as us-east-1.")
+    profile: OptText = Field(None, description="A profile from the AWS config files.")
+    access_key_id_env: EnvName = Field(None, description="NAME of the environment variable holding the access key id.")
+    secret_access_key_env: EnvName = Field(None, description="NAME of the environment variable holding the secret access key.")
+    session_token_env: EnvName = Field(None, description="NAME of the environment variable holding a session token.")
+    # Resolved from the *_env variables at load time; None: the AWS credential chain.
+    access_key_id: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
+    secret_access_key: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
+    session_token: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9-]+", value.strip()):
+            raise Invalid(f"{value!r} is not a region name (such as us-east-1)")
+        return value.strip() if value else None
+
+    @field_validator("access_key_id", "secret_access_key", "session_token", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> str | None:
+        if info.context and value is not None:  # from a plan file: never
+            raise credentials_refused(value, cls.credentials_hint)
+        if value is not None or info.context is None:
+            return value  # built in code with credentials, or without
+        name = info.field_name
+        env_key = f"{name}_env"
+        variable = info.data.get(env_key)
+        if variable is None:
+            return None
+        resolved = environ_of(info).get(variable)
+        if not resolved:
+            state = "is not set" if resolved is None else "is empty"
+            raise Invalid(f"environment variable {variable} {state}; export it, or remove {env_key} to use the AWS credential chain", at=("..", env_key))
+        if name != "access_key_id":
+            register_secret(resolved)
+        return resolved
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Any:
+        key_id, secret = self.access_key_id_env, self.secret_access_key_env
+        if (key_id is None) != (secret is None):
+            missing, present = ("secret_access_key_env", "access_key_id_env") if secret is None else ("access_key_id_env", "secret_access_key_env")
+            raise Invalid(f"{present} needs {missing} too; give both, or neither to use the AWS credential chain", at=(missing,), line_at=(present,))
+        if self.session_token_env is not None and key_id is None:
+            raise Invalid("session_token_env needs access_key_id_env and secret_access_key_env", at=("session_token_env",))
+        if self.profile is not None and key_id is not None:
+            raise Invalid("use either a profile or access_key_id_env/secret_access_key_env, not both", at=("profile",))
+        return self
+
+
+class S3Source(_S3Access, _SourceBase):
+    """Any S3-compatible endpoint, including Supabase's `/storage/v1/s3`."""
+
+    kind: ClassVar[str] = "s3"
+    type: choice("s3") = Field(description="`s3`: any S3-compatible endpoint (including Supabase's /storage/v1/s3).")  # type: ignore[valid-type]
+
+
+def _source_kind(value: Any) -> str | None:
+    return value.get("type") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+Source = Annotated[Union[Annotated[SupabaseSource, Tag("supabase")], Annotated[S3Source, Tag("s3")]], Discriminator(_source_kind)]
+
+
+# --------------------------------------------------------------------------- destination
+
+
+def _bucket_prefix_mode(value: Any, info: ValidationInfo) -> bool | None:
+    if isinstance(value, bool) or value is None:
+        return value
+    return {"auto": None, "always": True, "never": False}[canonical(value, info, ("auto", "always", "never")) or "auto"]
+
+
+class Destination(_S3Access):
+    """The S3 bucket objects are copied into, and how they are written."""
+
+    bucket: Annotated[Text, Hint("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(description="The destination S3 bucket.")
+    prefix: OptText = Field("", description="Every destination key starts with it (a `/` is added).")
+    bucket_prefix: Annotated[bool | None, BeforeValidator(_bucket_prefix_mode), Field(json_schema_extra={"enum": ["auto", "always", "never"]})] = Field(
+        None, description="Whether keys no rule maps go below `<source bucket>/`: `auto` (when the plan does not name exactly one bucket), `always`, `never`. Loaded as true/false."
+    )
+    storage_class: StorageClass | None = Field(None, description="Default storage class; none: the bucket default (STANDARD on AWS), no header sent.")
+    server_side_encryption: choice("AES256", "aws:kms") | None = Field(None, description="Server-side encryption.")  # type: ignore[valid-type]
+    kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
+    on_conflict: choice("skip", "overwrite", "fail") = Field("skip", description="An object already at the destination: `skip` (reruns never destroy data), `overwrite`, `fail`.")  # type: ignore[valid-type]
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, bucket: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
+            raise Invalid(
+                f"{bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', "
+                "starting and ending with a letter or digit)"
+            )
+        return bucket
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, prefix: str | None) -> str:
+        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        reason = validate_destination_prefix(prefix) if prefix else None
+        if reason is not None:
+            raise Invalid(reason)
+        return prefix or ""
+
+    @model_validator(mode="after")
+    def _kms(self) -> "Destination":
+        if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
+            raise Invalid("aws:kms needs destination.kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
+        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
+            raise Invalid("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
+        return self
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class RuleMetadata:
+    """Headers a rule sets on the objects it matches (None: keep the source's); see `Rule` for each."""
+
+    content_type: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    storage_class: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.content_type or self.cache_control or self.content_disposition or self.storage_class or self.metadata)
+
+
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]*\Z")
+
+
+def _header(value: str | None) -> str | None:
+    if value is not None and not _HEADER_TEXT.match(value):
+        raise Invalid("must be printable ASCII on one line (it becomes an HTTP header)")
+    return value.strip() if value else None
+
+
+def _content_type(value: str | None) -> str | None:
+    if value is None or value.strip().lower() == INFER:
+        return value and INFER
+    if not re.fullmatch(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;\s*[\w.+-]+=\S+)*", value.strip()):
+        raise Invalid(f"{value.strip()!r} is not a MIME type; write e.g. application/json, or infer to guess from the destination key's extension")
+    return value.strip()
+
+
+def _user_metadata(value: Any, info: ValidationInfo) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a mapping of metadata names to values, got {describe(value)}")
+    out: dict[str, str] = {}
+    for name, raw in value.items():
+        if name.lower().startswith("x-amz-meta-"):
+            raise Invalid(f"write the name without the x-amz-meta- prefix: {name[11:]!r}", at=(name,))
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+            lower = f" (S3 stores names in lowercase: write {name.lower()!r})" if re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name.lower()) else ""
+            raise Invalid(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}", at=(name,))
+        try:
+            text = text_list(raw, info, what="text")[0] if raw != "" else ""
+        except Invalid as err:
+            raise Invalid(str(err).replace(" or a list of it", ""), at=(name,)) from None
+        if isinstance(raw, list) or not _HEADER_TEXT.match(text):
+            raise Invalid("S3 metadata values must be printable ASCII on one line", at=(name,))
+        out[name] = text
+    total = sum(len(k) + len(v) for k, v in out.items())
+    if total > _MAX_USER_METADATA:
+        raise Invalid(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
+    return out
+
+
+class Rule(_Model):
+    """One rewrite rule: a `match` template or a `regex`, and where matching keys go. The first rule that matches wins."""
+
+    name: Annotated[Text, Hint("give the rule a name; it is recorded in the manifest")] = Field(description="Unique name, recorded in the manifest.")
+    buckets: BucketNames = Field((), alias="bucket", description="Only keys of these source buckets (one name or a list); empty: every bucket.")
+    match: Verbatim = Field(None, description="Template over the source key: `{name}` one segment, `{name**}` several; e.g. `plugins/{name}/{file**}`.")
+    regex: Verbatim = Field(None, description="Instead of `match`: a regular expression with named groups, matched against the whole key.")
+    to: Verbatim = Field(None, description="Destination key below `destination.prefix`; `{name}` inserts a capture, `{bucket}` the source bucket.")
+    exclude: Flag = Field(False, description="Leave matching keys out (no `to`, no headers).")
+    content_type: OptText = Field(None, description="A MIME type, or `infer` to guess from the destination key's extension.")
+    cache_control: OptText = Field(None, description="Cache-Control header to set.")
+    content_disposition: OptText = Field(None, description="Content-Disposition header to set.")
+    storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
+    user_metadata: Annotated[dict[str, str], BeforeValidator(_user_metadata)] = Field(
+        default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_metadata(cls, data: Any) -> Any:
+        # Built in code as Rule(..., metadata=RuleMetadata(...)): the same fields, flat.
+        if isinstance(data, dict) and isinstance(data.get("metadata"), RuleMetadata):
+            meta = data.pop("metadata")
+            data = {**vars(meta), **data, "metadata": meta.metadata}
+        return data
+
+    _name = field_validator("name")(classmethod(lambda cls, v: v if len(v) <= 100 and not re.search(r"[\x00-\x1f\x7f]", v) else _fail("rule names are at most 100 printable characters")))
+    _type = field_validator("content_type")(classmethod(lambda cls, v: _content_type(v)))
+    _headers = field_validator("cache_control", "content_disposition")(classmethod(lambda cls, v: _header(v)))
+
+    @model_validator(mode="after")
+    def _pattern_and_target(self, info: ValidationInfo) -> "Rule":
+        if info.context is None:
+            return self  # built in code: `compile_rules` checks the templates (raising TemplateError)
+        if self.match is not None and self.regex is not None:
+            raise Invalid("give match (a template) or regex, not both", at=("regex",))
+        if self.match is None and self.regex is None:
+            raise Invalid("required key is missing; give match: '<template>' such as 'plugins/{name}/{file**}' (or regex: for a regular expression)", at=("match",))
+        which = "regex" if self.regex is not None else "match"
+        compile_match = compile_match_regex if self.regex is not None else compile_match_template
+        try:
+            pattern = compile_match(self.regex if self.regex is not None else self.match)
+        except TemplateError as err:
+            raise Invalid(str(err), at=(which,)) from None
+        if self.exclude:
+            if self.to is not None:
+                raise Invalid("a rule with exclude: true has no 'to'; remove one of them", at=("to",))
+            if not self.metadata.is_empty:
+                raise Invalid("a rule with exclude: true takes no headers or metadata")
+        elif self.to is None:
+            raise Invalid("required key is missing; say where matching keys go, e.g. to: 'registry/{name}/{file}' (or exclude: true to leave them out)", at=("to",))
+        else:
+            try:
+                compile_to_template(self.to, pattern.names, captured_by=which)
+            except TemplateError as err:
+                raise Invalid(str(err), at=("to",)) from None
+        return self
+
+    @property
+    def metadata(self) -> RuleMetadata:
+        """The headers and user metadata this rule sets, as one value."""
+        return RuleMetadata(self.content_type, self.cache_control, self.content_disposition, self.storage_class, dict(self.user_metadata))
+
+
+RewriteRule = Rule
+
+
+def _fail(message: str) -> Any:
+    raise Invalid(message)
+
+
+# --------------------------------------------------------------------------- filters and tiers
+
+
+class _Bounds(_Model):
+    min_size: size() = Field(None, description="Smallest size kept, inclusive (`1`, `10MiB`, `1GB`).")
+    max_size: size() = Field(None, description="Largest size kept, inclusive.")
+    modified_after: Moment = Field(None, description="Keep objects last modified at or after this ISO 8601 date/time (UTC unless it says).")
+    modified_before: Moment = Field(None, description="Keep objects last modified before this ISO 8601 date/time.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Any:
+        if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
+            raise Invalid(f"min_size ({format_size(self.min_size)}) is larger than max_size ({format_size(self.max_size)})", at=("min_size",))
+        if self.modified_after and self.modified_before and self.modified_after >= self.modified_before:
+            raise Invalid(
+                "modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)",
+                at=("modified_after",),
+            )
+        return self
+
+
+class Filters(_Bounds):
+    """Which source objects take part; see `migrate.filters.object_filter`. Globs: `*`, `?`, `**` as a whole segment."""
+
+    include: Globs = Field((), description="Globs over the source key; only matching keys take part (empty: every key).")
+    exclude: Globs = Field((), description="Globs over the source key; matching keys are left out.")
+    skip_placeholders: Flag = Field(True, description="Leave out Supabase's `.emptyFolderPlaceholder` marker objects.")
+
+
+class Tier(_Bounds):
+    """A storage class for objects meeting every condition given; see `migrate.filters.tier_selector`."""
+
+    name: OptText = Field(None, description="Name shown in the plan summary (default: tier-N).")
+    storage_class: Annotated[StorageClass, Hint("one of: " + ", ".join(STORAGE_CLASSES))] = Field(description="Storage class for matching objects; beats rules and the destination default.")
+    buckets: BucketNames = Field((), alias="bucket", description="Only objects of these source buckets.")
+    include: Globs = Field((), description="Only keys matching one of these globs.")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> "Tier":
+        if not (self.buckets or self.include or self.min_size is not None or self.max_size is not None or self.modified_after or self.modified_before):
+            raise Invalid(
+                "a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); "
+                "for every object set destination.storage_class instead"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class TransferSettings(_Model):
+    """How `migrate run` moves bytes."""
+
+    concurrency: count(1, 512) = Field(16, description="Objects (and parts) in flight at once.")
+    part_size: size(MIN_PART_SIZE, MAX_PART_SIZE) = Field(16 * MiB, description="Multipart part size.")
+    multipart_threshold: size(MIN_PART_SIZE, MAX_PART_SIZE) = Field(None, validate_default=True, description="Objects this large or larger go up in parts; default: the larger of 64 MiB and part_size.")
+    max_attempts: count(1, 100) = Field(5, description="Attempts per request on transient faults.")
+    checksum_algorithm: choice("SHA256", "CRC64NVME") = Field("SHA256", description="Checksum S3 checks on upload and stores.")  # type: ignore[valid-type]
+    max_bandwidth: size(64 * KiB, per_second=True) = Field(None, description="Cap on bytes per second, all workers together (`100MB/s`).")
+
+    @field_validator("multipart_threshold")
+    @classmethod
+    def _threshold(cls, value: int | None, info: ValidationInfo) -> int:
+        return value if value is not None else max(64 * MiB, info.data.get("part_size") or 0)
+
+
+def _sample(value: Any) -> int | str | None:
+    number = getattr(value, "value", value)
+    if isinstance(number, int) and not isinstance(number, bool):
+        if number < 1:
+            raise Invalid(f"must be at least 1 object, got {number}")
+        return number
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(value)) if isinstance(value, str) else None
+    if found is None or not 0 < float(found.group(1)) <= 100:
+        raise Invalid("expected a number of objects (1000) or a percentage ('5%', above 0 and at most 100)")
+    return f"{float(found.group(1))}%"
+
+
+class VerifySettings(_Model):
+    """How `migrate verify` checks the destination: `fast` compares what HEAD reports, `deep` also reads the bytes back."""
+
+    mode: choice("fast", "deep") = Field("fast", description="`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back.")  # type: ignore[valid-type]
+    concurrency: count(1, 512) = Field(16, description="Objects checked at once.")
+    sample_size: Annotated[int | str | None, BeforeValidator(_sample)] = Field(
+        None, alias="sample", description="Check only a sample in deep mode: a number of objects (1000) or a percentage (`5%`)."
+    )
+
+    @property
+    def sample(self) -> int | None:
+        return self.sample_size if isinstance(self.sample_size, int) else None
+
+    @property
+    def sample_percent(self) -> float | None:
+        return float(self.sample_size[:-1]) if isinstance(self.sample_size, str) else None
+
+
+def _prices(value: Any, info: ValidationInfo) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a mapping of storage class to price, got {describe(value)}")
+    prices = dict(DEFAULT_STORAGE_PRICES)
+    for name, price in value.items():
+        canonical_name = next((c for c in STORAGE_CLASSES if c.lower() == name.lower()), None)
+        if canonical_name is None:
+            raise Invalid(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}", at=(name,))
+        prices[canonical_name] = _checked(price, Price.__metadata__[0].func, (name,))
+    return prices
+
+
+class CostTable(_Model):
+    """Prices for the cost estimate: USD, S3 us-east-1 list prices unless overridden."""
+
+    currency: OptText = Field("USD", description="Currency code of the prices, such as USD.")
+    storage_per_gb_month: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
+        default_factory=lambda: dict(DEFAULT_STORAGE_PRICES), description="Price per GB-month by storage class (classes not given keep the list price)."
+    )
+    put_per_1000: Price = Field(DEFAULT_PUT_PER_1000, description="Price per 1000 PUT, COPY, POST or LIST requests.")
+    get_per_1000: Price = Field(DEFAULT_GET_PER_1000, description="Price per 1000 GET requests.")
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str:
+        value = (value or "USD").strip()
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise Invalid(f"{value!r} is not a currency code such as USD")
+        return value
+
+    def storage_price(self, storage_class: str | None) -> float | None:
+        """Price per GB-month of `storage_class` (None: STANDARD), or None if the table has none."""
+        return self.storage_per_gb_month.get(storage_class or "STANDARD")
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _version(value: Any) -> int:
+    if getattr(value, "value", None) != PLAN_VERSION or isinstance(value.value, bool):
+        raise Invalid(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
+    return PLAN_VERSION
+
+
+def _source_type(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, dict):
+        return value if isinstance(value, BaseModel) else _fail(f"expected a mapping with type: supabase or type: s3, got {describe(value)}")
+    if "type" not in value:
+        raise Invalid(
+            "required key is missing; one of: supabase, s3. supabase reads the Storage REST API; s3 reads any "
+            "S3-compatible endpoint (including Supabase's /storage/v1/s3)",
+            at=("type",),
+        )
+    try:
+        return {**value, "type": canonical(value["type"], info, ("supabase", "s3"))}
+    except Invalid as err:
+        raise Invalid(str(err), at=("type",)) from None
+
+
+class Plan(_Model):
+    """A plan file: what to migrate, where to, and the rules in between. Build with `load_plan` or `parse_plan`.
+
+    Top-level keys starting with `x-` are ignored (a home for YAML anchors);
+    `${VAR}` and `${VAR:-default}` read the environment in every text value
+    except templates, regexes and globs (`$${` is a literal `${`).
+    """
+
+    model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
+    version: Annotated[int, BeforeValidator(_version), Hint("start the plan with 'version: 1'")] = Field(
+        json_schema_extra={"const": PLAN_VERSION}, description="Plan format version: 1."
+    )
+    name: OptText = Field(None, validate_default=True, description="Names the run directory; default: the file name without .yaml.")
+    source: Annotated[Source, BeforeValidator(_source_type), Hint("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
+    destination: Annotated[Destination, Hint("name at least the S3 bucket to copy into"), Expected("a mapping with at least bucket:")] = Field(description="Where objects go.")
+    rules: Annotated[tuple[Rule, ...], Expected("a list of rules (- name: ..., match: ..., to: ...)")] = Field((), description="Rewrite rules, tried in order.")
+    unmatched: choice("keep", "exclude") = Field("keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`.")  # type: ignore[valid-type]
+    filters: Filters = Field(default_factory=Filters, description="Which source objects take part.")
+    tiering: Annotated[tuple[Tier, ...], Expected("a list of tiers (- storage_class: ..., modified_before: ...)")] = Field((), description="Storage class by bucket, key, size or age; the first matching tier wins.")
+    transfer: TransferSettings = Field(default_factory=TransferSettings, description="How `migrate run` moves bytes.")
+    verify: VerifySettings = Field(default_factory=VerifySettings, description="How `migrate verify` checks.")
+    costs: CostTable = Field(default_factory=CostTable, description="Prices for the cost estimate.")
+    _path: str | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> str | None:
+        """The file the plan was read from (None when parsed from text without one)."""
+        return self._path
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None, info: ValidationInfo) -> str:
+        if value is None:
+            return (info.context or {}).get("default_name", "plan")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise Invalid(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
+        return value
+
+    @field_validator("destination")
+    @classmethod
+    def _bucket_prefix(cls, destination: Destination, info: ValidationInfo) -> Destination:
+        source = info.data.get("source")
+        if destination.bucket_prefix is None and source is not None:
+            names = source.bucket_names
+            return destination.model_copy(update={"bucket_prefix": names is None or len(names) != 1})
+        return destination
+
+    @field_validator("rules", "tiering")
+    @classmethod
+    def _names_and_buckets(cls, items: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
+        seen: dict[str, int] = {}
+        known = info.data["source"].bucket_names if "source" in info.data else None
+        for index, item in enumerate(items):
+            for position, bucket in enumerate(item.buckets):
+                if known is not None and bucket not in known:
+                    raise Invalid(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
+            if isinstance(item, Rule) and item.name in seen:
+                raise Invalid(
+                    f"duplicate rule name {item.name!r} (also rules[{seen[item.name]}]); names are recorded in the manifest, so each must be unique",
+                    at=(index, "name"),
+                )
+            seen[item.name or ""] = index
+        if info.field_name == "tiering":
+            return tuple(tier if tier.name else tier.model_copy(update={"name": f"tier-{i + 1}"}) for i, tier in enumerate(items))
+        return items
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
+        data: dict[str, Any] = _normalise(self)
+        data["source"]["type"] = self.source.kind
+        return data
+
+    def fingerprint(self) -> str:
+        """A stable SHA-256 (hex) of what decides which objects go where and how they are written.
+
+        Covers source, destination, rules, unmatched, filters, tiering, part
+        size, multipart threshold and checksum algorithm, normalised (so
+        comments, spacing, key order and `10MiB` vs `10485760` do not
+        matter). Leaves out secrets, the plan's name and path, tuning that
+        never changes the result (concurrency, attempts, bandwidth), verify
+        settings and prices: a run can be retuned and resumed.
+        """
+        data = self.to_dict()
+        for key in ("name", "verify", "costs"):
+            data.pop(key, None)
+        for key in ("concurrency", "max_attempts", "max_bandwidth"):
+            data["transfer"].pop(key, None)
+        canonical_json = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical_json.encode("utf-8")).hexdigest()
+
+
+def _normalise(value: Any) -> Any:
+    # The same shape the plan had as dataclasses, so fingerprints of existing runs still match.
+    if isinstance(value, BaseModel):
+        out = {name: _normalise(getattr(value, name)) for name, info in type(value).model_fields.items() if not info.exclude}
+        if isinstance(value, Rule):
+            out["metadata"] = _normalise(vars(value.metadata))
+            for name in ("content_type", "cache_control", "content_disposition", "storage_class", "user_metadata"):
+                out.pop(name)
+        if isinstance(value, SupabaseSource):
+            out["database_url"] = value.database_url_redacted
+        out.pop("type", None)
+        return out
+    if isinstance(value, (tuple, list)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    return value

@@ -166,6 +166,14 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     return report.exit_status
 
 
+def cmd_schema(args: argparse.Namespace) -> ExitStatus:
+    """Print the JSON Schema of plan files (what editors use to complete and check them)."""
+    from migrate.plan import plan_json_schema
+
+    print(json.dumps(plan_json_schema(), indent=2, ensure_ascii=False))
+    return ExitStatus.OK
+
+
 def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     plan = subparsers.add_parser("plan", help="dry run: inventory the source and write the manifest", description=cmd_plan.__doc__)
     _add_common(plan)
@@ -194,6 +202,9 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     _add_common(status)
     status.add_argument("--failed", action="store_true", help="list the objects that failed and why")
     status.set_defaults(func=cmd_status)
+
+    schema = subparsers.add_parser("schema", help="print the JSON Schema of plan files, for editors", description=cmd_schema.__doc__)
+    schema.set_defaults(func=cmd_schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

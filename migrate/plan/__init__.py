@@ -30,11 +30,12 @@ from migrate.plan.model import (
     Tier,
     TransferSettings,
     VerifySettings,
+    plan_json_schema,
 )
 from migrate.plan.values import GiB, KiB, MiB, TiB, format_size, parse_size
 
 __all__ = [
     "BucketSelection", "CostTable", "Destination", "Filters", "Plan", "RewriteRule", "Rule", "RuleMetadata",
     "S3Source", "STORAGE_CLASSES", "SupabaseSource", "Tier", "TransferSettings", "VerifySettings",
-    "load_plan", "parse_plan", "parse_size", "format_size",
+    "load_plan", "parse_plan", "parse_size", "format_size", "plan_json_schema",
 ]

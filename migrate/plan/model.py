@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, WithJsonSchema, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from migrate.patterns import INFER, GlobError, TemplateError, compile_match_regex, compile_match_template, compile_to_template, glob_to_regex, validate_destination_prefix
 from migrate.plan.values import (
     GiB, KiB, MiB, DatabaseUrl, EnvName, Expected, Flag, Hint, HttpUrl, Invalid, Moment, OptText, Price, Text, Verbatim,
-    canonical, choice, count, describe, environ_of, format_size, redact_url_password, register_secret, secret_reference, size, text_list,
+    canonical, choice, choice_schema, count, describe, environ_of, format_size, redact_url_password, register_secret, secret_reference, size, text_list,
 )
 
 PLAN_VERSION = 1
@@ -69,13 +69,15 @@ def _bucket_name(value: str) -> str:
     return value.strip()
 
 
+_ONE_OR_MORE = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
+
 def _names_or_globs(what: str, check: Any, *, interpolate: bool) -> Any:
     def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
         items = text_list(value, info, what=what, interpolate=interpolate)
         return tuple(dict.fromkeys(_checked(v, check, (i,) if isinstance(value, list) else ()) for i, v in enumerate(items)))
 
-    one_or_more = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
-    return Annotated[tuple[str, ...], BeforeValidator(validate), Field(json_schema_extra=one_or_more)]
+    return Annotated[tuple[str, ...], BeforeValidator(validate), WithJsonSchema(_ONE_OR_MORE)]
 
 
 BucketNames = _names_or_globs("a bucket name", _bucket_name, interpolate=True)
@@ -101,7 +103,7 @@ def _prefixes(value: Any, info: ValidationInfo) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in found if p))
 
 
-Prefixes = Annotated[tuple[str, ...], BeforeValidator(_prefixes), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
+Prefixes = Annotated[tuple[str, ...], BeforeValidator(_prefixes), WithJsonSchema(_ONE_OR_MORE)]
 
 
 # --------------------------------------------------------------------------- source
@@ -115,7 +117,11 @@ class BucketSelection(_Model):
     prefixes: Prefixes = Field((), description="Key prefixes to list in this bucket (or `prefix:` for one); empty: the plan-wide `source.prefixes`.")
 
     def __init__(self, name: str | None = None, prefixes: tuple[str, ...] = (), /, **data: Any):
+        """`BucketSelection("docs", ("reports/",))` in code, as well as by keyword."""
         super().__init__(**({"name": name, "prefixes": prefixes} if name is not None else {}), **data)
+
+    # Validation from a plan file must not go through __init__ (it would lose the context with the environment).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     _fold = model_validator(mode="before")(classmethod(lambda cls, data: _folded_prefix(data)))
     _name = field_validator("name")(classmethod(lambda cls, value: _checked(value, _bucket_name)))
@@ -131,10 +137,17 @@ def _bucket_selections(value: Any, info: ValidationInfo) -> Any:
     return [{"name": item} if isinstance(item, str) else item for item in value]
 
 
+def _names_or_selections(schema: dict[str, Any]) -> None:
+    # `all`, one name, or a list of names and {name, prefixes} mappings.
+    listed = schema["anyOf"][0]
+    listed["items"] = {"anyOf": [{"type": "string"}, listed["items"]]}
+    schema["anyOf"] = [{"type": "string"}, listed]
+
+
 class _SourceBase(_Model):
     synonyms = ("prefix",)
     buckets: Annotated[tuple[BucketSelection, ...] | None, BeforeValidator(_bucket_selections)] = Field(
-        None, description="Source buckets: `all` (the default: every bucket the credentials can see), or a list of names or `{name, prefixes}`."
+        None, json_schema_extra=_names_or_selections, description="Source buckets: `all` (the default: every bucket the credentials can see), or a list of names or `{name, prefixes}`."
     )
     prefixes: Prefixes = Field((), description="Key prefixes to list (or `prefix:` for one) in buckets that do not list their own; empty: whole buckets.")
 
@@ -278,7 +291,7 @@ class Destination(_S3Access):
 
     bucket: Annotated[Text, Hint("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(description="The destination S3 bucket.")
     prefix: OptText = Field("", description="Every destination key starts with it (a `/` is added).")
-    bucket_prefix: Annotated[bool | None, BeforeValidator(_bucket_prefix_mode), Field(json_schema_extra={"enum": ["auto", "always", "never"]})] = Field(
+    bucket_prefix: Annotated[bool | None, BeforeValidator(_bucket_prefix_mode), WithJsonSchema(choice_schema("auto", "always", "never"))] = Field(
         None, description="Whether keys no rule maps go below `<source bucket>/`: `auto` (when the plan does not name exactly one bucket), `always`, `never`. Loaded as true/false."
     )
     storage_class: StorageClass | None = Field(None, description="Default storage class; none: the bucket default (STANDARD on AWS), no header sent.")
@@ -385,7 +398,7 @@ class Rule(_Model):
     cache_control: OptText = Field(None, description="Cache-Control header to set.")
     content_disposition: OptText = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
-    user_metadata: Annotated[dict[str, str], BeforeValidator(_user_metadata)] = Field(
+    user_metadata: Annotated[dict[str, str], BeforeValidator(_user_metadata), WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}})] = Field(
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
     )
 
@@ -617,7 +630,7 @@ class Plan(_Model):
     unmatched: choice("keep", "exclude") = Field("keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`.")  # type: ignore[valid-type]
     filters: Filters = Field(default_factory=Filters, description="Which source objects take part.")
     tiering: Annotated[tuple[Tier, ...], Expected("a list of tiers (- storage_class: ..., modified_before: ...)")] = Field((), description="Storage class by bucket, key, size or age; the first matching tier wins.")
-    transfer: TransferSettings = Field(default_factory=TransferSettings, description="How `migrate run` moves bytes.")
+    transfer: TransferSettings = Field(default_factory=TransferSettings, description="Concurrency, part sizes, retries, checksum and bandwidth of `migrate run`.")
     verify: VerifySettings = Field(default_factory=VerifySettings, description="How `migrate verify` checks.")
     costs: CostTable = Field(default_factory=CostTable, description="Prices for the cost estimate.")
     _path: str | None = PrivateAttr(None)
@@ -708,3 +721,12 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat()
     return value
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a plan file, for editors (`migrate schema`; kept as plans/plan.schema.json)."""
+    schema = Plan.model_json_schema()
+    for definition in schema["$defs"].values():  # `prefix:` is the one-prefix spelling of `prefixes:`
+        if "prefixes" in definition.get("properties", {}):
+            definition["properties"]["prefix"] = {**definition["properties"]["prefixes"], "description": "Same as `prefixes`; give one of the two."}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "migrate plan"}

@@ -203,11 +203,13 @@ def _required_text(value: Any, info: ValidationInfo) -> str:
 
 
 #: Text, `${...}` expanded; empty means not given.
-OptText = Annotated[str | None, BeforeValidator(_optional_text(True))]
+# A plain YAML number or true/false is text too (`prefix: 2024`, `name: yes`): the schema says so.
+_TEXT_SCHEMA = WithJsonSchema({"type": ["string", "number", "boolean"]})
+OptText = Annotated[str | None, BeforeValidator(_optional_text(True)), _TEXT_SCHEMA]
 #: Text that must not be empty after expansion (stripped).
-Text = Annotated[str, BeforeValidator(_required_text)]
+Text = Annotated[str, BeforeValidator(_required_text), _TEXT_SCHEMA]
 #: A template or regex: taken literally, never interpolated.
-Verbatim = Annotated[str | None, BeforeValidator(_optional_text(False))]
+Verbatim = Annotated[str | None, BeforeValidator(_optional_text(False)), _TEXT_SCHEMA]
 
 
 def text_list(value: Any, info: ValidationInfo, *, what: str, interpolate: bool = True) -> list[str]:
@@ -244,13 +246,16 @@ def canonical(value: Any, info: ValidationInfo | None, options: tuple[str, ...])
     raise Invalid(f"{text!r} is not one of: {', '.join(options)}{suggestion}")
 
 
+def choice_schema(*options: str) -> dict[str, Any]:
+    """JSON Schema of a choice: editors complete the canonical spellings and accept any case or a ${VAR}."""
+    any_case = "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in o) for o in options)
+    return {"anyOf": [{"enum": list(options)}, {"type": "string", "pattern": f"^(?:{any_case})$|\\$\\{{"}]}
+
+
 def choice(*options: str) -> Any:
     """One of `options`, matched case-insensitively and stored as spelled here."""
-    # Editors complete the canonical spellings and accept any case or a ${VAR} reference.
-    any_case = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in "|".join(options))
-    schema = {"anyOf": [{"enum": list(options)}, {"type": "string", "pattern": f"^(?:{any_case})$|\\$\\{{"}]}
     validator = BeforeValidator(lambda value, info: canonical(value, info, options))
-    return Annotated[Literal[options], validator, WithJsonSchema(schema)]  # type: ignore[valid-type]
+    return Annotated[Literal[options], validator, WithJsonSchema(choice_schema(*options))]  # type: ignore[valid-type]
 
 
 def _native(value: Any) -> Any:

@@ -2,9 +2,9 @@
 
 This is the plan reference: each field's description is what `migrate
 schema` writes into the JSON Schema editors show (`plans/plan.schema.json`).
-`migrate.plan.loader` reads YAML into these models. They are frozen: a
-loaded plan never changes. Field names are the YAML keys, except where an
-alias says otherwise (`bucket:` of a rule or tier is `buckets`; a rule's
+`migrate.plan.loader` reads YAML into these models; they are frozen, so a
+loaded plan never changes. Field names are the YAML keys except where an
+alias says otherwise (a rule's or tier's `bucket:` is `buckets`, a rule's
 `metadata:` is `user_metadata`).
 """
 
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from migrate.patterns import INFER, GlobError, TemplateError, compile_match_regex, compile_match_template, compile_to_template, glob_to_regex, validate_destination_prefix
+from migrate.patterns import INFER, GlobError, TemplateError, compile_match_regex, compile_match_template, compile_to_template, glob_to_regex
+from migrate.patterns import validate_destination_prefix
 from migrate.plan.values import (
-    GiB, KiB, MiB, DatabaseUrl, EnvName, Expected, Flag, Hint, HttpUrl, Invalid, Moment, OptText, Price, Text, Verbatim,
-    canonical, choice, choice_schema, count, describe, environ_of, format_size, redact_url_password, register_secret, secret_reference, size, text_list,
+    GiB, KiB, MiB, DatabaseUrl, EnvName, Flag, HttpUrl, Invalid, Moment, OptText, Price, Say, http_url, price_value, Text, Verbatim, canonical, choice,
+    choice_schema, count, describe, environ_of, format_size, redact_url_password, register_secret, secret_reference, size, text, text_list, typed,
 )
 
 PLAN_VERSION = 1
@@ -35,7 +36,7 @@ DEFAULT_STORAGE_PRICES = {"STANDARD": 0.023, "STANDARD_IA": 0.0125, "ONEZONE_IA"
 DEFAULT_PUT_PER_1000 = 0.005  # PUT, COPY, POST, LIST
 DEFAULT_GET_PER_1000 = 0.0004
 _MAX_USER_METADATA = 2048  # S3: bytes of user metadata (keys + values) per object
-_S3_CREDENTIALS = "use the AWS credential chain, profile: NAME, or access_key_id_env/secret_access_key_env naming environment variables"
+_ONE_OR_MORE = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 
 StorageClass = choice(*STORAGE_CLASSES)
 
@@ -47,6 +48,15 @@ def credentials_refused(value: Any, hint: str) -> Invalid:
     return Invalid(f"credentials never go in the plan file; {hint}")
 
 
+def _check(test: Any, message: str) -> AfterValidator:
+    """A field check: `message` (formatted with the value as `{0!r}`) unless `test(value)` holds."""
+    return AfterValidator(lambda value: value if value is None or test(value) else _fail(message.format(value)))
+
+
+def _fail(message: str, **where: Any) -> Any:
+    raise Invalid(message, **where)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
     #: Said when someone writes a credential key in this section.
@@ -55,55 +65,45 @@ class _Model(BaseModel):
     synonyms: ClassVar[tuple[str, ...]] = ()
 
 
-def _checked(value: Any, check: Any, at: tuple = ()) -> Any:
-    """Run `check(value)`, turning its ValueError into `Invalid` at `at`."""
-    try:
-        return check(value)
-    except (TemplateError, GlobError, ValueError) as err:
-        raise Invalid(str(err), at=at + getattr(err, "at", ())) from None
+def _names(what: str, check: Any, *, interpolate: bool = True) -> Any:
+    """One string or a list of them (deduplicated), each passing `check` (a ValueError says why not)."""
+
+    def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        out = []
+        for index, item in enumerate(text_list(value, info, what=what, interpolate=interpolate)):
+            try:
+                out.append(check(item))
+            except (ValueError, TemplateError, GlobError) as err:
+                raise Invalid(str(err), at=(index,) if isinstance(value, list) else ()) from None
+        return tuple(dict.fromkeys(out))
+
+    return typed(tuple[str, ...], validate, _ONE_OR_MORE)
 
 
 def _bucket_name(value: str) -> str:
-    if not value.strip() or "/" in value:
-        raise ValueError(f"{value.strip()!r} is not a bucket name (non-empty, no '/')")
-    return value.strip()
+    return value.strip() if value.strip() and "/" not in value else _fail(f"{value.strip()!r} is not a bucket name (non-empty, no '/')")
 
 
-_ONE_OR_MORE = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+def _not_nested(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    for index, prefix in enumerate(prefixes):
+        outer = next((other for other in prefixes if other != prefix and prefix.startswith(other)), None)
+        if outer is not None:
+            _fail(f"prefix {prefix!r} is inside prefix {outer!r}: both would list the same objects; keep {outer!r}", at=(index,))
+    return prefixes
 
 
-def _names_or_globs(what: str, check: Any, *, interpolate: bool) -> Any:
-    def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
-        items = text_list(value, info, what=what, interpolate=interpolate)
-        return tuple(dict.fromkeys(_checked(v, check, (i,) if isinstance(value, list) else ()) for i, v in enumerate(items)))
-
-    return Annotated[tuple[str, ...], BeforeValidator(validate), WithJsonSchema(_ONE_OR_MORE)]
+BucketNames = _names("a bucket name", _bucket_name)
+Globs = _names("a glob", lambda glob: glob_to_regex(glob) and glob, interpolate=False)
+Prefixes = Annotated[_names("text", lambda prefix: prefix), AfterValidator(_not_nested)]
 
 
-BucketNames = _names_or_globs("a bucket name", _bucket_name, interpolate=True)
-Globs = _names_or_globs("a glob", lambda glob: glob_to_regex(glob) and glob, interpolate=False)
-
-
-def _folded_prefix(data: Any) -> Any:
+def _fold_prefix(data: Any) -> Any:
+    """`prefix: x` is the one-prefix spelling of `prefixes: [x]`."""
     if isinstance(data, dict) and "prefix" in data:
         if "prefixes" in data:
-            raise Invalid("give prefix or prefixes, not both", at=("prefix",))
-        data = {**data, "prefixes": data["prefix"]}
-        del data["prefix"]
+            _fail("give prefix or prefixes, not both", at=("prefix",))
+        data = {("prefixes" if key == "prefix" else key): value for key, value in data.items()}
     return data
-
-
-def _prefixes(value: Any, info: ValidationInfo) -> tuple[str, ...]:
-    found = [text for text in text_list(value, info, what="text")]
-    for index, prefix in enumerate(found):
-        for other in found:
-            if prefix and other and other != prefix and prefix.startswith(other):
-                at = (index,) if isinstance(value, list) else ()
-                raise Invalid(f"prefix {prefix!r} is inside prefix {other!r}: both would list the same objects; keep {other!r}", at=at)
-    return tuple(dict.fromkeys(p for p in found if p))
-
-
-Prefixes = Annotated[tuple[str, ...], BeforeValidator(_prefixes), WithJsonSchema(_ONE_OR_MORE)]
 
 
 # --------------------------------------------------------------------------- source
@@ -113,54 +113,46 @@ class BucketSelection(_Model):
     """One source bucket, and the key prefixes to list in it."""
 
     synonyms = ("prefix",)
-    name: Annotated[Text, Hint("the bucket's name")] = Field(description="The source bucket's name.")
-    prefixes: Prefixes = Field((), description="Key prefixes to list in this bucket (or `prefix:` for one); empty: the plan-wide `source.prefixes`.")
+    name: Annotated[Text, AfterValidator(_bucket_name), Say("the bucket's name")] = Field(description="The source bucket's name.")
+    prefixes: Prefixes = Field((), description="Key prefixes to list in this bucket (`prefix:` for one); empty: the plan-wide `source.prefixes`.")
+    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _fold_prefix(data)))
 
     def __init__(self, name: str | None = None, prefixes: tuple[str, ...] = (), /, **data: Any):
         """`BucketSelection("docs", ("reports/",))` in code, as well as by keyword."""
         super().__init__(**({"name": name, "prefixes": prefixes} if name is not None else {}), **data)
 
-    # Validation from a plan file must not go through __init__ (it would lose the context with the environment).
+    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
-    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _folded_prefix(data)))
-    _name = field_validator("name")(classmethod(lambda cls, value: _checked(value, _bucket_name)))
 
-
-def _bucket_selections(value: Any, info: ValidationInfo) -> Any:
+def _selections(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
-        return None if value.strip().lower() == "all" else [{"name": value}]
-    if not isinstance(value, list):
-        raise Invalid(f"expected a list of bucket names or 'all', got {describe(value)}")
-    if not value:
-        raise Invalid("is an empty list; name buckets or write buckets: all")
+        return None if text(value, info).strip().lower() == "all" else [{"name": value}]
+    if not isinstance(value, list) or not value:
+        _fail(f"expected a list of bucket names or 'all', got {describe(value)}" if value != [] else "is an empty list; name buckets or write buckets: all")
     return [{"name": item} if isinstance(item, str) else item for item in value]
 
 
+def _listed_once(buckets: tuple[BucketSelection, ...] | None) -> Any:
+    names = [selection.name for selection in buckets or ()]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            _fail(f"bucket {name!r} is listed twice (first at line {{first}})", at=(index,), lines={"first": (names.index(name),)})
+    return buckets
+
+
 def _names_or_selections(schema: dict[str, Any]) -> None:
-    # `all`, one name, or a list of names and {name, prefixes} mappings.
-    listed = schema["anyOf"][0]
-    listed["items"] = {"anyOf": [{"type": "string"}, listed["items"]]}
-    schema["anyOf"] = [{"type": "string"}, listed]
+    listed = schema["anyOf"][0]  # `all`, one name, or a list of names and {name, prefixes} mappings
+    schema["anyOf"] = [{"type": "string"}, {**listed, "items": {"anyOf": [{"type": "string"}, listed["items"]]}}]
 
 
 class _SourceBase(_Model):
     synonyms = ("prefix",)
-    buckets: Annotated[tuple[BucketSelection, ...] | None, BeforeValidator(_bucket_selections)] = Field(
-        None, json_schema_extra=_names_or_selections, description="Source buckets: `all` (the default: every bucket the credentials can see), or a list of names or `{name, prefixes}`."
+    buckets: Annotated[tuple[BucketSelection, ...] | None, BeforeValidator(_selections), AfterValidator(_listed_once)] = Field(
+        None, json_schema_extra=_names_or_selections, description="`all` (the default: every bucket the credentials see), or names and `{name, prefixes}`."
     )
-    prefixes: Prefixes = Field((), description="Key prefixes to list (or `prefix:` for one) in buckets that do not list their own; empty: whole buckets.")
-
-    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _folded_prefix(data)))
-
-    @field_validator("buckets")
-    @classmethod
-    def _listed_once(cls, buckets: tuple[BucketSelection, ...] | None) -> tuple[BucketSelection, ...] | None:
-        names = [selection.name for selection in buckets or ()]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise Invalid(f"bucket {name!r} is listed twice (first at line {{first}})", at=(index,), lines={"first": (names.index(name),)})
-        return buckets
+    prefixes: Prefixes = Field((), description="Key prefixes to list (`prefix:` for one) in buckets that list none of their own; empty: whole buckets.")
+    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _fold_prefix(data)))
 
     @property
     def all_buckets(self) -> bool:
@@ -173,19 +165,15 @@ class _SourceBase(_Model):
 
     def prefixes_for(self, bucket: str) -> tuple[str, ...]:
         """Prefixes to list in `bucket`: its own, else the plan-wide ones, else `("",)` (everything)."""
-        for selection in self.buckets or ():
-            if selection.name == bucket and selection.prefixes:
-                return selection.prefixes
-        return self.prefixes or ("",)
+        own = next((selection.prefixes for selection in self.buckets or () if selection.name == bucket), ())
+        return own or self.prefixes or ("",)
 
 
-def _supabase_url(value: str | None) -> str | None:
-    path = re.sub(r"^https?://[^/]+", "", value or "")
+def _project_url(url: str) -> str:
+    path = re.sub(r"^https?://[^/]+", "", url)
     if path.startswith("/storage/v1/s3"):
-        raise Invalid("that is the S3 protocol endpoint: use type: s3 with endpoint_url, or give the project URL")
-    if path.startswith("/storage/v1"):
-        raise Invalid("give the project URL (https://<ref>.supabase.co) without /storage/v1")
-    return value
+        _fail("that is the S3 protocol endpoint: use type: s3 with endpoint_url, or give the project URL")
+    return url if not path.startswith("/storage/v1") else _fail("give the project URL (https://<ref>.supabase.co) without /storage/v1")
 
 
 class SupabaseSource(_SourceBase):
@@ -194,13 +182,13 @@ class SupabaseSource(_SourceBase):
     kind: ClassVar[str] = "supabase"
     credentials_hint = "write key: ${SUPABASE_SERVICE_ROLE_KEY} and export the variable"
     type: choice("supabase") = Field(description="`supabase`: the Storage REST API of a Supabase project.")  # type: ignore[valid-type]
-    url: Annotated[HttpUrl, Hint("the project URL, e.g. url: ${SUPABASE_URL}")] = Field(description="The project URL, e.g. `${SUPABASE_URL}` (https://<ref>.supabase.co), without /storage/v1.")
-    key: Annotated[secret_reference("SUPABASE_SERVICE_ROLE_KEY"), Hint("write key: ${SUPABASE_SERVICE_ROLE_KEY} and export SUPABASE_SERVICE_ROLE_KEY")] = Field(
-        repr=False, exclude=True, description="The secret key (`sb_secret_...`) or legacy service-role JWT, only ever as `${VAR}`."
+    url: Annotated[http_url(required=True), AfterValidator(_project_url), Say("the project URL, e.g. url: ${SUPABASE_URL}")] = Field(
+        description="The project URL, e.g. `${SUPABASE_URL}` (https://<ref>.supabase.co), without /storage/v1."
     )
-    database_url: DatabaseUrl = Field(None, repr=False, exclude=True, description="Optional PostgreSQL URL: inventory from storage.objects instead of the REST API; a password only through `${...}`.")
-
-    _url = field_validator("url")(classmethod(lambda cls, value: _supabase_url(value)))
+    key: Annotated[secret_reference("SUPABASE_SERVICE_ROLE_KEY"), Say("write key: ${SUPABASE_SERVICE_ROLE_KEY} and export SUPABASE_SERVICE_ROLE_KEY")] = Field(
+        repr=False, exclude=True, description="The secret key (`sb_secret_...`) or a legacy service-role JWT, only ever as `${VAR}`."
+    )
+    database_url: DatabaseUrl = Field(None, repr=False, exclude=True, description="Optional: inventory from storage.objects at this PostgreSQL URL (a password only through `${...}`).")
 
     @property
     def database_url_redacted(self) -> str | None:
@@ -209,11 +197,11 @@ class SupabaseSource(_SourceBase):
 
 
 class _S3Access(_Model):
-    credentials_hint = _S3_CREDENTIALS
+    credentials_hint = "use the AWS credential chain, profile: NAME, or access_key_id_env/secret_access_key_env naming environment variables"
     #: Fields the loader fills from the environment, never from the file.
     resolved: ClassVar[tuple[str, ...]] = ("access_key_id", "secret_access_key", "session_token")
     endpoint_url: HttpUrl = Field(None, description="An S3-compatible endpoint; empty: AWS.")
-    region: OptText = Field(None, description="The region, such as us-east-1.")
+    region: Annotated[OptText, _check(lambda v: re.fullmatch(r"[a-z0-9-]+", v), "{0!r} is not a region name (such as us-east-1)")] = Field(None, description="The region, such as us-east-1.")
     profile: OptText = Field(None, description="A profile from the AWS config files.")
     access_key_id_env: EnvName = Field(None, description="NAME of the environment variable holding the access key id.")
     secret_access_key_env: EnvName = Field(None, description="NAME of the environment variable holding the secret access key.")
@@ -223,30 +211,20 @@ class _S3Access(_Model):
     secret_access_key: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
     session_token: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
 
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z0-9-]+", value.strip()):
-            raise Invalid(f"{value!r} is not a region name (such as us-east-1)")
-        return value.strip() if value else None
-
     @field_validator("access_key_id", "secret_access_key", "session_token", mode="before")
     @classmethod
     def _resolve(cls, value: Any, info: ValidationInfo) -> str | None:
-        if info.context and value is not None:  # from a plan file: never
-            raise credentials_refused(value, cls.credentials_hint)
-        if value is not None or info.context is None:
-            return value  # built in code with credentials, or without
-        name = info.field_name
-        env_key = f"{name}_env"
+        if info.context and value is not None:
+            raise credentials_refused(value, cls.credentials_hint)  # written in a plan file
+        env_key = f"{info.field_name}_env"
         variable = info.data.get(env_key)
-        if variable is None:
-            return None
+        if value is not None or info.context is None or variable is None:
+            return value  # built in code, or no variable named: the AWS credential chain
         resolved = environ_of(info).get(variable)
         if not resolved:
             state = "is not set" if resolved is None else "is empty"
-            raise Invalid(f"environment variable {variable} {state}; export it, or remove {env_key} to use the AWS credential chain", at=("..", env_key))
-        if name != "access_key_id":
+            _fail(f"environment variable {variable} {state}; export it, or remove {env_key} to use the AWS credential chain", at=("..", env_key))
+        if info.field_name != "access_key_id":
             register_secret(resolved)
         return resolved
 
@@ -255,11 +233,11 @@ class _S3Access(_Model):
         key_id, secret = self.access_key_id_env, self.secret_access_key_env
         if (key_id is None) != (secret is None):
             missing, present = ("secret_access_key_env", "access_key_id_env") if secret is None else ("access_key_id_env", "secret_access_key_env")
-            raise Invalid(f"{present} needs {missing} too; give both, or neither to use the AWS credential chain", at=(missing,), line_at=(present,))
+            _fail(f"{present} needs {missing} too; give both, or neither to use the AWS credential chain", at=(missing,), line_at=(present,))
         if self.session_token_env is not None and key_id is None:
-            raise Invalid("session_token_env needs access_key_id_env and secret_access_key_env", at=("session_token_env",))
+            _fail("session_token_env needs access_key_id_env and secret_access_key_env", at=("session_token_env",))
         if self.profile is not None and key_id is not None:
-            raise Invalid("use either a profile or access_key_id_env/secret_access_key_env, not both", at=("profile",))
+            _fail("use either a profile or access_key_id_env/secret_access_key_env, not both", at=("profile",))
         return self
 
 
@@ -270,60 +248,64 @@ class S3Source(_S3Access, _SourceBase):
     type: choice("s3") = Field(description="`s3`: any S3-compatible endpoint (including Supabase's /storage/v1/s3).")  # type: ignore[valid-type]
 
 
-def _source_kind(value: Any) -> str | None:
-    return value.get("type") if isinstance(value, dict) else getattr(value, "kind", None)
+def _source_type(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, dict):
+        return value if isinstance(value, BaseModel) else _fail(f"expected a mapping with type: supabase or type: s3, got {describe(value)}")
+    if "type" not in value:
+        _fail(
+            "required key is missing; one of: supabase, s3. supabase reads the Storage REST API; s3 reads any "
+            "S3-compatible endpoint (including Supabase's /storage/v1/s3)",
+            at=("type",),
+        )
+    try:
+        return {**value, "type": canonical(value["type"], info, ("supabase", "s3"))}
+    except Invalid as err:
+        raise Invalid(str(err), at=("type",)) from None
 
 
-Source = Annotated[Union[Annotated[SupabaseSource, Tag("supabase")], Annotated[S3Source, Tag("s3")]], Discriminator(_source_kind)]
+_SOURCE_KIND = Discriminator(lambda value: value.get("type") if isinstance(value, dict) else getattr(value, "kind", None))
+Source = Annotated[Union[Annotated[SupabaseSource, Tag("supabase")], Annotated[S3Source, Tag("s3")]], _SOURCE_KIND, BeforeValidator(_source_type)]
 
 
 # --------------------------------------------------------------------------- destination
 
 
-def _bucket_prefix_mode(value: Any, info: ValidationInfo) -> bool | None:
+def _prefix(prefix: str | None) -> str:
+    prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+    reason = validate_destination_prefix(prefix) if prefix else None
+    return (prefix or "") if reason is None else _fail(reason)
+
+
+def _bucket_prefix(value: Any, info: ValidationInfo) -> bool | None:
     if isinstance(value, bool) or value is None:
         return value
     return {"auto": None, "always": True, "never": False}[canonical(value, info, ("auto", "always", "never")) or "auto"]
 
 
+_S3_BUCKET = "{0!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
+
+
 class Destination(_S3Access):
     """The S3 bucket objects are copied into, and how they are written."""
 
-    bucket: Annotated[Text, Hint("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(description="The destination S3 bucket.")
-    prefix: OptText = Field("", description="Every destination key starts with it (a `/` is added).")
-    bucket_prefix: Annotated[bool | None, BeforeValidator(_bucket_prefix_mode), WithJsonSchema(choice_schema("auto", "always", "never"))] = Field(
-        None, description="Whether keys no rule maps go below `<source bucket>/`: `auto` (when the plan does not name exactly one bucket), `always`, `never`. Loaded as true/false."
+    bucket: Annotated[Text, _check(lambda v: re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", v) and ".." not in v, _S3_BUCKET), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
+        description="The destination S3 bucket."
+    )
+    prefix: Annotated[OptText, AfterValidator(_prefix)] = Field("", description="Every destination key starts with it (a `/` is added).")
+    bucket_prefix: typed(bool | None, _bucket_prefix, choice_schema("auto", "always", "never")) = Field(  # type: ignore[valid-type]
+        None, description="Keys no rule maps go below `<source bucket>/`: `auto` (unless the plan names exactly one bucket), `always`, `never`."
     )
     storage_class: StorageClass | None = Field(None, description="Default storage class; none: the bucket default (STANDARD on AWS), no header sent.")
     server_side_encryption: choice("AES256", "aws:kms") | None = Field(None, description="Server-side encryption.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
     on_conflict: choice("skip", "overwrite", "fail") = Field("skip", description="An object already at the destination: `skip` (reruns never destroy data), `overwrite`, `fail`.")  # type: ignore[valid-type]
 
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, bucket: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
-            raise Invalid(
-                f"{bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', "
-                "starting and ending with a letter or digit)"
-            )
-        return bucket
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, prefix: str | None) -> str:
-        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        reason = validate_destination_prefix(prefix) if prefix else None
-        if reason is not None:
-            raise Invalid(reason)
-        return prefix or ""
-
     @model_validator(mode="after")
     def _kms(self) -> "Destination":
         if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
-            raise Invalid("aws:kms needs destination.kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
+            _fail("aws:kms needs destination.kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
         if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
-            raise Invalid("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
+            _fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
         return self
 
 
@@ -345,102 +327,92 @@ class RuleMetadata:
         return not (self.content_type or self.cache_control or self.content_disposition or self.storage_class or self.metadata)
 
 
-_HEADER_TEXT = re.compile(r"[\x20-\x7e]*\Z")
+_PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
+_MIME = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;\s*[\w.+-]+=\S+)*\Z")
+_META_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 
 
-def _header(value: str | None) -> str | None:
-    if value is not None and not _HEADER_TEXT.match(value):
-        raise Invalid("must be printable ASCII on one line (it becomes an HTTP header)")
-    return value.strip() if value else None
-
-
-def _content_type(value: str | None) -> str | None:
-    if value is None or value.strip().lower() == INFER:
-        return value and INFER
-    if not re.fullmatch(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;\s*[\w.+-]+=\S+)*", value.strip()):
-        raise Invalid(f"{value.strip()!r} is not a MIME type; write e.g. application/json, or infer to guess from the destination key's extension")
-    return value.strip()
+def _content_type(value: str) -> str:
+    if value.strip().lower() == INFER or _MIME.match(value.strip()):
+        return INFER if value.strip().lower() == INFER else value.strip()
+    return _fail(f"{value.strip()!r} is not a MIME type; write e.g. application/json, or infer to guess from the destination key's extension")
 
 
 def _user_metadata(value: Any, info: ValidationInfo) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise Invalid(f"expected a mapping of metadata names to values, got {describe(value)}")
+        _fail(f"expected a mapping of metadata names to values, got {describe(value)}")
     out: dict[str, str] = {}
     for name, raw in value.items():
         if name.lower().startswith("x-amz-meta-"):
-            raise Invalid(f"write the name without the x-amz-meta- prefix: {name[11:]!r}", at=(name,))
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
-            lower = f" (S3 stores names in lowercase: write {name.lower()!r})" if re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name.lower()) else ""
-            raise Invalid(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}", at=(name,))
+            _fail(f"write the name without the x-amz-meta- prefix: {name[11:]!r}", at=(name,))
+        if not _META_NAME.match(name):
+            lower = f" (S3 stores names in lowercase: write {name.lower()!r})" if _META_NAME.match(name.lower()) else ""
+            _fail(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}", at=(name,))
         try:
-            text = text_list(raw, info, what="text")[0] if raw != "" else ""
+            out[name] = "" if raw == "" else text(raw, info)
         except Invalid as err:
-            raise Invalid(str(err).replace(" or a list of it", ""), at=(name,)) from None
-        if isinstance(raw, list) or not _HEADER_TEXT.match(text):
-            raise Invalid("S3 metadata values must be printable ASCII on one line", at=(name,))
-        out[name] = text
+            raise Invalid(str(err), at=(name,)) from None
+        if not _PRINTABLE.match(out[name]):
+            _fail("S3 metadata values must be printable ASCII on one line", at=(name,))
     total = sum(len(k) + len(v) for k, v in out.items())
-    if total > _MAX_USER_METADATA:
-        raise Invalid(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
-    return out
+    return out if total <= _MAX_USER_METADATA else _fail(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
+
+
+_RULE_NAME = "rule names are at most 100 printable characters"
+_HEADER = Annotated[OptText, _check(_PRINTABLE.match, "must be printable ASCII on one line (it becomes an HTTP header)"), AfterValidator(lambda v: v and v.strip())]
 
 
 class Rule(_Model):
     """One rewrite rule: a `match` template or a `regex`, and where matching keys go. The first rule that matches wins."""
 
-    name: Annotated[Text, Hint("give the rule a name; it is recorded in the manifest")] = Field(description="Unique name, recorded in the manifest.")
+    name: Annotated[Text, _check(lambda v: len(v) <= 100 and not re.search(r"[\x00-\x1f\x7f]", v), _RULE_NAME), Say("give the rule a name; it is recorded in the manifest")] = Field(
+        description="Unique name, recorded in the manifest."
+    )
     buckets: BucketNames = Field((), alias="bucket", description="Only keys of these source buckets (one name or a list); empty: every bucket.")
     match: Verbatim = Field(None, description="Template over the source key: `{name}` one segment, `{name**}` several; e.g. `plugins/{name}/{file**}`.")
     regex: Verbatim = Field(None, description="Instead of `match`: a regular expression with named groups, matched against the whole key.")
     to: Verbatim = Field(None, description="Destination key below `destination.prefix`; `{name}` inserts a capture, `{bucket}` the source bucket.")
     exclude: Flag = Field(False, description="Leave matching keys out (no `to`, no headers).")
-    content_type: OptText = Field(None, description="A MIME type, or `infer` to guess from the destination key's extension.")
-    cache_control: OptText = Field(None, description="Cache-Control header to set.")
-    content_disposition: OptText = Field(None, description="Content-Disposition header to set.")
+    content_type: Annotated[OptText, AfterValidator(lambda v: v and _content_type(v))] = Field(None, description="A MIME type, or `infer` to guess from the destination key's extension.")
+    cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
+    content_disposition: _HEADER = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
-    user_metadata: Annotated[dict[str, str], BeforeValidator(_user_metadata), WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}})] = Field(
+    user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}) = Field(  # type: ignore[valid-type]
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
     )
 
     @model_validator(mode="before")
     @classmethod
     def _from_metadata(cls, data: Any) -> Any:
-        # Built in code as Rule(..., metadata=RuleMetadata(...)): the same fields, flat.
-        if isinstance(data, dict) and isinstance(data.get("metadata"), RuleMetadata):
+        if isinstance(data, dict) and isinstance(data.get("metadata"), RuleMetadata):  # Rule(..., metadata=RuleMetadata(...)) in code
             meta = data.pop("metadata")
             data = {**vars(meta), **data, "metadata": meta.metadata}
         return data
-
-    _name = field_validator("name")(classmethod(lambda cls, v: v if len(v) <= 100 and not re.search(r"[\x00-\x1f\x7f]", v) else _fail("rule names are at most 100 printable characters")))
-    _type = field_validator("content_type")(classmethod(lambda cls, v: _content_type(v)))
-    _headers = field_validator("cache_control", "content_disposition")(classmethod(lambda cls, v: _header(v)))
 
     @model_validator(mode="after")
     def _pattern_and_target(self, info: ValidationInfo) -> "Rule":
         if info.context is None:
             return self  # built in code: `compile_rules` checks the templates (raising TemplateError)
         if self.match is not None and self.regex is not None:
-            raise Invalid("give match (a template) or regex, not both", at=("regex",))
+            _fail("give match (a template) or regex, not both", at=("regex",))
         if self.match is None and self.regex is None:
-            raise Invalid("required key is missing; give match: '<template>' such as 'plugins/{name}/{file**}' (or regex: for a regular expression)", at=("match",))
+            _fail("required key is missing; give match: '<template>' such as 'plugins/{name}/{file**}' (or regex: for a regular expression)", at=("match",))
         which = "regex" if self.regex is not None else "match"
-        compile_match = compile_match_regex if self.regex is not None else compile_match_template
         try:
-            pattern = compile_match(self.regex if self.regex is not None else self.match)
+            pattern = compile_match_regex(self.regex) if self.regex is not None else compile_match_template(self.match or "")
         except TemplateError as err:
             raise Invalid(str(err), at=(which,)) from None
-        if self.exclude:
-            if self.to is not None:
-                raise Invalid("a rule with exclude: true has no 'to'; remove one of them", at=("to",))
-            if not self.metadata.is_empty:
-                raise Invalid("a rule with exclude: true takes no headers or metadata")
-        elif self.to is None:
-            raise Invalid("required key is missing; say where matching keys go, e.g. to: 'registry/{name}/{file}' (or exclude: true to leave them out)", at=("to",))
-        else:
-            try:
-                compile_to_template(self.to, pattern.names, captured_by=which)
-            except TemplateError as err:
-                raise Invalid(str(err), at=("to",)) from None
+        if self.exclude and self.to is not None:
+            _fail("a rule with exclude: true has no 'to'; remove one of them", at=("to",))
+        if self.exclude and not self.metadata.is_empty:
+            _fail("a rule with exclude: true takes no headers or metadata")
+        if not self.exclude and self.to is None:
+            _fail("required key is missing; say where matching keys go, e.g. to: 'registry/{name}/{file}' (or exclude: true to leave them out)", at=("to",))
+        try:
+            if not self.exclude:
+                compile_to_template(self.to or "", pattern.names, captured_by=which)
+        except TemplateError as err:
+            raise Invalid(str(err), at=("to",)) from None
         return self
 
     @property
@@ -452,28 +424,21 @@ class Rule(_Model):
 RewriteRule = Rule
 
 
-def _fail(message: str) -> Any:
-    raise Invalid(message)
-
-
 # --------------------------------------------------------------------------- filters and tiers
 
 
 class _Bounds(_Model):
-    min_size: size() = Field(None, description="Smallest size kept, inclusive (`1`, `10MiB`, `1GB`).")
-    max_size: size() = Field(None, description="Largest size kept, inclusive.")
-    modified_after: Moment = Field(None, description="Keep objects last modified at or after this ISO 8601 date/time (UTC unless it says).")
-    modified_before: Moment = Field(None, description="Keep objects last modified before this ISO 8601 date/time.")
+    min_size: size() = Field(None, description="Smallest size kept, inclusive (`1`, `10MiB`, `1GB`).")  # type: ignore[valid-type]
+    max_size: size() = Field(None, description="Largest size kept, inclusive.")  # type: ignore[valid-type]
+    modified_after: Moment = Field(None, description="Only objects last modified at or after this ISO 8601 date or time (UTC unless it says).")
+    modified_before: Moment = Field(None, description="Only objects last modified before this ISO 8601 date or time.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Any:
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
-            raise Invalid(f"min_size ({format_size(self.min_size)}) is larger than max_size ({format_size(self.max_size)})", at=("min_size",))
+            _fail(f"min_size ({format_size(self.min_size)}) is larger than max_size ({format_size(self.max_size)})", at=("min_size",))
         if self.modified_after and self.modified_before and self.modified_after >= self.modified_before:
-            raise Invalid(
-                "modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)",
-                at=("modified_after",),
-            )
+            _fail("modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)", at=("modified_after",))
         return self
 
 
@@ -489,18 +454,15 @@ class Tier(_Bounds):
     """A storage class for objects meeting every condition given; see `migrate.filters.tier_selector`."""
 
     name: OptText = Field(None, description="Name shown in the plan summary (default: tier-N).")
-    storage_class: Annotated[StorageClass, Hint("one of: " + ", ".join(STORAGE_CLASSES))] = Field(description="Storage class for matching objects; beats rules and the destination default.")
+    storage_class: Annotated[StorageClass, Say("one of: " + ", ".join(STORAGE_CLASSES))] = Field(description="Storage class for matching objects; beats rules and the destination default.")
     buckets: BucketNames = Field((), alias="bucket", description="Only objects of these source buckets.")
     include: Globs = Field((), description="Only keys matching one of these globs.")
 
     @model_validator(mode="after")
     def _has_condition(self) -> "Tier":
-        if not (self.buckets or self.include or self.min_size is not None or self.max_size is not None or self.modified_after or self.modified_before):
-            raise Invalid(
-                "a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); "
-                "for every object set destination.storage_class instead"
-            )
-        return self
+        if self.buckets or self.include or self.min_size is not None or self.max_size is not None or self.modified_after or self.modified_before:
+            return self
+        return _fail("a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); for every object set destination.storage_class instead")
 
 
 # --------------------------------------------------------------------------- settings
@@ -509,12 +471,14 @@ class Tier(_Bounds):
 class TransferSettings(_Model):
     """How `migrate run` moves bytes."""
 
-    concurrency: count(1, 512) = Field(16, description="Objects (and parts) in flight at once.")
-    part_size: size(MIN_PART_SIZE, MAX_PART_SIZE) = Field(16 * MiB, description="Multipart part size.")
-    multipart_threshold: size(MIN_PART_SIZE, MAX_PART_SIZE) = Field(None, validate_default=True, description="Objects this large or larger go up in parts; default: the larger of 64 MiB and part_size.")
-    max_attempts: count(1, 100) = Field(5, description="Attempts per request on transient faults.")
+    concurrency: count(1, 512) = Field(16, description="Objects (and parts) in flight at once.")  # type: ignore[valid-type]
+    part_size: size(MIN_PART_SIZE, MAX_PART_SIZE) = Field(16 * MiB, description="Multipart part size.")  # type: ignore[valid-type]
+    multipart_threshold: size(MIN_PART_SIZE, MAX_PART_SIZE) = Field(  # type: ignore[valid-type]
+        None, validate_default=True, description="Objects this large or larger go up in parts; default: the larger of 64 MiB and part_size."
+    )
+    max_attempts: count(1, 100) = Field(5, description="Attempts per request on transient faults.")  # type: ignore[valid-type]
     checksum_algorithm: choice("SHA256", "CRC64NVME") = Field("SHA256", description="Checksum S3 checks on upload and stores.")  # type: ignore[valid-type]
-    max_bandwidth: size(64 * KiB, per_second=True) = Field(None, description="Cap on bytes per second, all workers together (`100MB/s`).")
+    max_bandwidth: size(64 * KiB, per_second=True) = Field(None, description="Cap on bytes per second, all workers together (`100MB/s`).")  # type: ignore[valid-type]
 
     @field_validator("multipart_threshold")
     @classmethod
@@ -522,24 +486,22 @@ class TransferSettings(_Model):
         return value if value is not None else max(64 * MiB, info.data.get("part_size") or 0)
 
 
-def _sample(value: Any) -> int | str | None:
+def _sample(value: Any) -> int | str:
     number = getattr(value, "value", value)
     if isinstance(number, int) and not isinstance(number, bool):
-        if number < 1:
-            raise Invalid(f"must be at least 1 object, got {number}")
-        return number
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(value)) if isinstance(value, str) else None
+        return number if number >= 1 else _fail(f"must be at least 1 object, got {number}")
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value) if isinstance(value, str) else None
     if found is None or not 0 < float(found.group(1)) <= 100:
-        raise Invalid("expected a number of objects (1000) or a percentage ('5%', above 0 and at most 100)")
+        _fail("expected a number of objects (1000) or a percentage ('5%', above 0 and at most 100)")
     return f"{float(found.group(1))}%"
 
 
 class VerifySettings(_Model):
-    """How `migrate verify` checks the destination: `fast` compares what HEAD reports, `deep` also reads the bytes back."""
+    """How `migrate verify` checks the destination."""
 
     mode: choice("fast", "deep") = Field("fast", description="`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back.")  # type: ignore[valid-type]
-    concurrency: count(1, 512) = Field(16, description="Objects checked at once.")
-    sample_size: Annotated[int | str | None, BeforeValidator(_sample)] = Field(
+    concurrency: count(1, 512) = Field(16, description="Objects checked at once.")  # type: ignore[valid-type]
+    sample_size: typed(int | str | None, _sample, {"type": ["integer", "string"]}) = Field(  # type: ignore[valid-type]
         None, alias="sample", description="Check only a sample in deep mode: a number of objects (1000) or a percentage (`5%`)."
     )
 
@@ -552,35 +514,32 @@ class VerifySettings(_Model):
         return float(self.sample_size[:-1]) if isinstance(self.sample_size, str) else None
 
 
-def _prices(value: Any, info: ValidationInfo) -> dict[str, float]:
+def _prices(value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
-        raise Invalid(f"expected a mapping of storage class to price, got {describe(value)}")
+        _fail(f"expected a mapping of storage class to price, got {describe(value)}")
     prices = dict(DEFAULT_STORAGE_PRICES)
     for name, price in value.items():
-        canonical_name = next((c for c in STORAGE_CLASSES if c.lower() == name.lower()), None)
-        if canonical_name is None:
-            raise Invalid(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}", at=(name,))
-        prices[canonical_name] = _checked(price, Price.__metadata__[0].func, (name,))
+        known = next((c for c in STORAGE_CLASSES if c.lower() == name.lower()), None)
+        if known is None:
+            _fail(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}", at=(name,))
+        try:
+            prices[known] = price_value(price)
+        except Invalid as err:
+            raise Invalid(str(err), at=(name,)) from None
     return prices
 
 
 class CostTable(_Model):
     """Prices for the cost estimate: USD, S3 us-east-1 list prices unless overridden."""
 
-    currency: OptText = Field("USD", description="Currency code of the prices, such as USD.")
-    storage_per_gb_month: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
+    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), _check(lambda v: re.fullmatch("[A-Z]{3}", v), "{0!r} is not a currency code such as USD")] = Field(
+        "USD", validate_default=True, description="Currency code of the prices, such as USD."
+    )
+    storage_per_gb_month: typed(dict[str, float], _prices, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}) = Field(  # type: ignore[valid-type]
         default_factory=lambda: dict(DEFAULT_STORAGE_PRICES), description="Price per GB-month by storage class (classes not given keep the list price)."
     )
     put_per_1000: Price = Field(DEFAULT_PUT_PER_1000, description="Price per 1000 PUT, COPY, POST or LIST requests.")
     get_per_1000: Price = Field(DEFAULT_GET_PER_1000, description="Price per 1000 GET requests.")
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str | None) -> str:
-        value = (value or "USD").strip()
-        if not re.fullmatch(r"[A-Z]{3}", value):
-            raise Invalid(f"{value!r} is not a currency code such as USD")
-        return value
 
     def storage_price(self, storage_class: str | None) -> float | None:
         """Price per GB-month of `storage_class` (None: STANDARD), or None if the table has none."""
@@ -591,47 +550,31 @@ class CostTable(_Model):
 
 
 def _version(value: Any) -> int:
-    if getattr(value, "value", None) != PLAN_VERSION or isinstance(value.value, bool):
-        raise Invalid(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
-    return PLAN_VERSION
-
-
-def _source_type(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, dict):
-        return value if isinstance(value, BaseModel) else _fail(f"expected a mapping with type: supabase or type: s3, got {describe(value)}")
-    if "type" not in value:
-        raise Invalid(
-            "required key is missing; one of: supabase, s3. supabase reads the Storage REST API; s3 reads any "
-            "S3-compatible endpoint (including Supabase's /storage/v1/s3)",
-            at=("type",),
-        )
-    try:
-        return {**value, "type": canonical(value["type"], info, ("supabase", "s3"))}
-    except Invalid as err:
-        raise Invalid(str(err), at=("type",)) from None
+    if getattr(value, "value", None) == PLAN_VERSION and not isinstance(value.value, bool):
+        return PLAN_VERSION
+    return _fail(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
 
 
 class Plan(_Model):
     """A plan file: what to migrate, where to, and the rules in between. Build with `load_plan` or `parse_plan`.
 
-    Top-level keys starting with `x-` are ignored (a home for YAML anchors);
-    `${VAR}` and `${VAR:-default}` read the environment in every text value
-    except templates, regexes and globs (`$${` is a literal `${`).
+    Top-level keys starting with `x-` are ignored (a home for YAML anchors). `${VAR}` and `${VAR:-default}` read
+    the environment in every text value except templates, regexes and globs (`$${` is a literal `${`).
     """
 
     model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
-    version: Annotated[int, BeforeValidator(_version), Hint("start the plan with 'version: 1'")] = Field(
-        json_schema_extra={"const": PLAN_VERSION}, description="Plan format version: 1."
-    )
+    version: Annotated[typed(int, _version, {"const": PLAN_VERSION}), Say("start the plan with 'version: 1'")] = Field(description="Plan format version: 1.")
     name: OptText = Field(None, validate_default=True, description="Names the run directory; default: the file name without .yaml.")
-    source: Annotated[Source, BeforeValidator(_source_type), Hint("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
-    destination: Annotated[Destination, Hint("name at least the S3 bucket to copy into"), Expected("a mapping with at least bucket:")] = Field(description="Where objects go.")
-    rules: Annotated[tuple[Rule, ...], Expected("a list of rules (- name: ..., match: ..., to: ...)")] = Field((), description="Rewrite rules, tried in order.")
+    source: Annotated[Source, Say("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
+    destination: Annotated[Destination, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(description="Where objects go.")
+    rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)")] = Field((), description="Rewrite rules, tried in order.")
     unmatched: choice("keep", "exclude") = Field("keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`.")  # type: ignore[valid-type]
     filters: Filters = Field(default_factory=Filters, description="Which source objects take part.")
-    tiering: Annotated[tuple[Tier, ...], Expected("a list of tiers (- storage_class: ..., modified_before: ...)")] = Field((), description="Storage class by bucket, key, size or age; the first matching tier wins.")
+    tiering: Annotated[tuple[Tier, ...], Say(expected="a list of tiers (- storage_class: ..., modified_before: ...)")] = Field(
+        (), description="Storage class by bucket, key, size or age; the first matching tier wins."
+    )
     transfer: TransferSettings = Field(default_factory=TransferSettings, description="Concurrency, part sizes, retries, checksum and bandwidth of `migrate run`.")
-    verify: VerifySettings = Field(default_factory=VerifySettings, description="How `migrate verify` checks.")
+    verify: VerifySettings = Field(default_factory=VerifySettings, description="Mode, concurrency and sample of `migrate verify`.")
     costs: CostTable = Field(default_factory=CostTable, description="Prices for the cost estimate.")
     _path: str | None = PrivateAttr(None)
 
@@ -646,81 +589,65 @@ class Plan(_Model):
         if value is None:
             return (info.context or {}).get("default_name", "plan")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
-            raise Invalid(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
+            _fail(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
         return value
 
     @field_validator("destination")
     @classmethod
     def _bucket_prefix(cls, destination: Destination, info: ValidationInfo) -> Destination:
-        source = info.data.get("source")
-        if destination.bucket_prefix is None and source is not None:
-            names = source.bucket_names
+        # `auto` is decided from the plan alone, so a plan's keys do not depend on how many buckets exist at run time.
+        names = info.data["source"].bucket_names if "source" in info.data else ()
+        if destination.bucket_prefix is None and names != ():
             return destination.model_copy(update={"bucket_prefix": names is None or len(names) != 1})
         return destination
 
     @field_validator("rules", "tiering")
     @classmethod
     def _names_and_buckets(cls, items: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
-        seen: dict[str, int] = {}
         known = info.data["source"].bucket_names if "source" in info.data else None
         for index, item in enumerate(items):
             for position, bucket in enumerate(item.buckets):
                 if known is not None and bucket not in known:
-                    raise Invalid(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
-            if isinstance(item, Rule) and item.name in seen:
-                raise Invalid(
-                    f"duplicate rule name {item.name!r} (also rules[{seen[item.name]}]); names are recorded in the manifest, so each must be unique",
-                    at=(index, "name"),
-                )
-            seen[item.name or ""] = index
-        if info.field_name == "tiering":
-            return tuple(tier if tier.name else tier.model_copy(update={"name": f"tier-{i + 1}"}) for i, tier in enumerate(items))
-        return items
+                    _fail(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
+            first = next(i for i, other in enumerate(items) if other.name == item.name)
+            if isinstance(item, Rule) and first != index:
+                _fail(f"duplicate rule name {item.name!r} (also rules[{first}]); names are recorded in the manifest, so each must be unique", at=(index, "name"))
+        return tuple(item if item.name else item.model_copy(update={"name": f"tier-{i + 1}"}) for i, item in enumerate(items))
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
-        data: dict[str, Any] = _normalise(self)
-        data["source"]["type"] = self.source.kind
-        return data
+        return _normalise(self)
 
     def fingerprint(self) -> str:
         """A stable SHA-256 (hex) of what decides which objects go where and how they are written.
 
-        Covers source, destination, rules, unmatched, filters, tiering, part
-        size, multipart threshold and checksum algorithm, normalised (so
-        comments, spacing, key order and `10MiB` vs `10485760` do not
-        matter). Leaves out secrets, the plan's name and path, tuning that
-        never changes the result (concurrency, attempts, bandwidth), verify
-        settings and prices: a run can be retuned and resumed.
+        Covers source, destination, rules, unmatched, filters, tiering, part size, multipart threshold and checksum
+        algorithm, normalised (comments, spacing, key order and `10MiB` vs `10485760` do not matter). Leaves out
+        secrets, the plan's name and path, tuning that never changes the result (concurrency, attempts, bandwidth),
+        verify settings and prices: a run can be retuned and resumed.
         """
         data = self.to_dict()
         for key in ("name", "verify", "costs"):
-            data.pop(key, None)
+            data.pop(key)
         for key in ("concurrency", "max_attempts", "max_bandwidth"):
-            data["transfer"].pop(key, None)
-        canonical_json = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical_json.encode("utf-8")).hexdigest()
+            data["transfer"].pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _normalise(value: Any) -> Any:
-    # The same shape the plan had as dataclasses, so fingerprints of existing runs still match.
+    # The shape the plan had as dataclasses, so that fingerprints of existing runs still match.
     if isinstance(value, BaseModel):
         out = {name: _normalise(getattr(value, name)) for name, info in type(value).model_fields.items() if not info.exclude}
         if isinstance(value, Rule):
-            out["metadata"] = _normalise(vars(value.metadata))
-            for name in ("content_type", "cache_control", "content_disposition", "storage_class", "user_metadata"):
-                out.pop(name)
+            out = {k: v for k, v in out.items() if k not in vars(value.metadata) and k != "user_metadata"} | {"metadata": _normalise(vars(value.metadata))}
         if isinstance(value, SupabaseSource):
             out["database_url"] = value.database_url_redacted
-        out.pop("type", None)
         return out
     if isinstance(value, (tuple, list)):
         return [_normalise(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _normalise(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat()
-    return value
+    return value.astimezone(timezone.utc).isoformat() if isinstance(value, datetime) else value
 
 
 def plan_json_schema() -> dict[str, Any]:

@@ -24,7 +24,7 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from migrate.patterns import GlobError, compile_globs, glob_to_regex  # re-exported
+from migrate.patterns import GlobError, compile_globs, format_size, glob_to_regex  # noqa: F401 - re-exported
 from migrate.stores.base import ObjectInfo
 
 if TYPE_CHECKING:
@@ -35,18 +35,6 @@ PLACEHOLDER_NAME = ".emptyFolderPlaceholder"
 
 ObjectFilter = Callable[[ObjectInfo], "str | None"]
 TierSelector = Callable[[str, ObjectInfo], "Tier | None"]
-
-
-def format_size(size: int) -> str:
-    """`16 MiB`, `1 GB`, `1536 bytes`: exact, in the largest unit that divides it."""
-    if size > 0:
-        for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-            if size % factor == 0:
-                return f"{size // factor} {unit}"
-        for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-            if size % factor == 0:
-                return f"{size // factor} {unit}"
-    return f"{size} byte" if size == 1 else f"{size} bytes"
 
 
 def format_time(moment: datetime) -> str:

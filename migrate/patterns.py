@@ -1,4 +1,4 @@
-"""The grammar of plan patterns and keys: templates, regexes, globs, destination keys.
+"""The grammar of plan values and keys: templates, regexes, globs, sizes, destination keys.
 
 Pure functions with no dependency on the plan or the stages: the plan model
 validates its templates and globs with them at load time, and the rewriter
@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from decimal import Decimal
+from typing import Any, Collection, Sequence
+
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
 #: Longest key S3 accepts, in bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -314,3 +317,39 @@ def compile_globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
     if not patterns:
         return None
     return re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in patterns), re.DOTALL)
+
+
+# --------------------------------------------------------------------------- sizes
+
+_SIZE = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[A-Za-z]*)\s*\Z")
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": KiB, "mib": MiB, "gib": GiB, "tib": TiB}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a string like `16MiB`, `1.5 GB`, `512`: B, kB/KB, MB, GB, TB (powers of 1000) and KiB,
+    MiB, GiB, TiB (powers of 1024), any case. Raises ValueError with a hint."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size, got true/false")
+    if isinstance(value, int):
+        return value if value >= 0 else _raise(ValueError("a size cannot be negative"))
+    found = _SIZE.match(value)
+    if found is None:
+        raise ValueError(f"{value!r} is not a size; write a number of bytes or e.g. 10MiB, 1GB")
+    unit = found["unit"]
+    if unit.lower() in ("k", "m", "g", "t"):
+        raise ValueError(f"ambiguous unit {unit!r} in {value!r}; write {unit.upper()}B (powers of 1000) or {unit.upper()}iB (powers of 1024)")
+    if unit.lower() not in _SIZE_UNITS:
+        raise ValueError(f"unknown unit {unit!r} in {value!r}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
+    exact = Decimal(found["number"]) * _SIZE_UNITS[unit.lower()]
+    return int(exact) if exact == exact.to_integral_value() else _raise(ValueError(f"{value!r} is not a whole number of bytes"))
+
+
+def _raise(error: Exception) -> Any:
+    raise error
+
+
+def format_size(size: int) -> str:
+    """`16 MiB`, `1 GB`, `1536 bytes`: exact, in the largest unit that divides it."""
+    units = (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+    unit = next(((name, factor) for name, factor in units if size > 0 and size % factor == 0), None)
+    return f"{size // unit[1]} {unit[0]}" if unit else f"{size} byte" if size == 1 else f"{size} bytes"

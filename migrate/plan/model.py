@@ -22,9 +22,10 @@ from pydantic.json_schema import SkipJsonSchema
 
 from migrate.patterns import INFER, GlobError, TemplateError, compile_match_regex, compile_match_template, compile_to_template, glob_to_regex
 from migrate.patterns import validate_destination_prefix
+from migrate.redact import mask_url_password
 from migrate.plan.values import (
     GiB, KiB, MiB, DatabaseUrl, EnvName, Flag, HttpUrl, Invalid, Moment, OptText, Price, Say, http_url, price_value, Text, Verbatim, canonical, choice,
-    choice_schema, count, describe, environ_of, format_size, redact_url_password, register_secret, secret_reference, size, text, text_list, typed,
+    choice_schema, count, describe, environ_of, format_size, register_secret, secret_reference, size, text, text_list, typed,
 )
 
 PLAN_VERSION = 1
@@ -193,7 +194,7 @@ class SupabaseSource(_SourceBase):
     @property
     def database_url_redacted(self) -> str | None:
         """`database_url` with any password replaced by `***`, for messages and reports."""
-        return redact_url_password(self.database_url) if self.database_url else None
+        return mask_url_password(self.database_url) if self.database_url else None
 
 
 class _S3Access(_Model):

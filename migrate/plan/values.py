@@ -17,15 +17,12 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Annotated, Any, Callable, Literal, Mapping
 
 from pydantic import BeforeValidator, ValidationInfo, WithJsonSchema
 
-from migrate.redact import register_secret
-
-KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
-
+from migrate.patterns import GiB, KiB, MiB, TiB, format_size, parse_size  # noqa: F401 - re-exported
+from migrate.redact import credential_shape, register_secret, url_password_span
 
 class Scalar(str):
     """A YAML number or true/false: the text as written, and `value` as YAML reads it."""
@@ -66,7 +63,7 @@ def describe(value: Any) -> str:
     native = getattr(value, "value", value)
     if isinstance(native, bool) or not isinstance(native, str):
         return f"true/false ({value})" if isinstance(native, bool) else f"the number {value}"
-    if secret_shape(value) or _LONG_TOKEN.search(value):
+    if credential_shape(value) or _LONG_TOKEN.search(value):
         return "text"
     return f"the text {value if len(value) <= 40 else value[:37] + '...'!r}"
 
@@ -76,11 +73,6 @@ def describe(value: Any) -> str:
 _INTERPOLATION = re.compile(r"\$\$\{|\$\{(?P<body>[^{}]*)\}|\$\{")
 _REFERENCE_NAMES = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
 _REFERENCE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?\Z", re.DOTALL)
-_SECRET_SHAPES = (
-    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "a JWT"),
-    (re.compile(r"\bsb_secret_[A-Za-z0-9_-]{8,}"), "a Supabase secret key"),
-    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "an AWS access key id"),
-)
 _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_.-]{32,}")
 _EXPORT_SECRET = "export it before running migrate (the plan never holds the secret itself)"
 
@@ -88,11 +80,6 @@ _EXPORT_SECRET = "export it before running migrate (the plan never holds the sec
 def environ_of(info: ValidationInfo | None) -> Mapping[str, str]:
     context = info.context if info is not None else None
     return context["environ"] if context and "environ" in context else os.environ
-
-
-def secret_shape(text: str) -> str | None:
-    """'a JWT', 'a Supabase secret key', ... when `text` holds something shaped like a credential."""
-    return next((what for pattern, what in _SECRET_SHAPES if pattern.search(text)), None)
 
 
 def expand(raw: str, environ: Mapping[str, str], *, secret: bool = False) -> tuple[str, list[tuple[str, str]]]:
@@ -132,11 +119,8 @@ def _scalar(value: Any, expected: str = "text") -> str:
 def text(value: Any, info: ValidationInfo | None, *, interpolate: bool = True) -> str:
     """One text value: anything shaped like a credential refused, `${...}` expanded unless told not to."""
     raw = _scalar(value)
-    shape = secret_shape(raw)
+    shape = credential_shape(raw, register=True)
     if shape is not None:
-        for pattern, _ in _SECRET_SHAPES:
-            for found in pattern.finditer(raw):
-                register_secret(found.group())
         raise Invalid(f"looks like a literal secret ({shape}); never put credentials in the plan: put it in an environment variable and write ${{ENV_VAR}}")
     return expand(raw, environ_of(info))[0] if interpolate else raw
 
@@ -243,40 +227,6 @@ Flag = typed(bool, _flag, {"type": "boolean"})
 #: A price: a number of 0 or more.
 Price = typed(float, price_value, {"type": "number", "minimum": 0})
 
-_SIZE = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[A-Za-z]*)\s*\Z")
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": KiB, "mib": MiB, "gib": GiB, "tib": TiB}
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from an int or a string like `16MiB`, `1.5 GB`, `512`: B, kB/KB, MB, GB, TB (powers of 1000) and KiB,
-    MiB, GiB, TiB (powers of 1024), any case. Raises ValueError with a hint."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size, got true/false")
-    if isinstance(value, int):
-        return value if value >= 0 else _raise(ValueError("a size cannot be negative"))
-    found = _SIZE.match(value)
-    if found is None:
-        raise ValueError(f"{value!r} is not a size; write a number of bytes or e.g. 10MiB, 1GB")
-    unit = found["unit"]
-    if unit.lower() in ("k", "m", "g", "t"):
-        raise ValueError(f"ambiguous unit {unit!r} in {value!r}; write {unit.upper()}B (powers of 1000) or {unit.upper()}iB (powers of 1024)")
-    if unit.lower() not in _SIZE_UNITS:
-        raise ValueError(f"unknown unit {unit!r} in {value!r}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
-    exact = Decimal(found["number"]) * _SIZE_UNITS[unit.lower()]
-    return int(exact) if exact == exact.to_integral_value() else _raise(ValueError(f"{value!r} is not a whole number of bytes"))
-
-
-def _raise(error: Exception) -> Any:
-    raise error
-
-
-def format_size(size: int) -> str:
-    """`16 MiB`, `1 GB`, `1536 bytes`: exact, in the largest unit that divides it."""
-    units = (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
-    unit = next(((name, factor) for name, factor in units if size > 0 and size % factor == 0), None)
-    return f"{size // unit[1]} {unit[0]}" if unit else f"{size} byte" if size == 1 else f"{size} bytes"
-
-
 def size(minimum: int = 0, maximum: int | None = None, *, per_second: bool = False) -> Any:
     """A size in bytes (`16MiB`, `1GB`, `512`) from `minimum` to `maximum`; `per_second` also takes `100MB/s`."""
 
@@ -328,7 +278,7 @@ def secret_reference(variable: str) -> Any:
         literal = _INTERPOLATION.sub(" ", raw).strip()
         if literal:
             register_secret(literal)
-            shape = secret_shape(raw) or ("a long key" if _LONG_TOKEN.search(literal) else None)
+            shape = credential_shape(raw) or ("a long key" if _LONG_TOKEN.search(literal) else None)
             if shape is not None:
                 raise Invalid(f"looks like a literal secret ({shape}); never put keys in the plan: write {info.field_name}: ${{{variable}}} and export {variable}")
             raise Invalid(f"must be an environment variable reference such as ${{{variable}}}, not literal text; the plan never holds the key itself")
@@ -351,7 +301,7 @@ def _env_name(value: Any, info: ValidationInfo) -> str:
     raw = _scalar(value, "an environment variable name").strip()
     # Mixed case and digits over 20+ characters, or a long token: a generated key, not a variable's name.
     looks_random = len(raw) >= 20 and all(any(test(c) for c in raw) for test in (str.islower, str.isupper, str.isdigit)) and raw not in environ_of(info)
-    shape = secret_shape(raw) or ("a long key" if (_LONG_TOKEN.search(raw) and not _ENV_NAME.match(raw)) or looks_random else None)
+    shape = credential_shape(raw) or ("a long key" if (_LONG_TOKEN.search(raw) and not _ENV_NAME.match(raw)) or looks_random else None)
     if shape is not None:
         register_secret(raw)
         raise Invalid(f"looks like a literal secret ({shape}); this key takes the NAME of the environment variable that holds it, e.g. MY_ACCESS_KEY_ID")
@@ -363,23 +313,6 @@ def _env_name(value: Any, info: ValidationInfo) -> str:
 
 #: The NAME of an environment variable (not its value, not `${...}`).
 EnvName = typed(str | None, _env_name, {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"})
-
-
-def url_password_span(url: str) -> tuple[int, int] | None:
-    """Where the password of `scheme://user:password@host/...` sits in `url`, if it has one."""
-    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url)
-    if scheme is None:
-        return None
-    end = min([len(url)] + [found for found in (url.find(stop, scheme.end()) for stop in "/?#") if found != -1])
-    at = url.rfind("@", scheme.end(), end)
-    colon = url.find(":", scheme.end(), at) if at != -1 else -1
-    return None if colon == -1 else (colon + 1, at)
-
-
-def redact_url_password(url: str) -> str:
-    span = url_password_span(url)
-    url = url if span is None else url[: span[0]] + "***" + url[span[1] :]
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
 def _database_url(value: Any, info: ValidationInfo) -> str | None:

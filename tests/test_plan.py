@@ -953,3 +953,16 @@ def test_fingerprint_ignores_tuning_name_and_secrets():
     assert parse("name: renamed\n" + FINGERPRINTED).fingerprint() == base
     assert parse(FINGERPRINTED + "verify: {mode: deep}\n").fingerprint() == base
     assert parse(FINGERPRINTED, {**ENV, "SUPABASE_SERVICE_ROLE_KEY": "eyJx.eyJy.other"}).fingerprint() == base
+
+
+@pytest.mark.parametrize(
+    ("name", "fingerprint"),
+    [
+        ("app-assets.yaml", "db4b8dfaec95acb33cfc68437edf810e2f226d6b382edcb73f9a77094e8d9dbe"),
+        ("plugin-registry.yaml", "e21ef799a58ce73ac5614e8f0ab81278d440419e073d1ed0384c49ac9c27c070"),
+    ],
+)
+def test_fingerprints_match_those_of_earlier_versions_so_runs_resume_after_an_upgrade(name, fingerprint):
+    # Computed by migrate at d2ea3b9 (the plan as dataclasses) with this environment.
+    environ = {**ENV, "SUPABASE_DB_URL": "postgresql://u:pw@h/db"}
+    assert load_plan(PLANS / name, environ=environ).fingerprint() == fingerprint

@@ -25,15 +25,21 @@ from migrate.patterns import validate_destination_prefix
 from migrate.redact import mask_url_password
 from migrate.plan.values import (
     GiB, KiB, MiB, DatabaseUrl, EnvName, Flag, HttpUrl, Invalid, Moment, OptText, Price, Say, http_url, price_value, Text, Verbatim, canonical, choice,
-    choice_schema, count, describe, environ_of, format_size, register_secret, secret_reference, size, text, text_list, typed,
+    choice_schema, count, describe, TEXT_SCHEMA as _TEXT_SCHEMA, environ_of, format_size, register_secret, secret_reference, size, text, text_list, typed,
 )
 
 PLAN_VERSION = 1
-STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "EXPRESS_ONEZONE")
+STORAGE_CLASSES = (
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS",
+    "EXPRESS_ONEZONE",
+)
 MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
 MAX_PART_SIZE = 5 * GiB  # S3: largest part, and largest single PUT
 # S3 us-east-1 list prices (USD) as of writing (2025); each can be overridden in `costs:`.
-DEFAULT_STORAGE_PRICES = {"STANDARD": 0.023, "STANDARD_IA": 0.0125, "ONEZONE_IA": 0.01, "INTELLIGENT_TIERING": 0.023, "GLACIER_IR": 0.004, "GLACIER": 0.0036, "DEEP_ARCHIVE": 0.00099}
+DEFAULT_STORAGE_PRICES = {
+    "STANDARD": 0.023, "STANDARD_IA": 0.0125, "ONEZONE_IA": 0.01, "INTELLIGENT_TIERING": 0.023, "GLACIER_IR": 0.004, "GLACIER": 0.0036,
+    "DEEP_ARCHIVE": 0.00099,
+}
 DEFAULT_PUT_PER_1000 = 0.005  # PUT, COPY, POST, LIST
 DEFAULT_GET_PER_1000 = 0.0004
 _MAX_USER_METADATA = 2048  # S3: bytes of user metadata (keys + values) per object
@@ -189,7 +195,9 @@ class SupabaseSource(_SourceBase):
     key: Annotated[secret_reference("SUPABASE_SERVICE_ROLE_KEY"), Say("write key: ${SUPABASE_SERVICE_ROLE_KEY} and export SUPABASE_SERVICE_ROLE_KEY")] = Field(
         repr=False, exclude=True, description="The secret key (`sb_secret_...`) or a legacy service-role JWT, only ever as `${VAR}`."
     )
-    database_url: DatabaseUrl = Field(None, repr=False, exclude=True, description="Optional: inventory from storage.objects at this PostgreSQL URL (a password only through `${...}`).")
+    database_url: DatabaseUrl = Field(
+        None, repr=False, exclude=True, description="Optional: inventory from storage.objects at this PostgreSQL URL (a password only through `${...}`)."
+    )
 
     @property
     def database_url_redacted(self) -> str | None:
@@ -197,12 +205,15 @@ class SupabaseSource(_SourceBase):
         return mask_url_password(self.database_url) if self.database_url else None
 
 
+_REGION = re.compile(r"[a-z0-9-]+")
+
+
 class _S3Access(_Model):
     credentials_hint = "use the AWS credential chain, profile: NAME, or access_key_id_env/secret_access_key_env naming environment variables"
     #: Fields the loader fills from the environment, never from the file.
     resolved: ClassVar[tuple[str, ...]] = ("access_key_id", "secret_access_key", "session_token")
     endpoint_url: HttpUrl = Field(None, description="An S3-compatible endpoint; empty: AWS.")
-    region: Annotated[OptText, _check(lambda v: re.fullmatch(r"[a-z0-9-]+", v), "{0!r} is not a region name (such as us-east-1)")] = Field(None, description="The region, such as us-east-1.")
+    region: Annotated[OptText, _check(_REGION.fullmatch, "{0!r} is not a region name (such as us-east-1)")] = Field(None, description="The region, such as us-east-1.")
     profile: OptText = Field(None, description="A profile from the AWS config files.")
     access_key_id_env: EnvName = Field(None, description="NAME of the environment variable holding the access key id.")
     secret_access_key_env: EnvName = Field(None, description="NAME of the environment variable holding the secret access key.")
@@ -283,13 +294,17 @@ def _bucket_prefix(value: Any, info: ValidationInfo) -> bool | None:
     return {"auto": None, "always": True, "never": False}[canonical(value, info, ("auto", "always", "never")) or "auto"]
 
 
+def _s3_bucket_name(name: str) -> bool:
+    return bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name)) and ".." not in name
+
+
 _S3_BUCKET = "{0!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
 
 
 class Destination(_S3Access):
     """The S3 bucket objects are copied into, and how they are written."""
 
-    bucket: Annotated[Text, _check(lambda v: re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", v) and ".." not in v, _S3_BUCKET), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
+    bucket: Annotated[Text, _check(_s3_bucket_name, _S3_BUCKET), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
         description="The destination S3 bucket."
     )
     prefix: Annotated[OptText, AfterValidator(_prefix)] = Field("", description="Every destination key starts with it (a `/` is added).")
@@ -299,7 +314,9 @@ class Destination(_S3Access):
     storage_class: StorageClass | None = Field(None, description="Default storage class; none: the bucket default (STANDARD on AWS), no header sent.")
     server_side_encryption: choice("AES256", "aws:kms") | None = Field(None, description="Server-side encryption.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
-    on_conflict: choice("skip", "overwrite", "fail") = Field("skip", description="An object already at the destination: `skip` (reruns never destroy data), `overwrite`, `fail`.")  # type: ignore[valid-type]
+    on_conflict: choice("skip", "overwrite", "fail") = Field(  # type: ignore[valid-type]
+        "skip", description="An object already at the destination: `skip` (reruns never destroy data), `overwrite`, `fail`."
+    )
 
     @model_validator(mode="after")
     def _kms(self) -> "Destination":
@@ -359,14 +376,18 @@ def _user_metadata(value: Any, info: ValidationInfo) -> dict[str, str]:
     return out if total <= _MAX_USER_METADATA else _fail(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
 
 
-_RULE_NAME = "rule names are at most 100 printable characters"
+
+
+def _rule_name(name: str) -> bool:
+    return len(name) <= 100 and not re.search(r"[\x00-\x1f\x7f]", name)
+
 _HEADER = Annotated[OptText, _check(_PRINTABLE.match, "must be printable ASCII on one line (it becomes an HTTP header)"), AfterValidator(lambda v: v and v.strip())]
 
 
 class Rule(_Model):
     """One rewrite rule: a `match` template or a `regex`, and where matching keys go. The first rule that matches wins."""
 
-    name: Annotated[Text, _check(lambda v: len(v) <= 100 and not re.search(r"[\x00-\x1f\x7f]", v), _RULE_NAME), Say("give the rule a name; it is recorded in the manifest")] = Field(
+    name: Annotated[Text, _check(_rule_name, "rule names are at most 100 printable characters"), Say("give the rule a name; it is recorded in the manifest")] = Field(
         description="Unique name, recorded in the manifest."
     )
     buckets: BucketNames = Field((), alias="bucket", description="Only keys of these source buckets (one name or a list); empty: every bucket.")
@@ -374,11 +395,13 @@ class Rule(_Model):
     regex: Verbatim = Field(None, description="Instead of `match`: a regular expression with named groups, matched against the whole key.")
     to: Verbatim = Field(None, description="Destination key below `destination.prefix`; `{name}` inserts a capture, `{bucket}` the source bucket.")
     exclude: Flag = Field(False, description="Leave matching keys out (no `to`, no headers).")
-    content_type: Annotated[OptText, AfterValidator(lambda v: v and _content_type(v))] = Field(None, description="A MIME type, or `infer` to guess from the destination key's extension.")
+    content_type: Annotated[OptText, AfterValidator(lambda v: v and _content_type(v))] = Field(
+        None, description="A MIME type, or `infer` to guess from the destination key's extension."
+    )
     cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
     content_disposition: _HEADER = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
-    user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}) = Field(  # type: ignore[valid-type]
+    user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": _TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
     )
 
@@ -455,7 +478,9 @@ class Tier(_Bounds):
     """A storage class for objects meeting every condition given; see `migrate.filters.tier_selector`."""
 
     name: OptText = Field(None, description="Name shown in the plan summary (default: tier-N).")
-    storage_class: Annotated[StorageClass, Say("one of: " + ", ".join(STORAGE_CLASSES))] = Field(description="Storage class for matching objects; beats rules and the destination default.")
+    storage_class: Annotated[StorageClass, Say("one of: " + ", ".join(STORAGE_CLASSES))] = Field(
+        description="Storage class for matching objects; beats rules and the destination default."
+    )
     buckets: BucketNames = Field((), alias="bucket", description="Only objects of these source buckets.")
     include: Globs = Field((), description="Only keys matching one of these globs.")
 
@@ -463,7 +488,10 @@ class Tier(_Bounds):
     def _has_condition(self) -> "Tier":
         if self.buckets or self.include or self.min_size is not None or self.max_size is not None or self.modified_after or self.modified_before:
             return self
-        return _fail("a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); for every object set destination.storage_class instead")
+        return _fail(
+            "a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); "
+            "for every object set destination.storage_class instead"
+        )
 
 
 # --------------------------------------------------------------------------- settings
@@ -500,7 +528,9 @@ def _sample(value: Any) -> int | str:
 class VerifySettings(_Model):
     """How `migrate verify` checks the destination."""
 
-    mode: choice("fast", "deep") = Field("fast", description="`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back.")  # type: ignore[valid-type]
+    mode: choice("fast", "deep") = Field(  # type: ignore[valid-type]
+        "fast", description="`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back."
+    )
     concurrency: count(1, 512) = Field(16, description="Objects checked at once.")  # type: ignore[valid-type]
     sample_size: typed(int | str | None, _sample, {"type": ["integer", "string"]}) = Field(  # type: ignore[valid-type]
         None, alias="sample", description="Check only a sample in deep mode: a number of objects (1000) or a percentage (`5%`)."
@@ -533,10 +563,10 @@ def _prices(value: Any) -> dict[str, float]:
 class CostTable(_Model):
     """Prices for the cost estimate: USD, S3 us-east-1 list prices unless overridden."""
 
-    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), _check(lambda v: re.fullmatch("[A-Z]{3}", v), "{0!r} is not a currency code such as USD")] = Field(
+    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), _check(re.compile("[A-Z]{3}").fullmatch, "{0!r} is not a currency code such as USD")] = Field(
         "USD", validate_default=True, description="Currency code of the prices, such as USD."
     )
-    storage_per_gb_month: typed(dict[str, float], _prices, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}) = Field(  # type: ignore[valid-type]
+    storage_per_gb_month: typed(dict[str, float], _prices, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}) = Field(  # type: ignore
         default_factory=lambda: dict(DEFAULT_STORAGE_PRICES), description="Price per GB-month by storage class (classes not given keep the list price)."
     )
     put_per_1000: Price = Field(DEFAULT_PUT_PER_1000, description="Price per 1000 PUT, COPY, POST or LIST requests.")
@@ -569,7 +599,9 @@ class Plan(_Model):
     source: Annotated[Source, Say("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
     destination: Annotated[Destination, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(description="Where objects go.")
     rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)")] = Field((), description="Rewrite rules, tried in order.")
-    unmatched: choice("keep", "exclude") = Field("keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`.")  # type: ignore[valid-type]
+    unmatched: choice("keep", "exclude") = Field(  # type: ignore[valid-type]
+        "keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`."
+    )
     filters: Filters = Field(default_factory=Filters, description="Which source objects take part.")
     tiering: Annotated[tuple[Tier, ...], Say(expected="a list of tiers (- storage_class: ..., modified_before: ...)")] = Field(
         (), description="Storage class by bucket, key, size or age; the first matching tier wins."

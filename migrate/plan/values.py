@@ -142,13 +142,13 @@ def _required(value: Any, info: ValidationInfo) -> str:
 
 
 # A plain YAML number or true/false is text too (`prefix: 2024`, `name: yes`), so the schema allows them.
-_TEXT = {"type": ["string", "number", "boolean"]}
+TEXT_SCHEMA = {"type": ["string", "number", "boolean"]}
 #: Text with `${...}` expanded; empty means not given.
-OptText = typed(str | None, _optional(True), _TEXT)
+OptText = typed(str | None, _optional(True), TEXT_SCHEMA)
 #: Text that must not be empty after expansion (stripped).
-Text = typed(str, _required, _TEXT)
+Text = typed(str, _required, TEXT_SCHEMA)
 #: A template or regex: taken literally, never interpolated.
-Verbatim = typed(str | None, _optional(False), _TEXT)
+Verbatim = typed(str | None, _optional(False), TEXT_SCHEMA)
 
 
 def text_list(value: Any, info: ValidationInfo, *, what: str, interpolate: bool = True) -> list[str]:

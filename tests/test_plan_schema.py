@@ -13,23 +13,11 @@ import yaml
 from migrate.cli import main
 from migrate.errors import PlanError
 from migrate.plan import parse_plan, plan_json_schema
+from tests.test_plan import ENV, MINIMAL
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "plans" / "plan.schema.json"
 EXAMPLES = sorted(ROOT.glob("plans/*.yaml")) + sorted(ROOT.glob("bench/plans/*.yaml"))
-ENV = {"SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln"}
-MINIMAL = """\
-version: 1
-source:
-  type: supabase
-  url: ${SUPABASE_URL}
-  key: ${SUPABASE_SERVICE_ROLE_KEY}
-  buckets: [plugins]
-destination:
-  bucket: dest-bucket
-"""
-
-
 class _EditorLoader(yaml.SafeLoader):
     """YAML as editors read it for schema checks: dates stay text (YAML 1.2 has no timestamp type)."""
 

@@ -37,23 +37,6 @@ ObjectFilter = Callable[[ObjectInfo], "str | None"]
 TierSelector = Callable[[str, ObjectInfo], "Tier | None"]
 
 
-def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with a Z, to the second: how times appear in reasons."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _aware(moment: datetime) -> datetime:
-    # Stores should return aware times; a naive one is taken as UTC rather than local time.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def is_placeholder(key: str) -> bool:
-    """True for Supabase's `.emptyFolderPlaceholder` marker objects."""
-    return key == PLACEHOLDER_NAME or key.endswith("/" + PLACEHOLDER_NAME)
-
-
 def object_filter(filters: "Filters") -> ObjectFilter:
     """Compile the plan's `filters:` into `info -> None (keep) | reason (leave out)`.
 
@@ -138,3 +121,20 @@ def tier_selector(tiers: Sequence["Tier"]) -> TierSelector:
         return None
 
     return select
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, to the second: how times appear in reasons."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(moment: datetime) -> datetime:
+    # Stores should return aware times; a naive one is taken as UTC rather than local time.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def is_placeholder(key: str) -> bool:
+    """True for Supabase's `.emptyFolderPlaceholder` marker objects."""
+    return key == PLACEHOLDER_NAME or key.endswith("/" + PLACEHOLDER_NAME)

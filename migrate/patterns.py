@@ -203,7 +203,7 @@ def compile_to_template(template: str, available: Collection[str], *, captured_b
 # [#x10000-#x10FFFF]) cannot be written and read back reliably. Everything
 # else, `//`, a leading or trailing `/`, spaces, `.`/`..` segments, any
 # letter or symbol, is a valid key and is migrated unchanged.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def validate_destination_key(key: str) -> str | None:

@@ -33,9 +33,9 @@ the whole destination key below `destination.prefix`; a kept unmatched key
 is placed below `destination.prefix` and, when the plan migrates more than
 one bucket (`destination.bucket_prefix`), below `<source bucket>/` too.
 
-Every destination key is checked by `validate_destination_key`; a key S3
-would reject or that is dangerous downstream becomes an `invalid-key` row,
-never a copied object. `find_collisions` / `mark_collisions` find source
+Every destination key is checked by `validate_destination_key`
+(`migrate.patterns`): a key S3 cannot store or list becomes an `invalid-key`
+row, never a copied object; every other key is written as it is. `find_collisions` / `mark_collisions` find source
 objects that would overwrite each other at the destination.
 """
 
@@ -65,6 +65,99 @@ from migrate.stores.base import ObjectInfo
 
 if TYPE_CHECKING:
     from migrate.plan import Plan, Rule, RuleMetadata
+
+# --------------------------------------------------------------------------- the plan, compiled
+
+
+def compile_plan(plan: "Plan") -> RecordBuilder:
+    """Compile a loaded plan's filters, rules and tiering into a `RecordBuilder`."""
+    return RecordBuilder(plan)
+
+
+class RecordBuilder:
+    """Everything the plan says about one source object, compiled once.
+
+    `build(bucket, info)` returns the manifest record: filters first (an
+    excluded object gets no destination key), then the rewrite, the key
+    check, the headers and the storage class. Collisions need every row, so
+    they are marked afterwards with `mark_collisions`.
+    """
+
+    def __init__(self, plan: "Plan") -> None:
+        self.plan = plan
+        self.dest_bucket = plan.destination.bucket
+        self.rewriter = compile_rules(
+            plan.rules,
+            unmatched=plan.unmatched,
+            dest_prefix=plan.destination.prefix,
+            bucket_prefix=plan.destination.bucket_prefix,
+        )
+        self._filter = object_filter(plan.filters)
+        self._tier = tier_selector(plan.tiering)
+        self._default_storage_class = plan.destination.storage_class
+
+    def build(self, bucket: str, info: ObjectInfo) -> ObjectRecord:
+        record = ObjectRecord(
+            source_bucket=bucket,
+            source_key=info.key,
+            size=info.size,
+            dest_bucket=self.dest_bucket,
+            source_etag=info.etag,
+            content_type=info.content_type,
+            cache_control=info.cache_control,
+            content_disposition=info.content_disposition,
+            user_metadata=dict(info.user_metadata),
+            last_modified=info.last_modified,
+        )
+        excluded = self._filter(info)
+        if excluded is not None:
+            record.action = Action.EXCLUDED.value
+            record.reason = excluded
+            return record
+        tier = self._tier(bucket, info)
+        return apply_rewrite(
+            record,
+            self.rewriter.rewrite(bucket, info.key),
+            default_storage_class=self._default_storage_class,
+            tier_storage_class=tier.storage_class if tier is not None else None,
+        )
+
+
+def apply_rewrite(
+    record: ObjectRecord,
+    rewrite: Rewrite,
+    *,
+    default_storage_class: str | None,
+    tier_storage_class: str | None = None,
+) -> ObjectRecord:
+    """Fill `record` (built from the source object) with what the rewrite decided.
+
+    Sets the destination key, rule, action and reason. For copied objects it
+    also sets the headers to write: the rule's content type (or inferred, or
+    the source's), cache control and content disposition (the rule's, else the
+    source's), user metadata (the source's, with the rule's added on top) and
+    the storage class (tier, else rule, else the destination default).
+    Returns the same record, modified.
+    """
+    record.dest_key = rewrite.dest_key
+    record.rule = rewrite.rule
+    record.action = rewrite.action.value
+    record.reason = rewrite.reason
+    if rewrite.action is not Action.COPY or rewrite.dest_key is None:
+        record.storage_class = None
+        return record
+    meta = rewrite.metadata
+    rule_class = None
+    if meta is not None:
+        record.content_type = resolve_content_type(meta.content_type, rewrite.dest_key, record.content_type)
+        record.cache_control = meta.cache_control or record.cache_control
+        record.content_disposition = meta.content_disposition or record.content_disposition
+        if meta.metadata:
+            record.user_metadata = {**record.user_metadata, **meta.metadata}
+        rule_class = meta.storage_class
+    record.storage_class = tier_storage_class or rule_class or default_storage_class
+    return record
+
 
 # --------------------------------------------------------------------------- rewriting
 
@@ -251,96 +344,6 @@ def resolve_content_type(rule_value: str | None, dest_key: str, source_type: str
     if rule_value == INFER:
         return guess_content_type(dest_key) or source_type
     return rule_value
-
-
-def apply_rewrite(
-    record: ObjectRecord,
-    rewrite: Rewrite,
-    *,
-    default_storage_class: str | None,
-    tier_storage_class: str | None = None,
-) -> ObjectRecord:
-    """Fill `record` (built from the source object) with what the rewrite decided.
-
-    Sets the destination key, rule, action and reason. For copied objects it
-    also sets the headers to write: the rule's content type (or inferred, or
-    the source's), cache control and content disposition (the rule's, else the
-    source's), user metadata (the source's, with the rule's added on top) and
-    the storage class (tier, else rule, else the destination default).
-    Returns the same record, modified.
-    """
-    record.dest_key = rewrite.dest_key
-    record.rule = rewrite.rule
-    record.action = rewrite.action.value
-    record.reason = rewrite.reason
-    if rewrite.action is not Action.COPY or rewrite.dest_key is None:
-        record.storage_class = None
-        return record
-    meta = rewrite.metadata
-    rule_class = None
-    if meta is not None:
-        record.content_type = resolve_content_type(meta.content_type, rewrite.dest_key, record.content_type)
-        record.cache_control = meta.cache_control or record.cache_control
-        record.content_disposition = meta.content_disposition or record.content_disposition
-        if meta.metadata:
-            record.user_metadata = {**record.user_metadata, **meta.metadata}
-        rule_class = meta.storage_class
-    record.storage_class = tier_storage_class or rule_class or default_storage_class
-    return record
-
-
-class RecordBuilder:
-    """Everything the plan says about one source object, compiled once.
-
-    `build(bucket, info)` returns the manifest record: filters first (an
-    excluded object gets no destination key), then the rewrite, the key
-    check, the headers and the storage class. Collisions need every row, so
-    they are marked afterwards with `mark_collisions`.
-    """
-
-    def __init__(self, plan: "Plan") -> None:
-        self.plan = plan
-        self.dest_bucket = plan.destination.bucket
-        self.rewriter = compile_rules(
-            plan.rules,
-            unmatched=plan.unmatched,
-            dest_prefix=plan.destination.prefix,
-            bucket_prefix=plan.destination.bucket_prefix,
-        )
-        self._filter = object_filter(plan.filters)
-        self._tier = tier_selector(plan.tiering)
-        self._default_storage_class = plan.destination.storage_class
-
-    def build(self, bucket: str, info: ObjectInfo) -> ObjectRecord:
-        record = ObjectRecord(
-            source_bucket=bucket,
-            source_key=info.key,
-            size=info.size,
-            dest_bucket=self.dest_bucket,
-            source_etag=info.etag,
-            content_type=info.content_type,
-            cache_control=info.cache_control,
-            content_disposition=info.content_disposition,
-            user_metadata=dict(info.user_metadata),
-            last_modified=info.last_modified,
-        )
-        excluded = self._filter(info)
-        if excluded is not None:
-            record.action = Action.EXCLUDED.value
-            record.reason = excluded
-            return record
-        tier = self._tier(bucket, info)
-        return apply_rewrite(
-            record,
-            self.rewriter.rewrite(bucket, info.key),
-            default_storage_class=self._default_storage_class,
-            tier_storage_class=tier.storage_class if tier is not None else None,
-        )
-
-
-def compile_plan(plan: "Plan") -> RecordBuilder:
-    """Compile a loaded plan's filters, rules and tiering into a `RecordBuilder`."""
-    return RecordBuilder(plan)
 
 
 # --------------------------------------------------------------------------- collisions

@@ -44,7 +44,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import polars as pl
 

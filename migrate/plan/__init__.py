@@ -9,10 +9,10 @@ saying what is expected; never a traceback, never a secret.
 """
 
 from migrate.plan.loader import load_plan, parse_plan
+from migrate.plan.endpoints import STORAGE_CLASSES, BucketSelection, Destination, S3Source, SupabaseSource
 from migrate.plan.model import (
-    DEFAULT_GET_PER_1000, DEFAULT_PUT_PER_1000, DEFAULT_STORAGE_PRICES, MAX_PART_SIZE, MIN_PART_SIZE, PLAN_VERSION, STORAGE_CLASSES,
-    BucketSelection, CostTable, Destination, Filters, Plan, RewriteRule, Rule, RuleMetadata, S3Source, SupabaseSource, Tier,
-    TransferSettings, VerifySettings, plan_json_schema,
+    DEFAULT_GET_PER_1000, DEFAULT_PUT_PER_1000, DEFAULT_STORAGE_PRICES, MAX_PART_SIZE, MIN_PART_SIZE, PLAN_VERSION, CostTable, Filters, Plan,
+    RewriteRule, Rule, RuleMetadata, Tier, TransferSettings, VerifySettings, plan_json_schema,
 )
 from migrate.plan.values import GiB, KiB, MiB, TiB, format_size, parse_size
 

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from migrate.errors import PlanError
-from migrate.plan.model import Plan, S3Source, SupabaseSource, credentials_refused
+from migrate.plan.endpoints import S3Source, SupabaseSource
+from migrate.plan.model import Plan
+from migrate.plan.values import credentials_refused
 from migrate.plan.values import Invalid, Say, Scalar, describe
 
 Loc = tuple[str | int, ...]

@@ -1,7 +1,8 @@
 """The plan model: every key of a plan file, with its type, default, bounds and meaning.
 
 This is the plan reference: each field's description is what `migrate
-schema` writes into the JSON Schema editors show (`plans/plan.schema.json`).
+schema` writes into the JSON Schema editors show (`plans/plan.schema.json`);
+`source:` and `destination:` are declared in `migrate.plan.endpoints`.
 `migrate.plan.loader` reads YAML into these models; they are frozen, so a
 loaded plan never changes. Field names are the YAML keys except where an
 alias says otherwise (a rule's or tier's `bucket:` is `buckets`, a rule's
@@ -15,24 +16,18 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from migrate.patterns import INFER, GlobError, TemplateError, compile_match_regex, compile_match_template, compile_to_template, glob_to_regex
-from migrate.patterns import validate_destination_prefix
-from migrate.redact import mask_url_password
+from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
+from migrate.plan.endpoints import STORAGE_CLASSES, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
-    GiB, KiB, MiB, DatabaseUrl, EnvName, Flag, HttpUrl, Invalid, Moment, OptText, Price, Say, http_url, price_value, Text, Verbatim, canonical, choice,
-    choice_schema, count, describe, TEXT_SCHEMA as _TEXT_SCHEMA, environ_of, format_size, register_secret, secret_reference, size, text, text_list, typed,
+    TEXT_SCHEMA, BucketNames, Flag, Globs, Invalid, KiB, MiB, GiB, Moment, OptText, PlanModel, Say, Text, Verbatim, check, choice, count, describe, fail,
+    format_size, price_value, Price, size, text, typed,
 )
 
 PLAN_VERSION = 1
-STORAGE_CLASSES = (
-    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS",
-    "EXPRESS_ONEZONE",
-)
 MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
 MAX_PART_SIZE = 5 * GiB  # S3: largest part, and largest single PUT
 # S3 us-east-1 list prices (USD) as of writing (2025); each can be overridden in `costs:`.
@@ -43,288 +38,6 @@ DEFAULT_STORAGE_PRICES = {
 DEFAULT_PUT_PER_1000 = 0.005  # PUT, COPY, POST, LIST
 DEFAULT_GET_PER_1000 = 0.0004
 _MAX_USER_METADATA = 2048  # S3: bytes of user metadata (keys + values) per object
-_ONE_OR_MORE = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
-
-StorageClass = choice(*STORAGE_CLASSES)
-
-
-def credentials_refused(value: Any, hint: str) -> Invalid:
-    """The error for a credential written into the plan; the value is masked from then on."""
-    if isinstance(value, str):
-        register_secret(value)
-    return Invalid(f"credentials never go in the plan file; {hint}")
-
-
-def _check(test: Any, message: str) -> AfterValidator:
-    """A field check: `message` (formatted with the value as `{0!r}`) unless `test(value)` holds."""
-    return AfterValidator(lambda value: value if value is None or test(value) else _fail(message.format(value)))
-
-
-def _fail(message: str, **where: Any) -> Any:
-    raise Invalid(message, **where)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-    #: Said when someone writes a credential key in this section.
-    credentials_hint: ClassVar[str] = "credentials never go in the plan file"
-    #: Keys accepted besides the fields (folded into a field before validation).
-    synonyms: ClassVar[tuple[str, ...]] = ()
-
-
-def _names(what: str, check: Any, *, interpolate: bool = True) -> Any:
-    """One string or a list of them (deduplicated), each passing `check` (a ValueError says why not)."""
-
-    def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
-        out = []
-        for index, item in enumerate(text_list(value, info, what=what, interpolate=interpolate)):
-            try:
-                out.append(check(item))
-            except (ValueError, TemplateError, GlobError) as err:
-                raise Invalid(str(err), at=(index,) if isinstance(value, list) else ()) from None
-        return tuple(dict.fromkeys(out))
-
-    return typed(tuple[str, ...], validate, _ONE_OR_MORE)
-
-
-def _bucket_name(value: str) -> str:
-    return value.strip() if value.strip() and "/" not in value else _fail(f"{value.strip()!r} is not a bucket name (non-empty, no '/')")
-
-
-def _not_nested(prefixes: tuple[str, ...]) -> tuple[str, ...]:
-    for index, prefix in enumerate(prefixes):
-        outer = next((other for other in prefixes if other != prefix and prefix.startswith(other)), None)
-        if outer is not None:
-            _fail(f"prefix {prefix!r} is inside prefix {outer!r}: both would list the same objects; keep {outer!r}", at=(index,))
-    return prefixes
-
-
-BucketNames = _names("a bucket name", _bucket_name)
-Globs = _names("a glob", lambda glob: glob_to_regex(glob) and glob, interpolate=False)
-Prefixes = Annotated[_names("text", lambda prefix: prefix), AfterValidator(_not_nested)]
-
-
-def _fold_prefix(data: Any) -> Any:
-    """`prefix: x` is the one-prefix spelling of `prefixes: [x]`."""
-    if isinstance(data, dict) and "prefix" in data:
-        if "prefixes" in data:
-            _fail("give prefix or prefixes, not both", at=("prefix",))
-        data = {("prefixes" if key == "prefix" else key): value for key, value in data.items()}
-    return data
-
-
-# --------------------------------------------------------------------------- source
-
-
-class BucketSelection(_Model):
-    """One source bucket, and the key prefixes to list in it."""
-
-    synonyms = ("prefix",)
-    name: Annotated[Text, AfterValidator(_bucket_name), Say("the bucket's name")] = Field(description="The source bucket's name.")
-    prefixes: Prefixes = Field((), description="Key prefixes to list in this bucket (`prefix:` for one); empty: the plan-wide `source.prefixes`.")
-    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _fold_prefix(data)))
-
-    def __init__(self, name: str | None = None, prefixes: tuple[str, ...] = (), /, **data: Any):
-        """`BucketSelection("docs", ("reports/",))` in code, as well as by keyword."""
-        super().__init__(**({"name": name, "prefixes": prefixes} if name is not None else {}), **data)
-
-    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
-
-
-def _selections(value: Any, info: ValidationInfo) -> Any:
-    if isinstance(value, str):
-        return None if text(value, info).strip().lower() == "all" else [{"name": value}]
-    if not isinstance(value, list) or not value:
-        _fail(f"expected a list of bucket names or 'all', got {describe(value)}" if value != [] else "is an empty list; name buckets or write buckets: all")
-    return [{"name": item} if isinstance(item, str) else item for item in value]
-
-
-def _listed_once(buckets: tuple[BucketSelection, ...] | None) -> Any:
-    names = [selection.name for selection in buckets or ()]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            _fail(f"bucket {name!r} is listed twice (first at line {{first}})", at=(index,), lines={"first": (names.index(name),)})
-    return buckets
-
-
-def _names_or_selections(schema: dict[str, Any]) -> None:
-    listed = schema["anyOf"][0]  # `all`, one name, or a list of names and {name, prefixes} mappings
-    schema["anyOf"] = [{"type": "string"}, {**listed, "items": {"anyOf": [{"type": "string"}, listed["items"]]}}]
-
-
-class _SourceBase(_Model):
-    synonyms = ("prefix",)
-    buckets: Annotated[tuple[BucketSelection, ...] | None, BeforeValidator(_selections), AfterValidator(_listed_once)] = Field(
-        None, json_schema_extra=_names_or_selections, description="`all` (the default: every bucket the credentials see), or names and `{name, prefixes}`."
-    )
-    prefixes: Prefixes = Field((), description="Key prefixes to list (`prefix:` for one) in buckets that list none of their own; empty: whole buckets.")
-    _fold = model_validator(mode="before")(classmethod(lambda cls, data: _fold_prefix(data)))
-
-    @property
-    def all_buckets(self) -> bool:
-        return self.buckets is None
-
-    @property
-    def bucket_names(self) -> tuple[str, ...] | None:
-        """The buckets the plan names, or None for all of them."""
-        return None if self.buckets is None else tuple(b.name for b in self.buckets)
-
-    def prefixes_for(self, bucket: str) -> tuple[str, ...]:
-        """Prefixes to list in `bucket`: its own, else the plan-wide ones, else `("",)` (everything)."""
-        own = next((selection.prefixes for selection in self.buckets or () if selection.name == bucket), ())
-        return own or self.prefixes or ("",)
-
-
-def _project_url(url: str) -> str:
-    path = re.sub(r"^https?://[^/]+", "", url)
-    if path.startswith("/storage/v1/s3"):
-        _fail("that is the S3 protocol endpoint: use type: s3 with endpoint_url, or give the project URL")
-    return url if not path.startswith("/storage/v1") else _fail("give the project URL (https://<ref>.supabase.co) without /storage/v1")
-
-
-class SupabaseSource(_SourceBase):
-    """A Supabase project read through its Storage REST API (and optionally its catalog)."""
-
-    kind: ClassVar[str] = "supabase"
-    credentials_hint = "write key: ${SUPABASE_SERVICE_ROLE_KEY} and export the variable"
-    type: choice("supabase") = Field(description="`supabase`: the Storage REST API of a Supabase project.")  # type: ignore[valid-type]
-    url: Annotated[http_url(required=True), AfterValidator(_project_url), Say("the project URL, e.g. url: ${SUPABASE_URL}")] = Field(
-        description="The project URL, e.g. `${SUPABASE_URL}` (https://<ref>.supabase.co), without /storage/v1."
-    )
-    key: Annotated[secret_reference("SUPABASE_SERVICE_ROLE_KEY"), Say("write key: ${SUPABASE_SERVICE_ROLE_KEY} and export SUPABASE_SERVICE_ROLE_KEY")] = Field(
-        repr=False, exclude=True, description="The secret key (`sb_secret_...`) or a legacy service-role JWT, only ever as `${VAR}`."
-    )
-    database_url: DatabaseUrl = Field(
-        None, repr=False, exclude=True, description="Optional: inventory from storage.objects at this PostgreSQL URL (a password only through `${...}`)."
-    )
-
-    @property
-    def database_url_redacted(self) -> str | None:
-        """`database_url` with any password replaced by `***`, for messages and reports."""
-        return mask_url_password(self.database_url) if self.database_url else None
-
-
-_REGION = re.compile(r"[a-z0-9-]+")
-
-
-class _S3Access(_Model):
-    credentials_hint = "use the AWS credential chain, profile: NAME, or access_key_id_env/secret_access_key_env naming environment variables"
-    #: Fields the loader fills from the environment, never from the file.
-    resolved: ClassVar[tuple[str, ...]] = ("access_key_id", "secret_access_key", "session_token")
-    endpoint_url: HttpUrl = Field(None, description="An S3-compatible endpoint; empty: AWS.")
-    region: Annotated[OptText, _check(_REGION.fullmatch, "{0!r} is not a region name (such as us-east-1)")] = Field(None, description="The region, such as us-east-1.")
-    profile: OptText = Field(None, description="A profile from the AWS config files.")
-    access_key_id_env: EnvName = Field(None, description="NAME of the environment variable holding the access key id.")
-    secret_access_key_env: EnvName = Field(None, description="NAME of the environment variable holding the secret access key.")
-    session_token_env: EnvName = Field(None, description="NAME of the environment variable holding a session token.")
-    # Resolved from the *_env variables at load time; None: the AWS credential chain.
-    access_key_id: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
-    secret_access_key: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
-    session_token: SkipJsonSchema[str | None] = Field(None, repr=False, exclude=True, validate_default=True)
-
-    @field_validator("access_key_id", "secret_access_key", "session_token", mode="before")
-    @classmethod
-    def _resolve(cls, value: Any, info: ValidationInfo) -> str | None:
-        if info.context and value is not None:
-            raise credentials_refused(value, cls.credentials_hint)  # written in a plan file
-        env_key = f"{info.field_name}_env"
-        variable = info.data.get(env_key)
-        if value is not None or info.context is None or variable is None:
-            return value  # built in code, or no variable named: the AWS credential chain
-        resolved = environ_of(info).get(variable)
-        if not resolved:
-            state = "is not set" if resolved is None else "is empty"
-            _fail(f"environment variable {variable} {state}; export it, or remove {env_key} to use the AWS credential chain", at=("..", env_key))
-        if info.field_name != "access_key_id":
-            register_secret(resolved)
-        return resolved
-
-    @model_validator(mode="after")
-    def _pairs(self) -> Any:
-        key_id, secret = self.access_key_id_env, self.secret_access_key_env
-        if (key_id is None) != (secret is None):
-            missing, present = ("secret_access_key_env", "access_key_id_env") if secret is None else ("access_key_id_env", "secret_access_key_env")
-            _fail(f"{present} needs {missing} too; give both, or neither to use the AWS credential chain", at=(missing,), line_at=(present,))
-        if self.session_token_env is not None and key_id is None:
-            _fail("session_token_env needs access_key_id_env and secret_access_key_env", at=("session_token_env",))
-        if self.profile is not None and key_id is not None:
-            _fail("use either a profile or access_key_id_env/secret_access_key_env, not both", at=("profile",))
-        return self
-
-
-class S3Source(_S3Access, _SourceBase):
-    """Any S3-compatible endpoint, including Supabase's `/storage/v1/s3`."""
-
-    kind: ClassVar[str] = "s3"
-    type: choice("s3") = Field(description="`s3`: any S3-compatible endpoint (including Supabase's /storage/v1/s3).")  # type: ignore[valid-type]
-
-
-def _source_type(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, dict):
-        return value if isinstance(value, BaseModel) else _fail(f"expected a mapping with type: supabase or type: s3, got {describe(value)}")
-    if "type" not in value:
-        _fail(
-            "required key is missing; one of: supabase, s3. supabase reads the Storage REST API; s3 reads any "
-            "S3-compatible endpoint (including Supabase's /storage/v1/s3)",
-            at=("type",),
-        )
-    try:
-        return {**value, "type": canonical(value["type"], info, ("supabase", "s3"))}
-    except Invalid as err:
-        raise Invalid(str(err), at=("type",)) from None
-
-
-_SOURCE_KIND = Discriminator(lambda value: value.get("type") if isinstance(value, dict) else getattr(value, "kind", None))
-Source = Annotated[Union[Annotated[SupabaseSource, Tag("supabase")], Annotated[S3Source, Tag("s3")]], _SOURCE_KIND, BeforeValidator(_source_type)]
-
-
-# --------------------------------------------------------------------------- destination
-
-
-def _prefix(prefix: str | None) -> str:
-    prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    reason = validate_destination_prefix(prefix) if prefix else None
-    return (prefix or "") if reason is None else _fail(reason)
-
-
-def _bucket_prefix(value: Any, info: ValidationInfo) -> bool | None:
-    if isinstance(value, bool) or value is None:
-        return value
-    return {"auto": None, "always": True, "never": False}[canonical(value, info, ("auto", "always", "never")) or "auto"]
-
-
-def _s3_bucket_name(name: str) -> bool:
-    return bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name)) and ".." not in name
-
-
-_S3_BUCKET = "{0!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
-
-
-class Destination(_S3Access):
-    """The S3 bucket objects are copied into, and how they are written."""
-
-    bucket: Annotated[Text, _check(_s3_bucket_name, _S3_BUCKET), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
-        description="The destination S3 bucket."
-    )
-    prefix: Annotated[OptText, AfterValidator(_prefix)] = Field("", description="Every destination key starts with it (a `/` is added).")
-    bucket_prefix: typed(bool | None, _bucket_prefix, choice_schema("auto", "always", "never")) = Field(  # type: ignore[valid-type]
-        None, description="Keys no rule maps go below `<source bucket>/`: `auto` (unless the plan names exactly one bucket), `always`, `never`."
-    )
-    storage_class: StorageClass | None = Field(None, description="Default storage class; none: the bucket default (STANDARD on AWS), no header sent.")
-    server_side_encryption: choice("AES256", "aws:kms") | None = Field(None, description="Server-side encryption.")  # type: ignore[valid-type]
-    kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
-    on_conflict: choice("skip", "overwrite", "fail") = Field(  # type: ignore[valid-type]
-        "skip", description="An object already at the destination: `skip` (reruns never destroy data), `overwrite`, `fail`."
-    )
-
-    @model_validator(mode="after")
-    def _kms(self) -> "Destination":
-        if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
-            _fail("aws:kms needs destination.kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
-        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
-            _fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
-        return self
 
 
 # --------------------------------------------------------------------------- rules
@@ -353,27 +66,27 @@ _META_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 def _content_type(value: str) -> str:
     if value.strip().lower() == INFER or _MIME.match(value.strip()):
         return INFER if value.strip().lower() == INFER else value.strip()
-    return _fail(f"{value.strip()!r} is not a MIME type; write e.g. application/json, or infer to guess from the destination key's extension")
+    return fail(f"{value.strip()!r} is not a MIME type; write e.g. application/json, or infer to guess from the destination key's extension")
 
 
 def _user_metadata(value: Any, info: ValidationInfo) -> dict[str, str]:
     if not isinstance(value, dict):
-        _fail(f"expected a mapping of metadata names to values, got {describe(value)}")
+        fail(f"expected a mapping of metadata names to values, got {describe(value)}")
     out: dict[str, str] = {}
     for name, raw in value.items():
         if name.lower().startswith("x-amz-meta-"):
-            _fail(f"write the name without the x-amz-meta- prefix: {name[11:]!r}", at=(name,))
+            fail(f"write the name without the x-amz-meta- prefix: {name[11:]!r}", at=(name,))
         if not _META_NAME.match(name):
             lower = f" (S3 stores names in lowercase: write {name.lower()!r})" if _META_NAME.match(name.lower()) else ""
-            _fail(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}", at=(name,))
+            fail(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}", at=(name,))
         try:
             out[name] = "" if raw == "" else text(raw, info)
         except Invalid as err:
             raise Invalid(str(err), at=(name,)) from None
         if not _PRINTABLE.match(out[name]):
-            _fail("S3 metadata values must be printable ASCII on one line", at=(name,))
+            fail("S3 metadata values must be printable ASCII on one line", at=(name,))
     total = sum(len(k) + len(v) for k, v in out.items())
-    return out if total <= _MAX_USER_METADATA else _fail(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
+    return out if total <= _MAX_USER_METADATA else fail(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
 
 
 
@@ -381,13 +94,13 @@ def _user_metadata(value: Any, info: ValidationInfo) -> dict[str, str]:
 def _rule_name(name: str) -> bool:
     return len(name) <= 100 and not re.search(r"[\x00-\x1f\x7f]", name)
 
-_HEADER = Annotated[OptText, _check(_PRINTABLE.match, "must be printable ASCII on one line (it becomes an HTTP header)"), AfterValidator(lambda v: v and v.strip())]
+_HEADER = Annotated[OptText, check(_PRINTABLE.match, "must be printable ASCII on one line (it becomes an HTTP header)"), AfterValidator(lambda v: v and v.strip())]
 
 
-class Rule(_Model):
+class Rule(PlanModel):
     """One rewrite rule: a `match` template or a `regex`, and where matching keys go. The first rule that matches wins."""
 
-    name: Annotated[Text, _check(_rule_name, "rule names are at most 100 printable characters"), Say("give the rule a name; it is recorded in the manifest")] = Field(
+    name: Annotated[Text, check(_rule_name, "rule names are at most 100 printable characters"), Say("give the rule a name; it is recorded in the manifest")] = Field(
         description="Unique name, recorded in the manifest."
     )
     buckets: BucketNames = Field((), alias="bucket", description="Only keys of these source buckets (one name or a list); empty: every bucket.")
@@ -401,7 +114,7 @@ class Rule(_Model):
     cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
     content_disposition: _HEADER = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
-    user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": _TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
+    user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
     )
 
@@ -418,20 +131,20 @@ class Rule(_Model):
         if info.context is None:
             return self  # built in code: `compile_rules` checks the templates (raising TemplateError)
         if self.match is not None and self.regex is not None:
-            _fail("give match (a template) or regex, not both", at=("regex",))
+            fail("give match (a template) or regex, not both", at=("regex",))
         if self.match is None and self.regex is None:
-            _fail("required key is missing; give match: '<template>' such as 'plugins/{name}/{file**}' (or regex: for a regular expression)", at=("match",))
+            fail("required key is missing; give match: '<template>' such as 'plugins/{name}/{file**}' (or regex: for a regular expression)", at=("match",))
         which = "regex" if self.regex is not None else "match"
         try:
             pattern = compile_match_regex(self.regex) if self.regex is not None else compile_match_template(self.match or "")
         except TemplateError as err:
             raise Invalid(str(err), at=(which,)) from None
         if self.exclude and self.to is not None:
-            _fail("a rule with exclude: true has no 'to'; remove one of them", at=("to",))
+            fail("a rule with exclude: true has no 'to'; remove one of them", at=("to",))
         if self.exclude and not self.metadata.is_empty:
-            _fail("a rule with exclude: true takes no headers or metadata")
+            fail("a rule with exclude: true takes no headers or metadata")
         if not self.exclude and self.to is None:
-            _fail("required key is missing; say where matching keys go, e.g. to: 'registry/{name}/{file}' (or exclude: true to leave them out)", at=("to",))
+            fail("required key is missing; say where matching keys go, e.g. to: 'registry/{name}/{file}' (or exclude: true to leave them out)", at=("to",))
         try:
             if not self.exclude:
                 compile_to_template(self.to or "", pattern.names, captured_by=which)
@@ -451,7 +164,7 @@ RewriteRule = Rule
 # --------------------------------------------------------------------------- filters and tiers
 
 
-class _Bounds(_Model):
+class _Bounds(PlanModel):
     min_size: size() = Field(None, description="Smallest size kept, inclusive (`1`, `10MiB`, `1GB`).")  # type: ignore[valid-type]
     max_size: size() = Field(None, description="Largest size kept, inclusive.")  # type: ignore[valid-type]
     modified_after: Moment = Field(None, description="Only objects last modified at or after this ISO 8601 date or time (UTC unless it says).")
@@ -460,9 +173,9 @@ class _Bounds(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> Any:
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
-            _fail(f"min_size ({format_size(self.min_size)}) is larger than max_size ({format_size(self.max_size)})", at=("min_size",))
+            fail(f"min_size ({format_size(self.min_size)}) is larger than max_size ({format_size(self.max_size)})", at=("min_size",))
         if self.modified_after and self.modified_before and self.modified_after >= self.modified_before:
-            _fail("modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)", at=("modified_after",))
+            fail("modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)", at=("modified_after",))
         return self
 
 
@@ -488,7 +201,7 @@ class Tier(_Bounds):
     def _has_condition(self) -> "Tier":
         if self.buckets or self.include or self.min_size is not None or self.max_size is not None or self.modified_after or self.modified_before:
             return self
-        return _fail(
+        return fail(
             "a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); "
             "for every object set destination.storage_class instead"
         )
@@ -497,7 +210,7 @@ class Tier(_Bounds):
 # --------------------------------------------------------------------------- settings
 
 
-class TransferSettings(_Model):
+class TransferSettings(PlanModel):
     """How `migrate run` moves bytes."""
 
     concurrency: count(1, 512) = Field(16, description="Objects (and parts) in flight at once.")  # type: ignore[valid-type]
@@ -518,14 +231,14 @@ class TransferSettings(_Model):
 def _sample(value: Any) -> int | str:
     number = getattr(value, "value", value)
     if isinstance(number, int) and not isinstance(number, bool):
-        return number if number >= 1 else _fail(f"must be at least 1 object, got {number}")
+        return number if number >= 1 else fail(f"must be at least 1 object, got {number}")
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value) if isinstance(value, str) else None
     if found is None or not 0 < float(found.group(1)) <= 100:
-        _fail("expected a number of objects (1000) or a percentage ('5%', above 0 and at most 100)")
+        fail("expected a number of objects (1000) or a percentage ('5%', above 0 and at most 100)")
     return f"{float(found.group(1))}%"
 
 
-class VerifySettings(_Model):
+class VerifySettings(PlanModel):
     """How `migrate verify` checks the destination."""
 
     mode: choice("fast", "deep") = Field(  # type: ignore[valid-type]
@@ -547,12 +260,12 @@ class VerifySettings(_Model):
 
 def _prices(value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
-        _fail(f"expected a mapping of storage class to price, got {describe(value)}")
+        fail(f"expected a mapping of storage class to price, got {describe(value)}")
     prices = dict(DEFAULT_STORAGE_PRICES)
     for name, price in value.items():
         known = next((c for c in STORAGE_CLASSES if c.lower() == name.lower()), None)
         if known is None:
-            _fail(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}", at=(name,))
+            fail(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}", at=(name,))
         try:
             prices[known] = price_value(price)
         except Invalid as err:
@@ -560,10 +273,10 @@ def _prices(value: Any) -> dict[str, float]:
     return prices
 
 
-class CostTable(_Model):
+class CostTable(PlanModel):
     """Prices for the cost estimate: USD, S3 us-east-1 list prices unless overridden."""
 
-    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), _check(re.compile("[A-Z]{3}").fullmatch, "{0!r} is not a currency code such as USD")] = Field(
+    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), check(re.compile("[A-Z]{3}").fullmatch, "{0!r} is not a currency code such as USD")] = Field(
         "USD", validate_default=True, description="Currency code of the prices, such as USD."
     )
     storage_per_gb_month: typed(dict[str, float], _prices, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}) = Field(  # type: ignore
@@ -583,10 +296,10 @@ class CostTable(_Model):
 def _version(value: Any) -> int:
     if getattr(value, "value", None) == PLAN_VERSION and not isinstance(value.value, bool):
         return PLAN_VERSION
-    return _fail(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
+    return fail(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
 
 
-class Plan(_Model):
+class Plan(PlanModel):
     """A plan file: what to migrate, where to, and the rules in between. Build with `load_plan` or `parse_plan`.
 
     Top-level keys starting with `x-` are ignored (a home for YAML anchors). `${VAR}` and `${VAR:-default}` read
@@ -622,7 +335,7 @@ class Plan(_Model):
         if value is None:
             return (info.context or {}).get("default_name", "plan")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
-            _fail(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
+            fail(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
         return value
 
     @field_validator("destination")
@@ -641,10 +354,10 @@ class Plan(_Model):
         for index, item in enumerate(items):
             for position, bucket in enumerate(item.buckets):
                 if known is not None and bucket not in known:
-                    _fail(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
+                    fail(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
             first = next(i for i, other in enumerate(items) if other.name == item.name)
             if isinstance(item, Rule) and first != index:
-                _fail(f"duplicate rule name {item.name!r} (also rules[{first}]); names are recorded in the manifest, so each must be unique", at=(index, "name"))
+                fail(f"duplicate rule name {item.name!r} (also rules[{first}]); names are recorded in the manifest, so each must be unique", at=(index, "name"))
         return tuple(item if item.name else item.model_copy(update={"name": f"tier-{i + 1}"}) for i, item in enumerate(items))
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,10 +17,11 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Callable, ClassVar, Literal, Mapping
 
-from pydantic import BeforeValidator, ValidationInfo, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, WithJsonSchema
 
+from migrate.patterns import GlobError, TemplateError, glob_to_regex
 from migrate.patterns import GiB, KiB, MiB, TiB, format_size, parse_size  # noqa: F401 - re-exported
 from migrate.redact import credential_shape, register_secret, url_password_span
 
@@ -159,14 +160,10 @@ def text_list(value: Any, info: ValidationInfo, *, what: str, interpolate: bool 
         try:
             if not isinstance(item, str):
                 raise Invalid(f"expected {what} or a list of it, got {describe(item)}")
-            out.append(text(item, info, interpolate=interpolate) or _fail("is empty"))
+            out.append(text(item, info, interpolate=interpolate) or fail("is empty"))
         except Invalid as err:
             raise Invalid(str(err), at=at) from None
     return out
-
-
-def _fail(message: str) -> Any:
-    raise Invalid(message)
 
 
 # --------------------------------------------------------------------------- choices, numbers, sizes, dates
@@ -205,7 +202,7 @@ def count(low: int, high: int) -> Any:
 
     def check(value: Any) -> int:
         number = _number(value, (int,), "a whole number")
-        return number if low <= number <= high else _fail(f"must be between {low} and {high}, got {number}")
+        return number if low <= number <= high else fail(f"must be between {low} and {high}, got {number}")
 
     return typed(int, check, {"type": "integer", "minimum": low, "maximum": high})
 
@@ -219,7 +216,7 @@ def _flag(value: Any) -> bool:
 def price_value(value: Any) -> float:
     """A price: a YAML number of 0 or more."""
     number = _number(value, (int, float), "a number")
-    return float(number) if 0 <= number < float("inf") else _fail(f"must be a price of 0 or more, got {value}")
+    return float(number) if 0 <= number < float("inf") else fail(f"must be a price of 0 or more, got {value}")
 
 
 #: true or false.
@@ -308,7 +305,7 @@ def _env_name(value: Any, info: ValidationInfo) -> str:
     wrapped = re.fullmatch(r"\$\{(\w+)\}", raw)
     if wrapped:
         raise Invalid(f"takes the variable name itself; write {wrapped.group(1)}, without ${{}}")
-    return raw if _ENV_NAME.match(raw) else _fail(f"{raw!r} is not an environment variable name (letters, digits and _, not starting with a digit)")
+    return raw if _ENV_NAME.match(raw) else fail(f"{raw!r} is not an environment variable name (letters, digits and _, not starting with a digit)")
 
 
 #: The NAME of an environment variable (not its value, not `${...}`).
@@ -328,7 +325,7 @@ def _database_url(value: Any, info: ValidationInfo) -> str | None:
                 "has a literal password; put the URL in an environment variable (database_url: ${SUPABASE_DB_URL}) "
                 "or just the password (postgresql://postgres:${PGPASSWORD}@host:5432/postgres)"
             )
-    return expanded if re.match(r"postgres(?:ql)?://", expanded) else _fail("expected a postgresql:// URL (the project's database connection string)")
+    return expanded if re.match(r"postgres(?:ql)?://", expanded) else fail("expected a postgresql:// URL (the project's database connection string)")
 
 
 def http_url(*, required: bool = False) -> Any:
@@ -346,3 +343,57 @@ def http_url(*, required: bool = False) -> Any:
 #: A PostgreSQL URL whose password, if any, comes from the environment.
 DatabaseUrl = typed(str | None, _database_url, {"type": "string"})
 HttpUrl = http_url()
+
+
+# --------------------------------------------------------------------------- building blocks of the models
+
+ONE_OR_MORE = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
+
+def credentials_refused(value: Any, hint: str) -> Invalid:
+    """The error for a credential written into the plan; the value is masked from then on."""
+    if isinstance(value, str):
+        register_secret(value)
+    return Invalid(f"credentials never go in the plan file; {hint}")
+
+
+def check(test: Any, message: str) -> AfterValidator:
+    """A field check: `message` (formatted with the value as `{0!r}`) unless `test(value)` holds."""
+    return AfterValidator(lambda value: value if value is None or test(value) else fail(message.format(value)))
+
+
+def fail(message: str, **where: Any) -> Any:
+    raise Invalid(message, **where)
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    #: Said when someone writes a credential key in this section.
+    credentials_hint: ClassVar[str] = "credentials never go in the plan file"
+    #: Keys accepted besides the fields (folded into a field before validation).
+    synonyms: ClassVar[tuple[str, ...]] = ()
+
+
+def names(what: str, check: Any, *, interpolate: bool = True) -> Any:
+    """One string or a list of them (deduplicated), each passing `check` (a ValueError says why not)."""
+
+    def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        out = []
+        for index, item in enumerate(text_list(value, info, what=what, interpolate=interpolate)):
+            try:
+                out.append(check(item))
+            except (ValueError, TemplateError, GlobError) as err:
+                raise Invalid(str(err), at=(index,) if isinstance(value, list) else ()) from None
+        return tuple(dict.fromkeys(out))
+
+    return typed(tuple[str, ...], validate, ONE_OR_MORE)
+
+
+def bucket_name(value: str) -> str:
+    return value.strip() if value.strip() and "/" not in value else fail(f"{value.strip()!r} is not a bucket name (non-empty, no '/')")
+
+
+#: One bucket name or a list of them.
+BucketNames = names("a bucket name", bucket_name)
+#: One glob or a list of them (see `migrate.filters`).
+Globs = names("a glob", lambda glob: glob_to_regex(glob) and glob, interpolate=False)

@@ -7,6 +7,13 @@ schema` writes into the JSON Schema editors show (`plans/plan.schema.json`);
 loaded plan never changes. Field names are the YAML keys except where an
 alias says otherwise (a rule's or tier's `bucket:` is `buckets`, a rule's
 `metadata:` is `user_metadata`).
+
+A new key is one field: its type (a value type from `migrate.plan.values`
+such as `OptText`, `Flag`, `count(1, 512)`, `size(...)`, `choice(...)`,
+with `check(...)` for a rule of its own), its default and a description;
+cross-field rules go in a `model_validator` raising `Invalid(..., at=...)`.
+A header a rule sets is also a field of `RuleMetadata`. Then regenerate
+the schema: `migrate schema > plans/plan.schema.json`.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -155,7 +162,7 @@ class Rule(PlanModel):
     @property
     def metadata(self) -> RuleMetadata:
         """The headers and user metadata this rule sets, as one value."""
-        return RuleMetadata(self.content_type, self.cache_control, self.content_disposition, self.storage_class, dict(self.user_metadata))
+        return RuleMetadata(**{f.name: getattr(self, "user_metadata" if f.name == "metadata" else f.name) for f in fields(RuleMetadata)})
 
 
 RewriteRule = Rule

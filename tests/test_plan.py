@@ -966,3 +966,16 @@ def test_fingerprints_match_those_of_earlier_versions_so_runs_resume_after_an_up
     # Computed by migrate at d2ea3b9 (the plan as dataclasses) with this environment.
     environ = {**ENV, "SUPABASE_DB_URL": "postgresql://u:pw@h/db"}
     assert load_plan(PLANS / name, environ=environ).fingerprint() == fingerprint
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("rules: [5]\n", "plans/x.yaml:9: rules[0]: expected a rule (a mapping with name, match and to), got the number 5"),
+        ("tiering: [x]\n", "plans/x.yaml:9: tiering[0]: expected a tier (a mapping with storage_class and a condition), got the text 'x'"),
+        ("filters: 5\n", "plans/x.yaml:9: filters: expected a mapping, got the number 5"),
+        ("<<: [1]\n", "plans/x.yaml:9: expected a mapping to merge, got the number 1"),
+    ],
+)
+def test_a_list_item_of_the_wrong_kind_says_what_each_item_is(extra, message):
+    assert str(error_of(MINIMAL + extra)) == message

@@ -195,7 +195,7 @@ def _problem(error: Any, nodes: dict[Loc, tuple[Node | None, Node]], path: str) 
     elif kind == "missing":
         message = "required key is missing" + (f"; {say.missing}" if say.missing else "")
     else:
-        expected = say.expected or _EXPECTED.get(kind)
+        expected = (say.item if isinstance(raw_loc[-1], int) else say.expected) or _EXPECTED.get(kind)
         message = f"expected {expected}, got {describe(given)}" if expected else error["msg"]
     return PlanError(message, path=path, line=_line(_found(line_target, nodes)[1]), key=_key(_found(target, nodes)[0]) or None)
 

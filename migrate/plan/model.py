@@ -318,12 +318,12 @@ class Plan(PlanModel):
     name: OptText = Field(None, validate_default=True, description="Names the run directory; default: the file name without .yaml.")
     source: Annotated[Source, Say("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
     destination: Annotated[Destination, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(description="Where objects go.")
-    rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)")] = Field((), description="Rewrite rules, tried in order.")
+    rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)", item="a rule (a mapping with name, match and to)")] = Field((), description="Rewrite rules, tried in order.")
     unmatched: choice("keep", "exclude") = Field(  # type: ignore[valid-type]
         "keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`."
     )
     filters: Filters = Field(default_factory=Filters, description="Which source objects take part.")
-    tiering: Annotated[tuple[Tier, ...], Say(expected="a list of tiers (- storage_class: ..., modified_before: ...)")] = Field(
+    tiering: Annotated[tuple[Tier, ...], Say(expected="a list of tiers (- storage_class: ..., modified_before: ...)", item="a tier (a mapping with storage_class and a condition)")] = Field(
         (), description="Storage class by bucket, key, size or age; the first matching tier wins."
     )
     transfer: TransferSettings = Field(default_factory=TransferSettings, description="Concurrency, part sizes, retries, checksum and bandwidth of `migrate run`.")

@@ -46,10 +46,11 @@ class Invalid(ValueError):
 
 @dataclass(frozen=True)
 class Say:
-    """Field marker for messages: what to do when the key is `missing`, what it holds when `expected`."""
+    """Field marker for messages: what to do when the key is `missing`, what it holds when `expected`, what each `item` of it is."""
 
     missing: str | None = None
     expected: str | None = None
+    item: str | None = None
 
 
 def typed(kind: Any, check: Callable[..., Any], schema: dict[str, Any]) -> Any:

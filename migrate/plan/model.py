@@ -30,8 +30,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.plan.endpoints import STORAGE_CLASSES, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
-    TEXT_SCHEMA, BucketNames, Flag, Globs, Invalid, KiB, MiB, GiB, Moment, OptText, PlanModel, Say, Text, Verbatim, check, choice, count, describe, fail,
-    format_size, price_value, Price, size, text, typed,
+    TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
+    describe, fail, format_size, price_value, size, text, typed,
 )
 
 PLAN_VERSION = 1

@@ -47,6 +47,96 @@ DEFAULT_GET_PER_1000 = 0.0004
 _MAX_USER_METADATA = 2048  # S3: bytes of user metadata (keys + values) per object
 
 
+# --------------------------------------------------------------------------- the plan
+
+
+def _version(value: Any) -> int:
+    if getattr(value, "value", None) == PLAN_VERSION and not isinstance(value.value, bool):
+        return PLAN_VERSION
+    return fail(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
+
+
+class Plan(PlanModel):
+    """A plan file: what to migrate, where to, and the rules in between. Build with `load_plan` or `parse_plan`.
+
+    Top-level keys starting with `x-` are ignored (a home for YAML anchors). `${VAR}` and `${VAR:-default}` read
+    the environment in every text value except templates, regexes and globs (`$${` is a literal `${`).
+    """
+
+    model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
+    version: Annotated[typed(int, _version, {"const": PLAN_VERSION}), Say("start the plan with 'version: 1'")] = Field(description="Plan format version: 1.")
+    name: OptText = Field(None, validate_default=True, description="Names the run directory; default: the file name without .yaml.")
+    source: Annotated[Source, Say("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
+    destination: Annotated[Destination, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(description="Where objects go.")
+    rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)", item="a rule (a mapping with name, match and to)")] = Field((), description="Rewrite rules, tried in order.")
+    unmatched: choice("keep", "exclude") = Field(  # type: ignore[valid-type]
+        "keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`."
+    )
+    filters: Filters = Field(default_factory=lambda: Filters(), description="Which source objects take part.")
+    tiering: Annotated[tuple[Tier, ...], Say(expected="a list of tiers (- storage_class: ..., modified_before: ...)", item="a tier (a mapping with storage_class and a condition)")] = Field(
+        (), description="Storage class by bucket, key, size or age; the first matching tier wins."
+    )
+    transfer: TransferSettings = Field(default_factory=lambda: TransferSettings(), description="Concurrency, part sizes, retries, checksum and bandwidth of `migrate run`.")
+    verify: VerifySettings = Field(default_factory=lambda: VerifySettings(), description="Mode, concurrency and sample of `migrate verify`.")
+    costs: CostTable = Field(default_factory=lambda: CostTable(), description="Prices for the cost estimate.")
+    _path: str | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> str | None:
+        """The file the plan was read from (None when parsed from text without one)."""
+        return self._path
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None, info: ValidationInfo) -> str:
+        if value is None:
+            return (info.context or {}).get("default_name", "plan")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            fail(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
+        return value
+
+    @field_validator("destination")
+    @classmethod
+    def _bucket_prefix(cls, destination: Destination, info: ValidationInfo) -> Destination:
+        # `auto` is decided from the plan alone, so a plan's keys do not depend on how many buckets exist at run time.
+        names = info.data["source"].bucket_names if "source" in info.data else ()
+        if destination.bucket_prefix is None and names != ():
+            return destination.model_copy(update={"bucket_prefix": names is None or len(names) != 1})
+        return destination
+
+    @field_validator("rules", "tiering")
+    @classmethod
+    def _names_and_buckets(cls, items: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
+        known = info.data["source"].bucket_names if "source" in info.data else None
+        for index, item in enumerate(items):
+            for position, bucket in enumerate(item.buckets):
+                if known is not None and bucket not in known:
+                    fail(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
+            first = next(i for i, other in enumerate(items) if other.name == item.name)
+            if isinstance(item, Rule) and first != index:
+                fail(f"duplicate rule name {item.name!r} (also rules[{first}]); names are recorded in the manifest, so each must be unique", at=(index, "name"))
+        return tuple(item if item.name else item.model_copy(update={"name": f"tier-{i + 1}"}) for i, item in enumerate(items))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
+        return _normalise(self)
+
+    def fingerprint(self) -> str:
+        """A stable SHA-256 (hex) of what decides which objects go where and how they are written.
+
+        Covers source, destination, rules, unmatched, filters, tiering, part size, multipart threshold and checksum
+        algorithm, normalised (comments, spacing, key order and `10MiB` vs `10485760` do not matter). Leaves out
+        secrets, the plan's name and path, tuning that never changes the result (concurrency, attempts, bandwidth),
+        verify settings and prices: a run can be retuned and resumed.
+        """
+        data = self.to_dict()
+        for key in ("name", "verify", "costs"):
+            data.pop(key)
+        for key in ("concurrency", "max_attempts", "max_bandwidth"):
+            data["transfer"].pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 # --------------------------------------------------------------------------- rules
 
 
@@ -297,96 +387,6 @@ class CostTable(PlanModel):
         return self.storage_per_gb_month.get(storage_class or "STANDARD")
 
 
-# --------------------------------------------------------------------------- the plan
-
-
-def _version(value: Any) -> int:
-    if getattr(value, "value", None) == PLAN_VERSION and not isinstance(value.value, bool):
-        return PLAN_VERSION
-    return fail(f"unsupported plan version {value if isinstance(value, str) else '?'}; this migrate reads version: {PLAN_VERSION}")
-
-
-class Plan(PlanModel):
-    """A plan file: what to migrate, where to, and the rules in between. Build with `load_plan` or `parse_plan`.
-
-    Top-level keys starting with `x-` are ignored (a home for YAML anchors). `${VAR}` and `${VAR:-default}` read
-    the environment in every text value except templates, regexes and globs (`$${` is a literal `${`).
-    """
-
-    model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
-    version: Annotated[typed(int, _version, {"const": PLAN_VERSION}), Say("start the plan with 'version: 1'")] = Field(description="Plan format version: 1.")
-    name: OptText = Field(None, validate_default=True, description="Names the run directory; default: the file name without .yaml.")
-    source: Annotated[Source, Say("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
-    destination: Annotated[Destination, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(description="Where objects go.")
-    rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)", item="a rule (a mapping with name, match and to)")] = Field((), description="Rewrite rules, tried in order.")
-    unmatched: choice("keep", "exclude") = Field(  # type: ignore[valid-type]
-        "keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`."
-    )
-    filters: Filters = Field(default_factory=Filters, description="Which source objects take part.")
-    tiering: Annotated[tuple[Tier, ...], Say(expected="a list of tiers (- storage_class: ..., modified_before: ...)", item="a tier (a mapping with storage_class and a condition)")] = Field(
-        (), description="Storage class by bucket, key, size or age; the first matching tier wins."
-    )
-    transfer: TransferSettings = Field(default_factory=TransferSettings, description="Concurrency, part sizes, retries, checksum and bandwidth of `migrate run`.")
-    verify: VerifySettings = Field(default_factory=VerifySettings, description="Mode, concurrency and sample of `migrate verify`.")
-    costs: CostTable = Field(default_factory=CostTable, description="Prices for the cost estimate.")
-    _path: str | None = PrivateAttr(None)
-
-    @property
-    def path(self) -> str | None:
-        """The file the plan was read from (None when parsed from text without one)."""
-        return self._path
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None, info: ValidationInfo) -> str:
-        if value is None:
-            return (info.context or {}).get("default_name", "plan")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
-            fail(f"{value!r} cannot name a run directory; use letters, digits, '.', '_' and '-' (at most 100)")
-        return value
-
-    @field_validator("destination")
-    @classmethod
-    def _bucket_prefix(cls, destination: Destination, info: ValidationInfo) -> Destination:
-        # `auto` is decided from the plan alone, so a plan's keys do not depend on how many buckets exist at run time.
-        names = info.data["source"].bucket_names if "source" in info.data else ()
-        if destination.bucket_prefix is None and names != ():
-            return destination.model_copy(update={"bucket_prefix": names is None or len(names) != 1})
-        return destination
-
-    @field_validator("rules", "tiering")
-    @classmethod
-    def _names_and_buckets(cls, items: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
-        known = info.data["source"].bucket_names if "source" in info.data else None
-        for index, item in enumerate(items):
-            for position, bucket in enumerate(item.buckets):
-                if known is not None and bucket not in known:
-                    fail(f"bucket {bucket!r} is not among source.buckets ({', '.join(known)})", at=(index, "bucket", position))
-            first = next(i for i, other in enumerate(items) if other.name == item.name)
-            if isinstance(item, Rule) and first != index:
-                fail(f"duplicate rule name {item.name!r} (also rules[{first}]); names are recorded in the manifest, so each must be unique", at=(index, "name"))
-        return tuple(item if item.name else item.model_copy(update={"name": f"tier-{i + 1}"}) for i, item in enumerate(items))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
-        return _normalise(self)
-
-    def fingerprint(self) -> str:
-        """A stable SHA-256 (hex) of what decides which objects go where and how they are written.
-
-        Covers source, destination, rules, unmatched, filters, tiering, part size, multipart threshold and checksum
-        algorithm, normalised (comments, spacing, key order and `10MiB` vs `10485760` do not matter). Leaves out
-        secrets, the plan's name and path, tuning that never changes the result (concurrency, attempts, bandwidth),
-        verify settings and prices: a run can be retuned and resumed.
-        """
-        data = self.to_dict()
-        for key in ("name", "verify", "costs"):
-            data.pop(key)
-        for key in ("concurrency", "max_attempts", "max_bandwidth"):
-            data["transfer"].pop(key)
-        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
 def _normalise(value: Any) -> Any:
     # The shape the plan had as dataclasses, so that fingerprints of existing runs still match.
     if isinstance(value, BaseModel):
@@ -410,3 +410,6 @@ def plan_json_schema() -> dict[str, Any]:
         if "prefixes" in definition.get("properties", {}):
             definition["properties"]["prefix"] = {**definition["properties"]["prefixes"], "description": "Same as `prefixes`; give one of the two."}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "migrate plan"}
+
+
+Plan.model_rebuild()  # its parts are declared below it

@@ -86,6 +86,9 @@ def _schema_key(error: jsonschema.ValidationError) -> str:
         "rules:\n  - name: a\n    match: 'a/{x}'\n    to: 'b/{x}'\n    contnet_type: text/plain\n",
         "rules:\n  - name: a\n    match: 'a/{x}'\n    to: 'b/{x}'\n    exclude: sometimes\n",
         "costs:\n  put_per_1000: -1\n",
+        # Python attribute names are not plan keys: the file spells `bucket:` and `sample:` as the schema does.
+        "rules:\n  - name: a\n    match: 'a/{x}'\n    to: 'b/{x}'\n    buckets: plugins\n",
+        "verify:\n  sample_size: 3\n",
     ],
 )
 def test_an_editor_and_migrate_plan_point_at_the_same_key(extra):

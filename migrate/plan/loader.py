@@ -64,7 +64,8 @@ def parse_plan(text: str, *, source_name: str, environ: Mapping[str, str] | None
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source_name).stem).strip("-._")[:100] or "plan"
     context = {"environ": os.environ if environ is None else environ, "default_name": stem}
     try:
-        plan = Plan.model_validate({key: value for key, value in data.items() if not key.startswith("x-")}, context=context)
+        data = {key: value for key, value in data.items() if not key.startswith("x-")}
+        plan = Plan.model_validate(data, context=context, by_alias=True, by_name=False)  # a file spells keys as the schema does
     except ValidationError as err:
         # Every problem is found; the first in the file is reported (pydantic lists them in field order).
         problems = [_problem(error, nodes, source_name) for error in err.errors(include_url=False)]

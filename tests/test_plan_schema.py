@@ -97,3 +97,10 @@ def test_an_editor_and_migrate_plan_point_at_the_same_key(extra):
         parse_plan(text, source_name="plans/x.yaml", environ=ENV)
     editor = [_schema_key(e) for e in _validator().iter_errors(yaml.load(text, Loader=_EditorLoader))]
     assert editor == [info.value.key]
+
+
+def test_an_optional_key_left_empty_is_fine_for_both():
+    text = MINIMAL + "  region:\n  storage_class: ~\nrules:\nfilters:\n  include:\ntransfer: {concurrency: null}\n"
+    plan = parse_plan(text, source_name="plans/x.yaml", environ=ENV)
+    assert (plan.destination.region, plan.rules, plan.transfer.concurrency) == (None, (), 16)
+    assert list(_validator().iter_errors(yaml.load(text, Loader=_EditorLoader))) == []

@@ -406,9 +406,14 @@ def _normalise(value: Any) -> Any:
 def plan_json_schema() -> dict[str, Any]:
     """The JSON Schema of a plan file, for editors (`migrate schema`; kept as plans/plan.schema.json)."""
     schema = Plan.model_json_schema()
-    for definition in schema["$defs"].values():  # `prefix:` is the one-prefix spelling of `prefixes:`
-        if "prefixes" in definition.get("properties", {}):
-            definition["properties"]["prefix"] = {**definition["properties"]["prefixes"], "description": "Same as `prefixes`; give one of the two."}
+    for definition in [schema, *schema["$defs"].values()]:
+        properties = definition["properties"]
+        if "prefixes" in properties:  # `prefix:` is the one-prefix spelling of `prefixes:`
+            properties["prefix"] = {**properties["prefixes"], "description": "Same as `prefixes`; give one of the two."}
+        for name, prop in properties.items():  # `key:` with nothing after it counts as not given
+            if name not in definition.get("required", ()) and {"type": "null"} not in prop.get("anyOf", ()):
+                properties[name] = {"anyOf": [{k: v for k, v in prop.items() if k not in ("description", "default", "title")}, {"type": "null"}],
+                                    **{k: v for k, v in prop.items() if k in ("description", "default", "title")}}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "migrate plan"}
 
 

@@ -979,3 +979,11 @@ def test_fingerprints_match_those_of_earlier_versions_so_runs_resume_after_an_up
 )
 def test_a_list_item_of_the_wrong_kind_says_what_each_item_is(extra, message):
     assert str(error_of(MINIMAL + extra)) == message
+
+
+def test_a_choice_that_expands_to_nothing_takes_the_default():
+    plan = parse(MINIMAL + "  on_conflict: ${MODE:-}\nunmatched: ''\n")
+    assert (plan.destination.on_conflict, plan.unmatched) == ("skip", "keep")
+    assert str(error_of(MINIMAL + "tiering:\n  - {min_size: 1, storage_class: ''}\n")).startswith(
+        "plans/x.yaml:10: tiering[0].storage_class: required key is missing; one of: STANDARD,"
+    )

@@ -63,7 +63,7 @@ def _schema_key(error: jsonschema.ValidationError) -> str:
     error = jsonschema.exceptions.best_match([error])
     path = list(error.absolute_path)
     if error.validator == "additionalProperties":
-        path.append(re.search(r"'([^']+)' (?:was unexpected|does not match)", error.message).group(1))
+        path.append(re.search(r"'([^']+)'(?:, '[^']+')* (?:was unexpected|were unexpected|does not match)", error.message).group(1))
     elif error.validator == "required":
         path.append(re.match(r"'([^']+)'", error.message).group(1))
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")

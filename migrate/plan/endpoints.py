@@ -15,7 +15,7 @@ from pydantic.json_schema import SkipJsonSchema
 from migrate.patterns import validate_destination_prefix
 from migrate.plan.values import (
     DatabaseUrl, EnvName, HttpUrl, Invalid, OptText, PlanModel, Say, Text, bucket_name, canonical, check, choice, choice_schema,
-    credentials_refused, describe, environ_of, fail, http_url, names, register_secret, secret_reference, text, typed,
+    credentials_refused, describe, environ_of, fail, http_url, names, register_secret, secret_reference, shaped, text, typed,
 )
 from migrate.redact import mask_url_password
 
@@ -146,7 +146,7 @@ class _S3Access(PlanModel):
     #: Fields the loader fills from the environment, never from the file.
     resolved: ClassVar[tuple[str, ...]] = ("access_key_id", "secret_access_key", "session_token")
     endpoint_url: HttpUrl = Field(None, description="An S3-compatible endpoint; empty: AWS.")
-    region: Annotated[OptText, check(_REGION.fullmatch, "{0!r} is not a region name (such as us-east-1)")] = Field(None, description="The region, such as us-east-1.")
+    region: Annotated[OptText, check(_REGION.fullmatch, "{0!r} is not a region name (such as us-east-1)"), shaped(r"^\s*[a-z0-9-]*\s*$", numbers=True)] = Field(None, description="The region, such as us-east-1.")
     profile: OptText = Field(None, description="A profile from the AWS config files.")
     access_key_id_env: EnvName = Field(None, description="NAME of the environment variable holding the access key id.")
     secret_access_key_env: EnvName = Field(None, description="NAME of the environment variable holding the secret access key.")
@@ -203,7 +203,7 @@ def _source_type(value: Any, info: ValidationInfo) -> Any:
             at=("type",),
         )
     try:
-        return {**value, "type": canonical(value["type"], info, ("supabase", "s3"))}
+        return {**value, "type": canonical(value["type"], info, ("supabase", "s3")) or fail(f"{value['type']!r} is not one of: supabase, s3")}
     except Invalid as err:
         raise Invalid(str(err), at=("type",)) from None
 
@@ -227,7 +227,7 @@ def _bucket_prefix(value: Any, info: ValidationInfo) -> bool | None:
     return {"auto": None, "always": True, "never": False}[canonical(value, info, ("auto", "always", "never")) or "auto"]
 
 
-def _s3bucket_name(name: str) -> bool:
+def _s3_bucket_name(name: str) -> bool:
     return bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name)) and ".." not in name
 
 
@@ -237,7 +237,7 @@ _S3_BUCKET = "{0!r} is not a valid S3 bucket name (3-63 characters: lowercase le
 class Destination(_S3Access):
     """The S3 bucket objects are copied into, and how they are written."""
 
-    bucket: Annotated[Text, check(_s3bucket_name, _S3_BUCKET), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
+    bucket: Annotated[Text, check(_s3_bucket_name, _S3_BUCKET), shaped(r"^\s*[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\s*$", numbers=True), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
         description="The destination S3 bucket."
     )
     prefix: Annotated[OptText, AfterValidator(_prefix)] = Field("", description="Every destination key starts with it (a `/` is added).")

@@ -31,7 +31,7 @@ from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_
 from migrate.plan.endpoints import STORAGE_CLASSES, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
-    describe, fail, format_size, price_value, size, text, typed,
+    describe, fail, format_size, price_value, shaped, size, text, typed,
 )
 
 PLAN_VERSION = 1
@@ -205,7 +205,7 @@ class Rule(PlanModel):
     regex: Verbatim = Field(None, description="Instead of `match`: a regular expression with named groups, matched against the whole key.")
     to: Verbatim = Field(None, description="Destination key below `destination.prefix`; `{name}` inserts a capture, `{bucket}` the source bucket.")
     exclude: Flag = Field(False, description="Leave matching keys out (no `to`, no headers).")
-    content_type: Annotated[OptText, AfterValidator(lambda v: v and _content_type(v))] = Field(
+    content_type: Annotated[OptText, AfterValidator(lambda v: v and _content_type(v)), shaped(r"^\s*(?:[iI][nN][fF][eE][rR]|[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;\s*[\w.+-]+=\S+)*)?\s*$")] = Field(
         None, description="A MIME type, or `infer` to guess from the destination key's extension."
     )
     cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
@@ -342,7 +342,7 @@ class VerifySettings(PlanModel):
         "fast", description="`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back."
     )
     concurrency: count(1, 512) = Field(16, description="Objects checked at once.")  # type: ignore[valid-type]
-    sample_size: typed(int | str | None, _sample, {"type": ["integer", "string"]}) = Field(  # type: ignore[valid-type]
+    sample_size: typed(int | str | None, _sample, {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*\d+(?:\.\d+)?\s*%\s*$"}]}) = Field(  # type: ignore[valid-type]
         None, alias="sample", description="Check only a sample in deep mode: a number of objects (1000) or a percentage (`5%`)."
     )
 
@@ -373,7 +373,7 @@ def _prices(value: Any) -> dict[str, float]:
 class CostTable(PlanModel):
     """Prices for the cost estimate: USD, S3 us-east-1 list prices unless overridden."""
 
-    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), check(re.compile("[A-Z]{3}").fullmatch, "{0!r} is not a currency code such as USD")] = Field(
+    currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), check(re.compile("[A-Z]{3}").fullmatch, "{0!r} is not a currency code such as USD"), shaped(r"^\s*(?:[A-Z]{3})?\s*$")] = Field(
         "USD", validate_default=True, description="Currency code of the prices, such as USD."
     )
     storage_per_gb_month: typed(dict[str, float], _prices, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}) = Field(  # type: ignore
@@ -406,6 +406,11 @@ def _normalise(value: Any) -> Any:
 def plan_json_schema() -> dict[str, Any]:
     """The JSON Schema of a plan file, for editors (`migrate schema`; kept as plans/plan.schema.json)."""
     schema = Plan.model_json_schema()
+    # `type:` picks the section's shape, so that an editor points at the key that is wrong, not at `source`.
+    source = schema["properties"]["source"]
+    members = source.pop("oneOf")
+    s3, supabase = (next(ref for ref in members if ref["$ref"].endswith(name)) for name in ("/S3Source", "/SupabaseSource"))
+    source.update({"if": {"properties": {"type": {"type": "string", "pattern": "^\\s*[sS]3\\s*$"}}, "required": ["type"]}, "then": s3, "else": supabase})
     for definition in [schema, *schema["$defs"].values()]:
         properties = definition["properties"]
         if "prefixes" in properties:  # `prefix:` is the one-prefix spelling of `prefixes:`

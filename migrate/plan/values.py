@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, ClassVar, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticUseDefault
 
 from migrate.patterns import GlobError, TemplateError, glob_to_regex
 from migrate.patterns import GiB, KiB, MiB, TiB, format_size, parse_size  # noqa: F401 - re-exported
@@ -145,10 +146,16 @@ def _required(value: Any, info: ValidationInfo) -> str:
 
 # A plain YAML number or true/false is text too (`prefix: 2024`, `name: yes`), so the schema allows them.
 TEXT_SCHEMA = {"type": ["string", "number", "boolean"]}
+
+
+def shaped(regex: str, *, numbers: bool = False) -> WithJsonSchema:
+    """Tell editors the text must match `regex` (or be a `${VAR}`); with `numbers`, a YAML number or true/false is fine too."""
+    schema = {"type": "string", "pattern": f"{regex}|\\$\\{{"}
+    return WithJsonSchema({"anyOf": [schema, {"type": ["number", "boolean"]}]} if numbers else schema)
 #: Text with `${...}` expanded; empty means not given.
 OptText = typed(str | None, _optional(True), TEXT_SCHEMA)
 #: Text that must not be empty after expansion (stripped).
-Text = typed(str, _required, TEXT_SCHEMA)
+Text = typed(str, _required, {"type": ["string", "number", "boolean"], "minLength": 1})
 #: A template or regex: taken literally, never interpolated.
 Verbatim = typed(str | None, _optional(False), TEXT_SCHEMA)
 
@@ -183,12 +190,19 @@ def canonical(value: Any, info: ValidationInfo | None, options: tuple[str, ...])
 def choice_schema(*options: str) -> dict[str, Any]:
     """JSON Schema of a choice: editors complete the canonical spellings and accept any case or a ${VAR}."""
     any_case = "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in o) for o in options)
-    return {"anyOf": [{"enum": list(options)}, {"type": "string", "pattern": f"^(?:{any_case})$|\\$\\{{"}]}
+    return {"anyOf": [{"enum": list(options)}, {"type": "string", "pattern": f"^\\s*(?:{any_case})?\\s*$|\\$\\{{"}]}
 
 
 def choice(*options: str) -> Any:
-    """One of `options`, matched case-insensitively and stored as spelled here."""
-    return typed(Literal[options], lambda value, info: canonical(value, info, options), choice_schema(*options))
+    """One of `options`, matched case-insensitively and stored as spelled here; empty means the field's default."""
+
+    def check(value: Any, info: ValidationInfo) -> str:
+        chosen = canonical(value, info, options)
+        if chosen is None:
+            raise PydanticUseDefault()  # `on_conflict: ${MODE:-}` with MODE unset: the default (or "missing")
+        return chosen
+
+    return typed(Literal[options], check, choice_schema(*options))
 
 
 def _number(value: Any, kinds: tuple[type, ...], expected: str) -> Any:
@@ -262,7 +276,7 @@ def _moment(value: Any, info: ValidationInfo) -> datetime:
 
 
 #: An ISO 8601 date or date-time: a date is midnight UTC, a time without a zone is UTC.
-Moment = typed(datetime | None, _moment, {"type": "string"})
+Moment = Annotated[typed(datetime | None, _moment, {}), shaped(r"^\s*\d{4}-\d{2}-\d{2}")]
 
 
 # --------------------------------------------------------------------------- credentials and URLs
@@ -338,17 +352,18 @@ def http_url(*, required: bool = False) -> Any:
             raise Invalid("expected an http:// or https:// URL, got" + (" something else" if url_password_span(given) else f" {given!r}"))
         return given.rstrip("/") or None
 
-    return typed(str if required else str | None, check, {"type": "string"})
+    return Annotated[typed(str if required else str | None, check, {}), shaped(r"^\s*https?://[^/\s?#]+" + ("" if required else r"|^\s*$"))]
 
 
 #: A PostgreSQL URL whose password, if any, comes from the environment.
-DatabaseUrl = typed(str | None, _database_url, {"type": "string"})
+DatabaseUrl = Annotated[typed(str | None, _database_url, {}), shaped(r"^\s*postgres(?:ql)?://|^$")]
 HttpUrl = http_url()
 
 
 # --------------------------------------------------------------------------- building blocks of the models
 
-ONE_OR_MORE = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_ONE = {"type": ["string", "number", "boolean"], "minLength": 1}
+ONE_OR_MORE = {"anyOf": [_ONE, {"type": "array", "items": _ONE}]}
 
 
 def credentials_refused(value: Any, hint: str) -> Invalid:

@@ -239,6 +239,7 @@ Flag = typed(bool, _flag, {"type": "boolean"})
 #: A price: a number of 0 or more.
 Price = typed(float, price_value, {"type": "number", "minimum": 0})
 
+
 def size(minimum: int = 0, maximum: int | None = None, *, per_second: bool = False) -> Any:
     """A size in bytes (`16MiB`, `1GB`, `512`) from `minimum` to `maximum`; `per_second` also takes `100MB/s`."""
 

@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     """Copy every planned object that is not yet at the destination."""
     from migrate.estimate import human_size
     from migrate.progress import TqdmProgress
-    from migrate.transfer import run_migration
+    from migrate.pipeline import run_migration
 
     plan = _load(args)
     outcome = run_migration(
@@ -149,7 +149,7 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
 def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     """Audit the destination against the plan: every object, key by key (exit 3 on any mismatch)."""
     from migrate.progress import TqdmProgress
-    from migrate.verify import verify_plan
+    from migrate.pipeline import verify_plan
 
     plan = _load(args)
     report = verify_plan(

@@ -38,10 +38,7 @@ import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
-
-import polars as pl
+from typing import Any, Callable, Iterable, Iterator
 
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
@@ -50,9 +47,6 @@ from migrate.records import ObjectRecord
 from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone, b64_digest
-
-if TYPE_CHECKING:
-    from migrate.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -830,95 +824,7 @@ def transfer_objects(
     return result
 
 
-@dataclass
-class RunOutcome:
-    """`run_migration`'s answer: the transfer result plus where things are."""
-
-    result: TransferResult
-    run_dir: Path
-    replanned: bool
-    plan_summary: str | None = None
-
-
-def run_migration(
-    plan: "Plan",
-    *,
-    state_dir: str | Path | None = None,
-    reports_dir: str | Path = "reports",
-    workers: int | None = None,
-    replan: bool = False,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-    source: SourceStore | None = None,
-    destination: S3Store | None = None,
-) -> RunOutcome:
-    """Move every `copy` object of the plan's manifest that is not already migrated.
-
-    Plans first when there is no manifest, when the plan changed since the
-    manifest was made, or when `replan` is set (to pick up new or changed
-    source objects for an incremental sync). Refuses to start while the
-    manifest has collisions.
-    """
-    from migrate.inventory import copy_records, load_manifest, plan_migration
-    from migrate.rundir import RunDirectory
-    from migrate.stores.factory import open_destination, open_source
-
-    run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
-    info = run_dir.read_info()
-    replanned = False
-    plan_summary = None
-    concurrency = workers or plan.transfer.concurrency
-    owns_source, owns_destination = source is None, destination is None
-    source = source or open_source(plan, concurrency=concurrency)
-    destination = destination or open_destination(plan, concurrency=concurrency)
-    try:
-        if replan or info is None or not run_dir.manifest.exists() or info.get("plan_fingerprint") != plan.fingerprint():
-            planned = plan_migration(plan, state_dir=state_dir, reports_dir=reports_dir, source=source)
-            replanned, plan_summary = True, planned.summary_text()
-        manifest = load_manifest(run_dir)
-        collisions = manifest.filter(pl.col("action") == "collision").height
-        if collisions:
-            raise UserInputError(
-                f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
-                "fix the rules (see the plan summary) and run `migrate plan` again"
-            )
-        destination.check_bucket(plan.destination.bucket)
-        options = TransferOptions(
-            concurrency=concurrency,
-            part_size=plan.transfer.part_size,
-            multipart_threshold=plan.transfer.multipart_threshold,
-            max_attempts=plan.transfer.max_attempts,
-            checksum_algorithm=plan.transfer.checksum_algorithm,
-            server_side_encryption=plan.destination.server_side_encryption,
-            kms_key_id=plan.destination.kms_key_id,
-            on_conflict=plan.destination.on_conflict,
-        )
-        copies = manifest.filter(pl.col("action") == "copy")
-        if progress is not None:
-            progress.start(objects=copies.height, total_bytes=int(copies["size"].sum() or 0), description="objects")
-        with TransferJournal(run_dir.journal) as journal:
-            run_id = journal.start_run(plan.fingerprint())
-            result = TransferResult()
-            try:
-                result = transfer_objects(
-                    copy_records(manifest), source=source, destination=destination, journal=journal, options=options, progress=progress, stop=stop
-                )
-            finally:
-                outcome = "interrupted" if result.interrupted else ("ok" if result.ok else "incomplete")
-                journal.finish_run(run_id, outcome=outcome, copied=result.copied, failed=len(result.failures), bytes_copied=result.bytes_copied)
-    finally:
-        if progress is not None:
-            progress.close()
-        if owns_source:
-            source.close()
-        if owns_destination:
-            destination.close()
-    return RunOutcome(result=result, run_dir=run_dir.path, replanned=replanned, plan_summary=plan_summary)
-
-
 __all__ = [
-    "RunOutcome",
-    "run_migration",
     "TransferOptions",
     "TransferResult",
     "TransferFailure",

@@ -55,7 +55,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import polars as pl
@@ -918,79 +917,11 @@ __all__ = [
     "verify_migration",
     "inventory_frame",
     "catalog_cross_check",
+    "catalog_rows_for_plan",
 ]
 
 
-# -- the stage, from a plan ---------------------------------------------------------
-def verify_plan(
-    plan: "Plan",
-    *,
-    mode: str | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-    fresh: bool = False,
-    state_dir: str | Path | None = None,
-    reports_dir: str | Path = "reports",
-    progress: Progress | None = None,
-) -> VerificationReport:
-    """Audit a plan's migration and write the report under `reports_dir`.
-
-    Uses the plan's manifest (or re-inventories the source first with
-    `fresh`, which also refreshes the manifest) and the run journal when
-    there is one. With a Supabase `database_url`, the catalog is
-    cross-checked against the REST listing and the differences reported in
-    their own section. Nothing is written to the source or the destination.
-    """
-    from migrate.inventory import load_manifest, plan_migration
-    from migrate.rundir import RunDirectory
-    from migrate.stores.factory import open_destination, open_source
-
-    run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
-    if fresh:
-        plan_migration(plan, state_dir=state_dir, reports_dir=reports_dir)
-    if not run_dir.manifest.exists():
-        raise UserInputError(f"{plan.path or plan.name}: no manifest yet; run `migrate plan` (and `migrate run`) first, or pass --fresh")
-    manifest = load_manifest(run_dir)
-    settings = plan.verify
-    if sample is None and settings.sample_percent:
-        sample = max(1, round(manifest.filter(pl.col("action").is_in(["copy", "skip-existing"])).height * settings.sample_percent / 100))
-    options = VerifyOptions(
-        mode=(mode or settings.mode),  # type: ignore[arg-type]
-        concurrency=settings.concurrency,
-        sample=sample if sample is not None else settings.sample,
-        seed=seed,
-        max_attempts=plan.transfer.max_attempts,
-        server_side_encryption=plan.destination.server_side_encryption,
-        kms_key_id=plan.destination.kms_key_id,
-        expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
-    )
-    source = open_source(plan, concurrency=options.concurrency, fetch_user_metadata=False)
-    destination = open_destination(plan, concurrency=options.concurrency)
-    journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
-    try:
-        destination.check_bucket(plan.destination.bucket)
-        catalog_rows = _catalog_rows(plan, source)
-        records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
-        report = verify_migration(
-            records,
-            plan_name=plan.name,
-            source=source,
-            destination=destination,
-            journal=journal,
-            options=options,
-            progress=progress,
-            catalog_rows=catalog_rows,
-        )
-    finally:
-        if journal is not None:
-            journal.close()
-        source.close()
-        destination.close()
-    report.write(reports_dir)
-    return report
-
-
-def _catalog_rows(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
+def catalog_rows_for_plan(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
     """Catalog (storage.objects) vs REST listing, for the plan's buckets and prefixes; None without a catalog."""
     from migrate.stores.catalog import CatalogStore
 

@@ -87,6 +87,14 @@ class ServiceUnavailable(FatalError):
     """A server could not be reached at all (after retries)."""
 
 
+class RunLocked(FatalError):
+    """Another process holds the run directory's lock (one run per run directory)."""
+
+
+class StateDirectoryError(FatalError):
+    """The state directory cannot be used: not a directory, read-only, full, or its files are corrupt."""
+
+
 class TransientError(MigrateError):
     """A fault worth retrying: timeouts, resets, 5xx, throttling, truncated bodies."""
 
@@ -96,6 +104,8 @@ class TransientError(MigrateError):
         self.throttled = throttled
         # Seconds the server asked us to wait (HTTP Retry-After); the retry loop waits at least this long.
         self.retry_after = retry_after
+        # Set by the engine when the fault is a connection failure: which endpoint did not answer.
+        self.endpoint: str | None = None
 
 
 class ObjectError(MigrateError):

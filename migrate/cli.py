@@ -127,13 +127,13 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
     info = run_dir.read_info()
     if info is None:
         raise UserInputError(f"{args.plan}: not planned yet; run `migrate plan {args.plan}` first")
+    manifest = read_manifest(run_dir)
     print(f"Plan {plan.name}: {info.get('copy_objects', 0)} objects ({human_size(int(info.get('copy_bytes', 0)))}) to copy, planned {info.get('created_at')}")
     if info.get("plan_fingerprint") != plan.fingerprint():
         print("  the plan file changed since; the next `migrate run` plans again first")
     if not run_dir.journal.exists():
         print("  nothing transferred yet")
         return ExitStatus.OK
-    manifest = read_manifest(run_dir)
     copies = manifest.filter(pl.col("action") == "copy")
     with TransferJournal(run_dir.journal, readonly=True) as journal:
         # Counted over the current manifest's copy objects only, so the lines add up to it.

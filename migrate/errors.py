@@ -96,7 +96,13 @@ class StateDirectoryError(FatalError):
 
 
 class TransientError(MigrateError):
-    """A fault worth retrying: timeouts, resets, 5xx, throttling, truncated bodies."""
+    """A fault worth retrying: timeouts, resets, 5xx, throttling, truncated bodies.
+
+    One that escapes a stage has used up its retries: the environment
+    stopped the stage (exit 4), not a bug.
+    """
+
+    exit_status = ExitStatus.FATAL
 
     def __init__(self, message: str, *, throttled: bool = False, retry_after: float | None = None):
         super().__init__(message)

@@ -63,12 +63,15 @@ class RunDirectory:
     def lock_file(self) -> Path:
         return self.path / "lock"
 
-    def ensure(self) -> None:
-        """Create the run directory; a state directory that cannot hold it is one clear error."""
-        root = self.path.parent.parent
-        for parent in (root, *root.parents):
+    def check_not_a_file(self) -> None:
+        """A state directory path that names a file is bad input (exit 2), said in one line."""
+        for parent in (self.path, *self.path.parents):
             if parent.exists() and not parent.is_dir():
                 raise UserInputError(f"{parent}: the state directory path names a file, not a directory; pass --state-dir a directory")
+
+    def ensure(self) -> None:
+        """Create the run directory; a state directory that cannot hold it is one clear error."""
+        self.check_not_a_file()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -85,7 +88,7 @@ class RunDirectory:
         removed again if it holds nothing else when the lock is released
         (a command that failed early leaves nothing behind).
         """
-        created = not self.path.exists()
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         self.ensure()
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
@@ -111,14 +114,15 @@ class RunDirectory:
                 if created and {p.name for p in self.path.iterdir()} <= {"lock"}:
                     self.lock_file.unlink(missing_ok=True)
                     try:
-                        self.path.rmdir()
-                        self.path.parent.rmdir()  # `runs/`, when this was its only run
+                        for directory in created:  # innermost first; only what this call created, and only if empty
+                            directory.rmdir()
                     except OSError:
                         pass
         finally:
             os.close(fd)  # releases the flock
 
     def read_info(self) -> dict[str, Any] | None:
+        self.check_not_a_file()
         try:
             return dict(json.loads(self.manifest_info.read_text()))
         except (FileNotFoundError, ValueError):

@@ -363,7 +363,8 @@ class Transfer:
         key = f".migrate-probe-{uuid.uuid4().hex}"
         self.journal.add_probe(bucket, key)
         if os.environ.get("MIGRATE_TEST_KILL_AT") == "after-probe-write":
-            self.destination.put_object(bucket, key, b"", content_md5=hashlib.md5(b"").digest(), content_type="application/octet-stream")
+            stub = ObjectRecord(source_bucket=bucket, source_key=key, size=0)
+            self.destination.put_object(bucket, key, b"", content_md5=hashlib.md5(b"").digest(), **self._write_args(stub, None))
             _crash_point("after-probe-write")
         supported = self.destination.supports_conditional_writes(bucket, key)
         self._delete_probe(bucket, key)
@@ -609,7 +610,6 @@ class Transfer:
             raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}, eTag {record.source_etag})")
         checksum = digests.s3_checksum()
         assert record.dest_bucket and record.dest_key
-        self.limits.write(len(body), stop=self.stop)
         with self._talking_to(self.destination.endpoint):
             etag = self.destination.put_object(
                 record.dest_bucket,
@@ -772,7 +772,6 @@ class Transfer:
             checksum = digests.s3_checksum()
 
             def upload() -> str:
-                self.limits.write(length, stop=self.stop)
                 with self._talking_to(self.destination.endpoint):
                     return self.destination.upload_part(
                         record.dest_bucket,  # type: ignore[arg-type]

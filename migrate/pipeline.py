@@ -268,6 +268,8 @@ def verify_plan(
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
         expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
+        max_bandwidth=plan.transfer.max_bandwidth,
+        max_requests_per_second=plan.transfer.max_requests_per_second,
     )
     source = open_source(plan, concurrency=options.concurrency, fetch_user_metadata=False)
     destination = open_destination(plan, concurrency=options.concurrency)

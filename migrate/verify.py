@@ -78,6 +78,7 @@ from migrate.report import (
     VerificationReport,
     empty_report,
 )
+from migrate.ratelimit import UNLIMITED, RateLimits
 from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
@@ -110,6 +111,9 @@ class VerifyOptions:
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     expect_prefixes: tuple[tuple[str, str], ...] = ()
+    # The plan's transfer.max_bandwidth / max_requests_per_second hold for verify's reads too.
+    max_bandwidth: int | None = None
+    max_requests_per_second: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -329,7 +333,9 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _hash_stream(store: SourceStore, bucket: str, key: str, *, stop: threading.Event | None = None) -> tuple[ObjectInfo, int, str]:
+def _hash_stream(
+    store: SourceStore, bucket: str, key: str, *, stop: threading.Event | None = None, limits: RateLimits = UNLIMITED
+) -> tuple[ObjectInfo, int, str]:
     """(response info, bytes read, SHA-256 hex) of one full read; one chunk in memory at a time."""
     info, chunks = store.open(bucket, key)
     digest = hashlib.sha256()
@@ -340,6 +346,7 @@ def _hash_stream(store: SourceStore, bucket: str, key: str, *, stop: threading.E
             if close is not None:
                 close()  # releases the connection (the generator's finally)
             raise _Stopped()
+        limits.read(len(chunk), stop=stop)
         digest.update(chunk)
         length += len(chunk)
     return info, length, digest.hexdigest()
@@ -363,6 +370,7 @@ class _Audit:
         self.options = options
         self.progress = progress
         self.throttle = Throttle()
+        self.limits = RateLimits(bytes_per_second=options.max_bandwidth, requests_per_second=options.max_requests_per_second)
         self.stop = threading.Event()
         self.sink = _RowSink()
         self._lock = threading.Lock()
@@ -526,7 +534,11 @@ class _Audit:
         self.stop.set()
 
     def _retry(self, func: Callable[[], Any]) -> Any:
-        return call_with_retries(func, max_attempts=self.options.max_attempts, throttle=self.throttle)
+        def attempt() -> Any:
+            self.limits.request(stop=self.stop)
+            return func()
+
+        return call_with_retries(attempt, max_attempts=self.options.max_attempts, throttle=self.throttle)
 
     # -- one object --------------------------------------------------------
     def _check(self, seq: int, record: ObjectRecord, journal_row: JournalRow | None) -> None:
@@ -602,12 +614,12 @@ class _Audit:
     def _check_deep(self, record: ObjectRecord) -> dict[str, Any]:
         assert record.dest_bucket and record.dest_key
         try:
-            dest, dest_length, dest_sha = self._retry(lambda: _hash_stream(self.destination, record.dest_bucket, record.dest_key, stop=self.stop))  # type: ignore[arg-type]
+            dest, dest_length, dest_sha = self._retry(lambda: _hash_stream(self.destination, record.dest_bucket, record.dest_key, stop=self.stop, limits=self.limits))  # type: ignore[arg-type]
         except ObjectNotFound:
             return _record_row(record, "deep", status=MISSING, detail="not at the destination")
         found = {"dest_size": dest_length, "dest_etag": dest.etag}
         try:
-            source, source_length, source_sha = self._retry(lambda: _hash_stream(self.source, record.source_bucket, record.source_key, stop=self.stop))
+            source, source_length, source_sha = self._retry(lambda: _hash_stream(self.source, record.source_bucket, record.source_key, stop=self.stop, limits=self.limits))
         except ObjectNotFound as err:
             return _record_row(
                 record, "deep", status=ERROR, detail=f"could not check: the source object is gone ({err}), nothing to compare with", **found

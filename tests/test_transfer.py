@@ -493,3 +493,21 @@ def test_request_rate_limit_holds_across_all_workers(seaweed: Any, buckets: tupl
     assert result.ok, result.failures
     assert elapsed >= (2 * len(sizes) - 1) / 10.0
     _assert_copied(seaweed, dest, data)
+
+
+def test_a_truncated_s3_error_body_is_a_retried_transient_fault(seaweed: Any, buckets: tuple[str, str]) -> None:
+    """The 404 answer's XML is cut short by the fault proxy: a TransientError (retried), then the real answer."""
+    from migrate.errors import ObjectNotFound, TransientError
+    from migrate.retry import call_with_retries
+
+    source, _ = buckets
+    host, port = seaweed.endpoint_url.removeprefix("http://").split(":")
+    with FaultProxy(host, int(port)) as proxy:
+        store = _store(seaweed, proxy.endpoint_url)
+        proxy.add(FaultRule(action="truncate", method="GET", path=rf"/{source}/missing", after_bytes=20, count=1))
+        with pytest.raises(TransientError):
+            store.open(source, "missing")
+        proxy.add(FaultRule(action="truncate", method="GET", path=rf"/{source}/missing", after_bytes=20, count=1))
+        with pytest.raises(ObjectNotFound):
+            call_with_retries(lambda: store.open(source, "missing"), max_attempts=3)
+        assert [action for action, _, _ in proxy.injected] == ["truncate", "truncate"]

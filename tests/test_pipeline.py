@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +54,19 @@ def _journal_path(env: Env) -> Path:
     return next((env.tmp / "state" / "runs").iterdir()) / "journal.sqlite"
 
 
+def _runs_started(env: Env) -> int:
+    """`migrate run`s the journal has seen start (a run journals its start just before moving bytes)."""
+    runs = env.tmp / "state" / "runs"
+    journal = next(iter(runs.glob("*/journal.sqlite")), None) if runs.exists() else None
+    if journal is None:
+        return 0
+    try:
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def _states(env: Env) -> dict[str, str]:
     with TransferJournal(_journal_path(env), readonly=True) as journal:
         return {row.source_key: row.state for row in journal.iter_rows()}
@@ -74,22 +86,28 @@ def test_kill_loop_at_random_moments_and_protocol_steps_ends_complete(env: Env) 
     """At least 10 SIGKILLs (seeded), some at exact steps (between CreateMultipartUpload and its journal write, ...), then resume."""
     env.upload(BIG, offset=100)
     # Slowed down so that random kills land mid-transfer (the limit is enforced, see test_transfer's rate-limit test).
-    env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 3MiB/s}"))
+    env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 2MiB/s}"))
     assert _run(env, "plan")[0] == 0
     rng = random.Random(20261201)
     steps = ["after-create-multipart", "after-first-part", "after-complete", "after-put", "after-create-multipart", "after-probe-write"]
-    kills = 0
-    for round_number in range(12):
-        if round_number % 2 == 0:
-            step = steps[(round_number // 2) % len(steps)]
+    kills = rounds = 0
+    while kills < 12 and rounds < 40:
+        rounds += 1
+        if rounds % 2 == 1:
+            step = steps[(rounds // 2) % len(steps)]
             code, _, err = _run(env, "run", extra_env={"MIGRATE_TEST_KILL_AT": step})
             if code == -signal.SIGKILL:
                 kills += 1
             else:
                 assert code == 0, err  # the step was no longer reached: everything it guards is done
         else:
+            started = _runs_started(env)
             child = _start(env, "run")
-            time.sleep(rng.uniform(1.0, 3.0))
+            # A random moment once this run is moving bytes, whatever the machine's speed.
+            deadline = time.monotonic() + 60
+            while child.poll() is None and time.monotonic() < deadline and _runs_started(env) == started:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.1, 1.5))
             if child.poll() is None:
                 os.kill(child.pid, signal.SIGKILL)
                 kills += 1
@@ -182,23 +200,20 @@ def test_second_run_of_the_same_plan_exits_4_naming_the_holder(env: Env) -> None
     env.assert_migrated()
 
 
-def _through_proxy(env: Env, proxy: FaultProxy) -> None:
-    os.environ["MIGRATE_DEST_ENDPOINT_URL"] = proxy.endpoint_url  # env's monkeypatch restores it
+def _through_proxy(env: Env, proxy: FaultProxy, variable: str = "MIGRATE_DEST_ENDPOINT_URL") -> None:
+    os.environ[variable] = proxy.endpoint_url  # env's monkeypatch restores it
 
 
-def test_destination_killed_mid_run_exits_4_fails_nothing_and_the_rerun_finishes(env: Env, seaweed: Any) -> None:
-    host, port = seaweed.endpoint_url.removeprefix("http://").split(":")
-    with FaultProxy(host, int(port)) as proxy:
-        _through_proxy(env, proxy)
+@pytest.mark.parametrize("side", ["destination", "source"])
+def test_endpoint_killed_mid_run_exits_4_fails_nothing_and_the_rerun_finishes(env: Env, seaweed: Any, supabase_server: Any, side: str) -> None:
+    variable, upstream = ("MIGRATE_DEST_ENDPOINT_URL", seaweed.endpoint_url) if side == "destination" else ("SUPABASE_URL", supabase_server.url)
+    host, port = upstream.removeprefix("http://").split(":")
+    with FaultProxy(host, int(port.rstrip("/"))) as proxy:
+        _through_proxy(env, proxy, variable)
         env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 2MiB/s}"))
+        assert _run(env, "plan")[0] == 0
         child = _start(env, "run")
-        journal = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and journal is None:
-            runs = env.tmp / "state" / "runs"
-            journal = next(iter(runs.glob("*/journal.sqlite")), None) if runs.exists() else None
-            time.sleep(0.1)
-        time.sleep(1.5)
+        time.sleep(2.5)
         assert child.poll() is None, child.communicate()
         proxy.go_down()
         down_at = time.monotonic()
@@ -214,7 +229,7 @@ def test_destination_killed_mid_run_exits_4_fails_nothing_and_the_rerun_finishes
         proxy.come_back()
         code, out, err = _run(env, "run")
         assert code == 0, out + err
-    os.environ["MIGRATE_DEST_ENDPOINT_URL"] = seaweed.endpoint_url
+    os.environ[variable] = upstream
     env.assert_migrated()
     assert _run(env, "verify")[0] == 0
 

@@ -297,10 +297,11 @@ class TransferJournal:
 
     def intended_uploads(self) -> list[JournalRow]:
         """Rows whose create may have reached the destination unseen (killed, or answer lost)."""
+        return self._rows_where("upload_intent = 1")
+
+    def _rows_where(self, condition: str) -> list[JournalRow]:
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE upload_intent = 1"
-            ).fetchall()
+            rows = self._db.execute(f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE {condition}").fetchall()
         return [JournalRow(*row) for row in rows]
 
     def clear_intent(self, source_bucket: str, source_key: str) -> None:
@@ -394,11 +395,7 @@ class TransferJournal:
 
     def open_uploads(self) -> list[JournalRow]:
         """Objects with an unfinished multipart upload recorded."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE upload_id IS NOT NULL"
-            ).fetchall()
-        return [JournalRow(*row) for row in rows]
+        return self._rows_where("upload_id IS NOT NULL")
 
     # -- reporting ---------------------------------------------------------
     def counts(self) -> dict[str, tuple[int, int]]:

@@ -846,6 +846,7 @@ def test_filters_tiers_and_settings_load():
         "  max_attempts: 3\n"
         "  checksum_algorithm: crc64nvme\n"
         "  max_bandwidth: 50MiB/s\n"
+        "  max_requests_per_second: 25.5\n"
         "verify: {mode: deep, concurrency: 8, sample: 250}\n"
         "costs:\n"
         "  currency: EUR\n"
@@ -876,6 +877,7 @@ def test_filters_tiers_and_settings_load():
         "CRC64NVME",
         50 * MiB,
     )
+    assert t.max_requests_per_second == 25.5
     assert (plan.verify.mode, plan.verify.concurrency, plan.verify.sample) == ("deep", 8, 250)
     c = plan.costs
     assert c.currency == "EUR"
@@ -987,3 +989,14 @@ def test_a_choice_that_expands_to_nothing_takes_the_default():
     assert str(error_of(MINIMAL + "tiering:\n  - {min_size: 1, storage_class: ''}\n")).startswith(
         "plans/x.yaml:10: tiering[0].storage_class: required key is missing; one of: STANDARD,"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be more than 0 requests per second, got 0"),
+        ("fast", "expected a number of requests per second, got the text 'fast'"),
+    ],
+)
+def test_max_requests_per_second_is_a_positive_number(value, message):
+    assert str(error_of(MINIMAL + f"transfer:\n  max_requests_per_second: {value}\n")) == f"plans/x.yaml:10: transfer.max_requests_per_second: {message}"

@@ -31,7 +31,7 @@ from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_
 from migrate.plan.endpoints import STORAGE_CLASSES, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
-    describe, fail, format_size, price_value, shaped, size, text, typed,
+    describe, fail, format_size, price_value, shaped, size, text, typed, yaml_number,
 )
 
 PLAN_VERSION = 1
@@ -126,13 +126,13 @@ class Plan(PlanModel):
 
         Covers source, destination, rules, unmatched, filters, tiering, part size, multipart threshold and checksum
         algorithm, normalised (comments, spacing, key order and `10MiB` vs `10485760` do not matter). Leaves out
-        secrets, the plan's name and path, tuning that never changes the result (concurrency, attempts, bandwidth),
+        secrets, the plan's name and path, tuning that never changes the result (concurrency, attempts, bandwidth, request rate),
         verify settings and prices: a run can be retuned and resumed.
         """
         data = self.to_dict()
         for key in ("name", "verify", "costs"):
             data.pop(key)
-        for key in ("concurrency", "max_attempts", "max_bandwidth"):
+        for key in ("concurrency", "max_attempts", "max_bandwidth", "max_requests_per_second"):
             data["transfer"].pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
 
@@ -307,6 +307,11 @@ class Tier(_Bounds):
 # --------------------------------------------------------------------------- settings
 
 
+def _per_second(value: Any) -> float:
+    number = yaml_number(value, (int, float), "a number of requests per second")
+    return float(number) if 0 < number < float("inf") else fail(f"must be more than 0 requests per second, got {value}")
+
+
 class TransferSettings(PlanModel):
     """How `migrate run` moves bytes."""
 
@@ -318,6 +323,9 @@ class TransferSettings(PlanModel):
     max_attempts: count(1, 100) = Field(5, description="Attempts per request on transient faults.")  # type: ignore[valid-type]
     checksum_algorithm: choice("SHA256", "CRC64NVME") = Field("SHA256", description="Checksum S3 checks on upload and stores.")  # type: ignore[valid-type]
     max_bandwidth: size(64 * KiB, per_second=True) = Field(None, description="Cap on bytes per second, all workers together (`100MB/s`).")  # type: ignore[valid-type]
+    max_requests_per_second: typed(float | None, _per_second, {"type": "number", "exclusiveMinimum": 0}) = Field(  # type: ignore[valid-type]
+        None, description="Cap on requests per second, all workers together (like rclone's --tpslimit); none: unlimited."
+    )
 
     @field_validator("multipart_threshold")
     @classmethod

@@ -205,7 +205,8 @@ def choice(*options: str) -> Any:
     return typed(Literal[options], check, choice_schema(*options))
 
 
-def _number(value: Any, kinds: tuple[type, ...], expected: str) -> Any:
+def yaml_number(value: Any, kinds: tuple[type, ...], expected: str) -> Any:
+    """`value` as a YAML number of one of `kinds` (never true/false, never text)."""
     native = getattr(value, "value", value)
     if isinstance(native, bool) or not isinstance(native, kinds):
         raise Invalid(f"expected {expected}, got {describe(value)}")
@@ -216,7 +217,7 @@ def count(low: int, high: int) -> Any:
     """A whole number from `low` to `high`, written as a YAML number (`'16'` is text)."""
 
     def check(value: Any) -> int:
-        number = _number(value, (int,), "a whole number")
+        number = yaml_number(value, (int,), "a whole number")
         return number if low <= number <= high else fail(f"must be between {low} and {high}, got {number}")
 
     return typed(int, check, {"type": "integer", "minimum": low, "maximum": high})
@@ -230,7 +231,7 @@ def _flag(value: Any) -> bool:
 
 def price_value(value: Any) -> float:
     """A price: a YAML number of 0 or more."""
-    number = _number(value, (int, float), "a number")
+    number = yaml_number(value, (int, float), "a number")
     return float(number) if 0 <= number < float("inf") else fail(f"must be a price of 0 or more, got {value}")
 
 

@@ -240,7 +240,7 @@ class DaskExecutor:
         stop = stop or threading.Event()
         result = TransferResult()
         started = time.monotonic()
-        options = self._probed(options)
+        options = self._per_worker_limits(self._probed(options))
         todo = self._not_yet_migrated(records, journal, options, result, progress)
         shards = make_shards(todo, multipart_threshold=options.multipart_threshold, max_objects=self.max_objects, max_bytes=self.max_bytes)
 
@@ -269,6 +269,17 @@ class DaskExecutor:
             result.interrupted = True
         result.elapsed = time.monotonic() - started
         return result
+
+    def _per_worker_limits(self, options: "TransferOptions") -> "TransferOptions":
+        """Bandwidth and request-rate limits hold for the whole run: each worker gets its share."""
+        if options.max_bandwidth is None and options.max_requests_per_second is None:
+            return options
+        workers = max(1, len(self.client().scheduler_info().get("workers", {})))
+        return replace(
+            options,
+            max_bandwidth=None if options.max_bandwidth is None else max(1, options.max_bandwidth // workers),
+            max_requests_per_second=None if options.max_requests_per_second is None else options.max_requests_per_second / workers,
+        )
 
     def _probed(self, options: "TransferOptions") -> "TransferOptions":
         """Find out once, on the driver, whether the destination honours If-None-Match: * (not once per shard)."""

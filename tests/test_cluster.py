@@ -29,8 +29,7 @@ from migrate.plan import load_plan  # noqa: E402
 from migrate.records import ObjectRecord  # noqa: E402
 from migrate.rundir import RunDirectory  # noqa: E402
 from migrate.stores.supabase import encode_key  # noqa: E402
-from migrate.transfer import run_migration  # noqa: E402
-from migrate.verify import verify_plan  # noqa: E402
+from migrate.pipeline import run_migration, verify_plan  # noqa: E402
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]

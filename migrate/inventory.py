@@ -30,7 +30,7 @@ from migrate.rewrite import compile_plan, mark_collisions
 from migrate.rundir import RunDirectory, atomic_path, atomic_write_text
 from migrate.stores.base import SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.transfer import is_plain_md5
+from migrate.checksums import is_plain_md5
 
 if TYPE_CHECKING:
     from migrate.plan import Plan

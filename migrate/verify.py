@@ -82,7 +82,7 @@ from migrate.report import (
 from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.transfer import is_plain_md5
+from migrate.checksums import is_plain_md5
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from migrate.records import ObjectRecord
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Location, S3Store
-from migrate.transfer import MiB, TransferOptions, transfer_objects
+from migrate.checksums import MiB
+from migrate.transfer import TransferOptions, transfer_objects
 
 PART = 5 * MiB
 

@@ -26,7 +26,8 @@ from migrate.report import CSV_FILE, HTML_FILE, REPORT_SCHEMA, load_report
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stores.base import ObjectInfo
 from migrate.stores.s3 import S3Location, S3Store
-from migrate.transfer import MiB, TransferOptions, transfer_objects
+from migrate.checksums import MiB
+from migrate.transfer import TransferOptions, transfer_objects
 from migrate.verify import (
     VerifyOptions,
     catalog_cross_check,

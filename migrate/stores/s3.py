@@ -28,6 +28,7 @@ from migrate.errors import (
     ServiceUnavailable,
     TransientError,
 )
+from migrate.checksums import b64_digest
 from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
 from migrate.stores.s3_http import S3HttpClient
 
@@ -172,10 +173,6 @@ _NO_SETTINGS: dict[str, Any] = {
 
 def _unquote(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
-
-
-def b64_digest(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
 
 
 class S3Store(SourceStore):

@@ -142,7 +142,7 @@ def summarise(manifest: pl.DataFrame, plan: "Plan", *, buckets: list[str], elaps
     }
     copies = manifest.filter(pl.col("action") == Action.COPY.value)
     largest = copies.sort("size", descending=True).head(LARGEST_SHOWN).select("source_bucket", "source_key", "dest_key", "size")
-    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value]))
+    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value, Action.INVALID_METADATA.value]))
     excluded_reasons = (
         manifest.filter(pl.col("action") == Action.EXCLUDED.value).group_by("reason").agg(pl.len().alias("objects")).sort("objects", descending=True).head(10)
     )

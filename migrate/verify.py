@@ -83,6 +83,7 @@ from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
 from migrate.checksums import is_plain_md5
+from migrate.metadata import comparable_metadata
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +238,9 @@ def compare_metadata(
     check("content_disposition", _norm(record.content_disposition), _norm(dest.content_disposition))
     check(
         "user_metadata",
-        {str(k).lower(): str(v) for k, v in (record.user_metadata or {}).items()},
-        {str(k).lower(): str(v) for k, v in (dest.user_metadata or {}).items()},
+        # Both decoded by the one mapping (migrate/metadata.py): JSON types and unicode compare as themselves.
+        comparable_metadata(record.user_metadata),
+        comparable_metadata(dest.user_metadata),
     )
     check("storage_class", (record.storage_class or "STANDARD").upper(), (dest.storage_class or "STANDARD").upper())
     if server_side_encryption:

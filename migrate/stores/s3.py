@@ -29,12 +29,17 @@ from migrate.errors import (
     TransientError,
 )
 from migrate.checksums import b64_digest
+from migrate.metadata import decode_metadata, encode_metadata
+from migrate.retry import call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
 from migrate.stores.s3_http import S3HttpClient
+from migrate.stores.s3_resolve import S3Resolution
 
 # How much of a response body we pull per read: large enough to keep per-call
 # overhead low, small enough that it is noise next to the part size.
 READ_CHUNK = 1024 * 1024
+# ListObjectsV2's MaxKeys ceiling (and default): S3 never answers more per page.
+LIST_PAGE_SIZE = 1000
 
 _ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidToken", "ExpiredToken", "403"}
 _THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "429", "503"}
@@ -43,6 +48,10 @@ _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 
 class ConditionalWriteFailed(ObjectError):
     """The destination already has the key and the conflict policy forbids overwriting."""
+
+
+class HeaderRefused(ObjectError):
+    """The destination refused a header of the write (a per-object failure; the message names the header)."""
 
 
 class UploadGone(ObjectError):
@@ -84,28 +93,40 @@ def translate_error(err: Exception, *, what: str) -> MigrateError:
         return err
     if isinstance(err, botocore.exceptions.ClientError):
         code, status = _error_code(err)
+        error = err.response.get("Error", {})
         if code == "NoSuchBucket":
             return BucketNotFound(f"{what}: the bucket does not exist; create it or fix the bucket name in the plan")
         if code in _ACCESS_CODES or status == 403:
             return AccessDenied(
                 f"{what}: access denied by S3 ({code}); check the credentials (AWS_ACCESS_KEY_ID/AWS_PROFILE) and their permissions"
             )
-        if code in _MISSING_KEY_CODES or status == 404:
-            return ObjectNotFound(f"{what}: not found ({code})")
+        # NoSuchUpload is a 404 too: test it first, so the engine restarts the upload instead of calling the object missing.
         if code == "NoSuchUpload":
             return UploadGone(f"{what}: the multipart upload no longer exists")
+        if code in _MISSING_KEY_CODES or status == 404:
+            return ObjectNotFound(f"{what}: not found ({code})")
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
             return ConditionalWriteFailed(f"{what}: already exists at the destination ({code})")
         if code in _THROTTLE_CODES or status in (429, 503):
             return TransientError(f"{what}: throttled by S3 ({code})", throttled=True)
         if status >= 500 or code in ("InternalError", "RequestTimeout", "RequestTimeTooSkewed"):
             return TransientError(f"{what}: S3 error {code} (HTTP {status})")
-        checksum_rejected = code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch") or (
+        if code == "InvalidDigest":
+            # "Content-MD5 not valid": ours is always well-formed base64 of 16
+            # bytes, so the server is refusing something else it was sent
+            # (SeaweedFS answers this for a Cache-Control it cannot parse).
+            return HeaderRefused(f"{what}: the destination refused the request ({code}: {error.get('Message', '')}) although its Content-MD5 is well-formed")
+        checksum_rejected = code in ("BadDigest", "XAmzContentSHA256Mismatch") or (
             code == "InvalidRequest" and "checksum" in str(err).lower()
         )
         if checksum_rejected:
             return TransientError(f"{what}: S3 rejected the upload checksum ({code}); the bytes were corrupted in flight")
-        return ObjectError(f"{what}: S3 refused the request ({code}, HTTP {status})")
+        argument = error.get("ArgumentName") or error.get("HeaderName")
+        if argument:
+            value = error.get("ArgumentValue") or error.get("HeaderValue")
+            shown = f" {value!r}" if value is not None else ""
+            return HeaderRefused(f"{what}: the destination refused the {argument} header{shown} ({code}: {error.get('Message', '')})")
+        return ObjectError(f"{what}: S3 refused the request ({code}, HTTP {status}{': ' + str(error['Message']) if error.get('Message') else ''})")
     if isinstance(err, botocore.exceptions.NoCredentialsError):
         return AccessDenied(f"{what}: no S3 credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
     if isinstance(err, botocore.exceptions.EndpointConnectionError):
@@ -144,7 +165,7 @@ def write_settings(
     content_type: str | None,
     cache_control: str | None,
     content_disposition: str | None,
-    metadata: Mapping[str, str] | None,
+    metadata: Mapping[str, Any] | None,
     storage_class: str | None,
     sse: str | None,
     kms_key_id: str | None,
@@ -158,10 +179,11 @@ def write_settings(
     if sse == "aws:kms" and kms_key_id:
         out["x-amz-server-side-encryption-aws-kms-key-id" if as_headers else "SSEKMSKeyId"] = kms_key_id
     if metadata:
+        encoded = encode_metadata(metadata)  # JSON values -> header text (migrate/metadata.py)
         if as_headers:
-            out.update({f"x-amz-meta-{name}": value for name, value in metadata.items()})
+            out.update({f"x-amz-meta-{name}": value for name, value in encoded.items()})
         else:
-            out["Metadata"] = dict(metadata)
+            out["Metadata"] = encoded
     return out
 
 
@@ -169,6 +191,16 @@ _NO_SETTINGS: dict[str, Any] = {
     "content_type": None, "cache_control": None, "content_disposition": None, "metadata": None,
     "storage_class": None, "sse": None, "kms_key_id": None,
 }
+
+
+def _naming_headers(err: HeaderRefused, write_args: Mapping[str, Any]) -> HeaderRefused:
+    """`err`, naming the headers that were sent besides the bytes when the server did not say which it refused."""
+    message = str(err)
+    if " header" in message:
+        return err
+    sent = write_settings(as_headers=True, **{**_NO_SETTINGS, **write_args})
+    listed = ", ".join(f"{name}: {value!r}" for name, value in sent.items())
+    return HeaderRefused(f"{message}; it refuses one of the headers sent: {listed}")
 
 
 def _unquote(etag: str | None) -> str | None:
@@ -188,8 +220,18 @@ class S3Store(SourceStore):
         timeout: float = 60.0,
         fetch_metadata: bool = False,
         fast_data_path: bool = True,
+        page_size: int = LIST_PAGE_SIZE,
+        max_attempts: int = 5,
     ):
+        if not 1 <= page_size <= LIST_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{LIST_PAGE_SIZE} (S3's MaxKeys), got {page_size}")
         self.location = location
+        # Keys per ListObjectsV2 page; tests lower it to reach page two cheaply.
+        self.page_size = page_size
+        # Listing, bucket checks and the HEADs that complete a listing are
+        # retried here (nothing above retries them); object reads and writes
+        # are retried by the stage that calls them.
+        self.max_attempts = max_attempts
         # As a source: ListObjectsV2 carries no Content-Type, Cache-Control or
         # user metadata, so each listed page is completed with HEADs.
         self.fetch_metadata = fetch_metadata
@@ -199,8 +241,13 @@ class S3Store(SourceStore):
             aws_access_key_id=location.access_key_id,
             aws_secret_access_key=location.secret_access_key,
             aws_session_token=location.session_token,
-            region_name=location.region or "us-east-1",
+            # None: botocore's own chain (AWS_REGION, AWS_DEFAULT_REGION, the profile's region).
+            region_name=location.region,
         )
+        # Addressing: the profile's/config's `s3.addressing_style` wins; an
+        # endpoint named in the plan (S3-compatible servers) defaults to path style.
+        configured_s3 = session._session.get_config_variable("s3") or {}
+        s3_config = {} if configured_s3.get("addressing_style") or not location.endpoint_url else {"addressing_style": "path"}
         config = Config(
             max_pool_connections=max_connections,
             connect_timeout=10,
@@ -211,18 +258,23 @@ class S3Store(SourceStore):
             # second pass over every body (or trailers some servers reject).
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            s3={"addressing_style": "path"} if location.endpoint_url else {},
+            s3=s3_config,
             tcp_keepalive=True,
         )
         self.client = session.client("s3", endpoint_url=location.endpoint_url, config=config)
+        # Endpoint, region, addressing, proxies and TLS trust: resolved once, by
+        # botocore, for this client; the lean path asks it (see s3_resolve.py).
+        self.resolution = S3Resolution(
+            self.client,
+            client_for_region=lambda region: session.client("s3", endpoint_url=location.endpoint_url, config=config, region_name=region),
+        )
         # GET/PUT/UploadPart go through the lean client (see s3_http.py) when
         # credentials are at hand; without them boto3 raises the clear error.
         self.http: S3HttpClient | None = None
         credentials = session.get_credentials()
         if fast_data_path and credentials is not None:
             self.http = S3HttpClient(
-                endpoint_url=location.endpoint_url,
-                region=session.region_name or "us-east-1",
+                resolution=self.resolution,
                 credentials=credentials.get_frozen_credentials,
                 timeout=timeout,
                 translate=lambda err, what: translate_error(err, what=what),
@@ -234,6 +286,10 @@ class S3Store(SourceStore):
             return getattr(self.client, method)(**kwargs)
         except Exception as err:  # noqa: BLE001 - translated, never swallowed
             raise translate_error(err, what=what) from err
+
+    def _call_retrying(self, what: str, method: str, **kwargs: Any) -> Any:
+        """`_call` through the one retry policy: for requests no stage retries (listing, bucket checks)."""
+        return call_with_retries(lambda: self._call(what, method, **kwargs), max_attempts=self.max_attempts)
 
     @staticmethod
     def _info_from_head(key: str, response: Mapping[str, Any]) -> ObjectInfo:
@@ -256,7 +312,7 @@ class S3Store(SourceStore):
             cache_control=response.get("CacheControl"),
             content_disposition=response.get("ContentDisposition"),
             last_modified=response.get("LastModified"),
-            user_metadata=dict(response.get("Metadata") or {}),
+            user_metadata=decode_metadata(response.get("Metadata")),
             storage_class=response.get("StorageClass"),
             checksums=checksums,
             server_side_encryption=response.get("ServerSideEncryption"),
@@ -265,35 +321,39 @@ class S3Store(SourceStore):
 
     # -- SourceStore -------------------------------------------------------
     def list_buckets(self) -> list[str]:
-        response = self._call(self.location.describe(), "list_buckets")
+        response = self._call_retrying(self.location.describe(), "list_buckets")
         return [bucket["Name"] for bucket in response.get("Buckets", [])]
 
     def check_bucket(self, bucket: str) -> None:
         """Raise BucketNotFound/AccessDenied early, with one clear line."""
+
+        def attempt() -> None:
+            try:
+                self.client.head_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as err:
+                code, status = _error_code(err)
+                if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
+                    raise BucketNotFound(
+                        f"s3://{bucket} at {self.location.describe()}: the bucket does not exist; create it or fix the bucket name in the plan"
+                    ) from err
+                raise translate_error(err, what=f"s3://{bucket}") from err
+            except Exception as err:  # noqa: BLE001
+                raise translate_error(err, what=f"s3://{bucket} at {self.location.describe()}") from err
+
         try:
-            self.client.head_bucket(Bucket=bucket)
-        except botocore.exceptions.ClientError as err:
-            code, status = _error_code(err)
-            if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
-                raise BucketNotFound(
-                    f"s3://{bucket} at {self.location.describe()}: the bucket does not exist; create it or fix the bucket name in the plan"
-                ) from err
-            raise translate_error(err, what=f"s3://{bucket}") from err
-        except Exception as err:  # noqa: BLE001
-            translated = translate_error(err, what=f"s3://{bucket} at {self.location.describe()}")
-            if isinstance(translated, TransientError):
-                raise ServiceUnavailable(
-                    f"s3://{bucket}: cannot reach {self.location.describe()}; check the endpoint URL and that the service is running"
-                ) from err
-            raise translated from err
+            call_with_retries(attempt, max_attempts=self.max_attempts)
+        except TransientError as err:
+            raise ServiceUnavailable(
+                f"s3://{bucket}: cannot reach {self.location.describe()} ({err}); check the endpoint URL and that the service is running"
+            ) from err
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
             if token:
                 kwargs["ContinuationToken"] = token
-            response = self._call(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)
+            response = self._call_retrying(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)
             page = [
                 ObjectInfo(
                     key=item["Key"],
@@ -313,7 +373,9 @@ class S3Store(SourceStore):
                 return
 
     def _with_metadata(self, bucket: str, page: list[ObjectInfo]) -> list[ObjectInfo]:
-        heads = fetch_each(page, lambda info: self.head(bucket, info.key), workers=min(self._max_connections, 16))
+        heads = fetch_each(
+            page, lambda info: call_with_retries(lambda: self.head(bucket, info.key), max_attempts=self.max_attempts), workers=min(self._max_connections, 16)
+        )
         # Keep the listing's storage class: HEAD omits it for STANDARD.
         return [
             replace(head, storage_class=listed.storage_class) if head is not None else listed
@@ -380,6 +442,23 @@ class S3Store(SourceStore):
         **write_args: Any,
     ) -> str:
         """PUT a whole object from memory; the server checks Content-MD5 (and the checksum). Returns the ETag."""
+        try:
+            return self._put_object(bucket, key, body, content_md5=content_md5, checksum=checksum, if_none_match=if_none_match, sha256_hex=sha256_hex, **write_args)
+        except HeaderRefused as err:
+            raise _naming_headers(err, write_args) from err
+
+    def _put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_md5: bytes,
+        checksum: tuple[str, str] | None,
+        if_none_match: bool,
+        sha256_hex: str | None,
+        **write_args: Any,
+    ) -> str:
         if self.http is not None:
             headers = write_settings(as_headers=True, **write_args)
             headers["Content-MD5"] = b64_digest(content_md5)
@@ -410,7 +489,10 @@ class S3Store(SourceStore):
         args = write_settings(as_headers=False, **write_args)
         if checksum_algorithm:
             args["ChecksumAlgorithm"] = checksum_algorithm
-        response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)
+        try:
+            response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)
+        except HeaderRefused as err:
+            raise _naming_headers(err, write_args) from err
         return str(response["UploadId"])
 
     def upload_part(
@@ -522,7 +604,7 @@ class S3Store(SourceStore):
         uploads: list[tuple[str, str]] = []
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         while True:
-            response = self._call(f"s3://{bucket}/{prefix}", "list_multipart_uploads", **kwargs)
+            response = self._call_retrying(f"s3://{bucket}/{prefix}", "list_multipart_uploads", **kwargs)
             uploads.extend((u["Key"], u["UploadId"]) for u in response.get("Uploads", []))
             if not response.get("IsTruncated"):
                 return uploads

@@ -89,7 +89,8 @@ def info_from_metadata(key: str, metadata: dict[str, Any] | None, *, updated_at:
         content_type=metadata.get("mimetype"),
         cache_control=metadata.get("cacheControl"),
         last_modified=parse_timestamp(metadata.get("lastModified")) or parse_timestamp(updated_at),
-        user_metadata={str(k): str(v) for k, v in (user_metadata or {}).items()} if isinstance(user_metadata, dict) else {},
+        # JSON values kept as they are (numbers, booleans, lists...): migrate/metadata.py maps them to S3 losslessly.
+        user_metadata={str(k): v for k, v in (user_metadata or {}).items()} if isinstance(user_metadata, dict) else {},
     )
 
 

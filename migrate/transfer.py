@@ -119,6 +119,8 @@ class TransferResult:
     interrupted: bool = False
     elapsed: float = 0.0
     throttle_events: int = 0
+    # Multipart uploads that vanished at the destination (NoSuchUpload) and were started again, once each.
+    restarted_uploads: int = 0
 
     @property
     def ok(self) -> bool:
@@ -253,6 +255,9 @@ class Transfer:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="migrate-transfer")
         self._futures: set[Future[None]] = set()
         self.conditional_writes = False
+        # Objects whose upload vanished (NoSuchUpload): restarted once, from the submitting thread.
+        self._restart: list[tuple[ObjectRecord, bool]] = []
+        self._restarted: set[tuple[str, str]] = set()
 
     def _probe_conditional_writes(self, bucket: str) -> bool:
         """Does the destination refuse an If-None-Match: * write to an existing key? One probe object, deleted after."""
@@ -519,6 +524,10 @@ class Transfer:
             self.progress.advance(bytes_done=length)
         except _Cancelled:
             return
+        except UploadGone as err:
+            if job.fail(err):
+                self._upload_gone(job, owned, err)
+            return
         except BaseException as err:  # noqa: BLE001 - recorded on the object
             if job.fail(err if isinstance(err, MigrateError) else ObjectError(f"unexpected {type(err).__name__}: {err}")):
                 # Keep the upload: the parts sent so far are resumed next run,
@@ -574,6 +583,9 @@ class Transfer:
                 ),
                 record,
             )
+        except UploadGone as err:
+            self._upload_gone(job, owned, err)
+            return
         except ConditionalWriteFailed:
             self._abort(job)
             try:
@@ -597,6 +609,34 @@ class Transfer:
             self.result.copied += 1
             self.result.bytes_copied += record.size
         self.progress.advance(objects=1)
+
+    def _upload_gone(self, job: _MultipartJob, owned: bool, error: UploadGone) -> None:
+        """The destination lost the upload (NoSuchUpload): start the object again once, else record the failure."""
+        record = job.record
+        self.journal.forget_parts(job.upload_id)
+        self.journal.set_upload(record, None, None)
+        with self._lock:
+            first = (record.source_bucket, record.source_key) not in self._restarted
+            if first:
+                self._restarted.add((record.source_bucket, record.source_key))
+                self._restart.append((record, owned))
+        if first:
+            log.info("the multipart upload of %s vanished at the destination; starting it again", record.dest_key)
+        else:
+            self._record_failure(record, error, keep_upload=False)
+
+    def _restart_vanished(self) -> None:
+        """Start again, from this (submitting) thread, the uploads that vanished; each object once."""
+        while not self.stop.is_set():
+            with self._lock:
+                pending, self._restart = self._restart, []
+            if not pending:
+                return
+            for record, owned in pending:
+                with self._lock:
+                    self.result.restarted_uploads += 1
+                self.start_multipart(record, owned, None)
+            self._drain(shutdown=False)
 
     def _abort(self, job: _MultipartJob) -> None:
         record = job.record
@@ -651,8 +691,14 @@ class Transfer:
             self.stop.set()
             self.result.interrupted = True
         finally:
-            self._drain()
-            self.journal.flush()
+            self._drain(shutdown=False)
+            try:
+                self._restart_vanished()
+            except _Cancelled:
+                pass
+            finally:
+                self._drain()
+                self.journal.flush()
         if not self.stop.is_set():
             self.abort_orphans(open_uploads.values())
         self.result.elapsed = time.monotonic() - started
@@ -689,8 +735,8 @@ class Transfer:
         else:
             self._submit(work.record.size, self.copy_whole, work.record, work.owned)
 
-    def _drain(self) -> None:
-        """Wait for queued work; on a second Ctrl-C stop waiting (the journal stays consistent)."""
+    def _drain(self, *, shutdown: bool = True) -> None:
+        """Wait for queued work (then close the pool); on a second Ctrl-C stop waiting (the journal stays consistent)."""
         try:
             while True:
                 with self._lock:
@@ -705,7 +751,8 @@ class Transfer:
             self.result.interrupted = True
             self._pool.shutdown(wait=False, cancel_futures=True)
             return
-        self._pool.shutdown(wait=True)
+        if shutdown:
+            self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)

@@ -463,3 +463,35 @@ def test_skip_policy_uses_conditional_writes_instead_of_a_head_per_object(
     else:
         assert sorted(writer.heads) == [f"moved/k{i}" for i in range(6)]
     assert not [k for k in seaweed.client().list_objects_v2(Bucket=dest).get("Contents", []) if ".migrate-probe" in k["Key"]]
+
+
+class _AbortsUploadMidRun:
+    """The real source store, except that reading part 2 of `key` first aborts the destination's upload behind the engine's back."""
+
+    def __init__(self, inner: S3Store, client: Any, dest: str, key: str):
+        self._inner, self._client, self._dest, self._key = inner, client, dest, key
+        self.aborted: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Any:
+        if key == self._key and offset == PART and not self.aborted:
+            for upload in self._client.list_multipart_uploads(Bucket=self._dest).get("Uploads", []):
+                self._client.abort_multipart_upload(Bucket=self._dest, Key=upload["Key"], UploadId=upload["UploadId"])
+                self.aborted.append(upload["UploadId"])
+        return self._inner.open(bucket, key, offset=offset, length=length)
+
+
+def test_an_upload_that_vanishes_mid_run_is_restarted_once(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """S3 answers NoSuchUpload (a 404) for parts of an aborted upload: the object starts again, not "not found"."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"big": 3 * PART + 11})
+    store = _store(seaweed)
+    client = seaweed.client()
+    flaky = _AbortsUploadMidRun(store, client, dest, "big")
+    result = transfer_objects(_records(store, source, dest), source=flaky, destination=store, journal=journal, options=_options(concurrency=1))  # type: ignore[arg-type]
+    assert len(flaky.aborted) == 1
+    assert result.failures == [] and result.copied == 1 and result.restarted_uploads == 1
+    _assert_copied(seaweed, dest, data)
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []

@@ -7,7 +7,7 @@ Supabase keeps `user_metadata` as a JSON object (`jsonb`): values may be
 strings, numbers, booleans, null, lists or objects, in any script. S3 user
 metadata is header text. The mapping, value by value:
 
-- **plain string**: printable US-ASCII, no leading/trailing blank, not
+- **plain string**: non-empty printable US-ASCII, no leading/trailing blank, not
   starting with `json:` and not containing `=?` -> sent as it is.
 - **any other string with non-ASCII text** (`Zürich`, `東京`, emoji) -> one
   RFC 2047 encoded word `=?UTF-8?B?<base64 of UTF-8>?=`. S3 decodes encoded
@@ -16,7 +16,8 @@ metadata is header text. The mapping, value by value:
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html),
   so the object carries the real text and every S3 client shows it.
 - **non-string JSON values** (true, 3, 2.5, null, [..], {..}) and strings
-  that cannot travel either way (control characters, leading/trailing blanks,
+  that cannot travel either way (empty -- servers drop an empty header --,
+  control characters, leading/trailing blanks,
   a `json:` prefix, a literal `=?` that S3 would take for an encoded word) ->
   `json:` followed by compact JSON with every non-ASCII character and every
   `=?` escaped (`\\u00fc`, `=\\u003f`), so the value is pure ASCII, S3 stores
@@ -52,7 +53,8 @@ _ENCODED_WORD = re.compile(r"=\?([^?]+)\?([BbQq])\?([^?]*)\?=")
 
 def _is_plain(value: str) -> bool:
     return (
-        bool(_PLAIN.match(value))
+        value != ""
+        and bool(_PLAIN.match(value))
         and value == value.strip()
         and not value.startswith(JSON_PREFIX)
         and "=?" not in value

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -86,3 +89,50 @@ def test_problems_name_the_keys_s3_cannot_carry() -> None:
     assert metadata_problems({"Owner": "a", "owner": "b"}) == ["user metadata keys 'Owner' and 'owner' are the same key once S3 lowercases them"]
     too_big = metadata_problems({"blob": "x" * 2100})
     assert too_big == ["user metadata is 2104 bytes once encoded for S3, over S3's 2048-byte limit"]
+
+
+# -- end to end: Supabase (real server) -> SeaweedFS through `migrate plan/run/verify` ------------
+
+
+def test_json_user_metadata_migrates_and_verifies_decoded(
+    supabase_server: Any, seaweed: Any, make_supabase_bucket: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The object that used to stop a run with a false SignatureDoesNotMatch, plus every JSON type, survives run and deep verify."""
+    from tests.test_cli import Env
+
+    world = Env(supabase_server, seaweed, make_supabase_bucket(), tmp_path, monkeypatch)
+    world.write_plan(rules='\n  - name: all\n    match: "{file**}"\n    to: "copied/{file}"\n')
+    sources = {
+        "zurich.txt": {"city": "Zürich"},
+        "corpus.bin": CORPUS,
+        "bad-key.txt": {"has space": "x"},
+    }
+    for key, metadata in sources.items():
+        response = world.http.post(
+            f"{supabase_server.url}/storage/v1/object/{world.bucket}/{key}",
+            content=key.encode(),
+            headers={"Content-Type": "text/plain", "x-metadata": base64.b64encode(json.dumps(metadata).encode()).decode()},
+        )
+        assert response.status_code == 200, response.text
+
+    world.migrate("plan")
+    manifest = next((tmp_path / "state").rglob("manifest.parquet"))
+    import polars as pl
+
+    actions = dict(pl.read_parquet(manifest).select("source_key", "action").iter_rows())
+    assert actions == {"zurich.txt": "copy", "corpus.bin": "copy", "bad-key.txt": "invalid-metadata"}
+    assert world.migrate("run") == 0, capsys.readouterr()
+    for key in ("zurich.txt", "corpus.bin"):
+        raw = world.s3.head_object(Bucket=world.dest, Key=f"copied/{key}")["Metadata"]
+        assert decode_metadata(raw) == comparable_metadata(sources[key]), key
+    capsys.readouterr()
+    assert world.migrate("verify", "--mode", "deep") == 0, capsys.readouterr()
+    # verify compares decoded values: the boolean written in Python form ("True", what migrate used to write) is a difference.
+    damaged = {**encode_metadata(CORPUS), "flag": "True"}
+    head = world.s3.head_object(Bucket=world.dest, Key="copied/corpus.bin")
+    world.s3.copy_object(
+        Bucket=world.dest, Key="copied/corpus.bin", CopySource={"Bucket": world.dest, "Key": "copied/corpus.bin"},
+        Metadata=damaged, MetadataDirective="REPLACE", ContentType=head["ContentType"], CacheControl=head["CacheControl"],
+    )
+    assert world.migrate("verify", "--mode", "fast") == 3
+    assert "match 1, metadata-differs 1" in capsys.readouterr().out

@@ -267,7 +267,7 @@ class SupabaseStore(SourceStore):
             content_type=data.get("content_type"),
             cache_control=data.get("cache_control"),
             last_modified=parse_timestamp(data.get("last_modified")) or parse_timestamp(data.get("updated_at")),
-            user_metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+            user_metadata={str(k): v for k, v in (data.get("metadata") or {}).items()},  # JSON values as they are (migrate/metadata.py)
         )
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:

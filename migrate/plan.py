@@ -110,6 +110,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from migrate.checksums import CHECKSUM_SIZES, checksum_problem
 from migrate.errors import PlanError
 from migrate.filters import GlobError, format_size, glob_to_regex
 from migrate.redact import register_secret
@@ -140,7 +141,7 @@ SERVER_SIDE_ENCRYPTION: tuple[str, ...] = ("AES256", "aws:kms")
 ON_CONFLICT: tuple[str, ...] = ("skip", "overwrite", "fail")
 UNMATCHED: tuple[str, ...] = ("keep", "exclude")
 BUCKET_PREFIX: tuple[str, ...] = ("auto", "always", "never")
-CHECKSUM_ALGORITHMS: tuple[str, ...] = ("SHA256", "CRC64NVME")
+CHECKSUM_ALGORITHMS: tuple[str, ...] = tuple(CHECKSUM_SIZES)  # migrate/checksums.py: SHA256, CRC32, CRC32C, CRC64NVME
 VERIFY_MODES: tuple[str, ...] = ("fast", "deep")
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
@@ -1668,9 +1669,17 @@ class _Reader:
             part_size=part_size,
             multipart_threshold=threshold,
             max_attempts=self.integer(m, "max_attempts", default=5, minimum=1, maximum=100),
-            checksum_algorithm=str(self.choice(m, "checksum_algorithm", CHECKSUM_ALGORITHMS, default="SHA256")),
+            checksum_algorithm=self.checksum_algorithm(m),
             max_bandwidth=self.size(m, "max_bandwidth", minimum=64 * KiB, per_second=True),
         )
+
+    def checksum_algorithm(self, m: _Map) -> str:
+        """`transfer.checksum_algorithm`, refused here when this installation cannot compute it (with the fix)."""
+        algorithm = str(self.choice(m, "checksum_algorithm", CHECKSUM_ALGORITHMS, default="SHA256"))
+        problem = checksum_problem(algorithm)
+        if problem:
+            raise self.error(problem, m.value("checksum_algorithm"), m.path("checksum_algorithm"))
+        return algorithm
 
     def verify(self, top: _Map) -> VerifySettings:
         node = top.value("verify")

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import polars as pl
 
-from migrate.checksums import MIN_PART_SIZE, Digests, MiB, choose_part_size, composite_checksum, is_plain_md5
+from migrate.checksums import CHECKSUM_SIZES, MIN_PART_SIZE, Digests, MiB, choose_part_size, combine_part_checksums, full_object_algorithm, is_plain_md5
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
@@ -64,7 +64,8 @@ class TransferOptions:
     part_size: int = 16 * MiB
     multipart_threshold: int = 64 * MiB
     max_attempts: int = 5
-    # "SHA256", "CRC32" or "CRC64NVME" (needs awscrt); None sends Content-MD5 only.
+    # "SHA256", "CRC32", "CRC32C" or "CRC64NVME" (awscrt); None sends Content-MD5 only. Multipart
+    # objects carry a full-object CRC instead of SHA-256 (see `full_object_algorithm`).
     checksum_algorithm: str | None = "SHA256"
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
@@ -83,8 +84,8 @@ class TransferOptions:
             raise UserInputError(f"transfer.part_size must be at least 5 MiB (S3's minimum part size), got {self.part_size}")
         if self.on_conflict not in CONFLICT_POLICIES:
             raise UserInputError(f"destination.on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
-        if self.checksum_algorithm not in (None, "SHA256", "CRC32", "CRC64NVME"):
-            raise UserInputError("transfer.checksum_algorithm must be SHA256, CRC32 or CRC64NVME")
+        if self.checksum_algorithm is not None and self.checksum_algorithm not in CHECKSUM_SIZES:
+            raise UserInputError(f"transfer.checksum_algorithm must be one of {', '.join(CHECKSUM_SIZES)}")
 
     @property
     def memory_budget(self) -> int:
@@ -255,6 +256,8 @@ class Transfer:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="migrate-transfer")
         self._futures: set[Future[None]] = set()
         self.conditional_writes = False
+        # Multipart uploads carry a full-object CRC (the plan's, or CRC64NVME for SHA256).
+        self.part_algorithm = full_object_algorithm(options.checksum_algorithm)
         # Objects whose upload vanished (NoSuchUpload): restarted once, from the submitting thread.
         self._restart: list[tuple[ObjectRecord, bool]] = []
         self._restarted: set[tuple[str, str]] = set()
@@ -452,7 +455,8 @@ class Transfer:
                     lambda: self.destination.create_multipart_upload(
                         record.dest_bucket,  # type: ignore[arg-type]
                         record.dest_key,  # type: ignore[arg-type]
-                        checksum_algorithm=self.options.checksum_algorithm,
+                        checksum_algorithm=self.part_algorithm,
+                        full_object=self.part_algorithm is not None,
                         **self._write_args(record, None),
                     ),
                     record,
@@ -462,7 +466,7 @@ class Transfer:
             self._record_failure(record, err, keep_upload=upload_id is not None)
             return
         assert upload_id is not None
-        job = _MultipartJob(record, upload_id, part_size, completed, self.options.checksum_algorithm)
+        job = _MultipartJob(record, upload_id, part_size, completed, self.part_algorithm)
         with self._lock:
             self.result.resumed_parts += job.resumed_parts
         if completed:
@@ -544,7 +548,7 @@ class Transfer:
         info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
         if record.source_etag and info.etag and info.etag != record.source_etag:
             raise SourceChanged(f"{record.source_bucket}/{record.source_key}: changed at the source since the plan (eTag differs); run `migrate plan` again")
-        digests = Digests(self.options.checksum_algorithm, md5=self.options.checksum_algorithm is None)
+        digests = Digests(self.part_algorithm, md5=self.part_algorithm is None)
         # One buffer of the right size: no regrowth copies while the part arrives.
         body = bytearray(length)
         view = memoryview(body)
@@ -569,17 +573,22 @@ class Transfer:
                 self._abort(job)
                 raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}); rerun `migrate run` to copy it again")
             parts = sorted(job.completed.values(), key=lambda p: p.part_number)
-            algorithm = self.options.checksum_algorithm
+            algorithm = self.part_algorithm
             payload = []
             for part in parts:
                 entry: dict[str, Any] = {"PartNumber": part.part_number, "ETag": f'"{part.etag}"'}
                 if algorithm and part.checksum:
                     entry[f"Checksum{algorithm}"] = part.checksum
                 payload.append(entry)
+            # The whole object's CRC, combined from the part CRCs (no re-read, also after a resume):
+            # S3 checks it on completion and stores it, so fast verify compares the object as a whole.
+            full: tuple[str, str] | None = None
+            if algorithm and all(p.checksum for p in parts):
+                full = (algorithm, combine_part_checksums(algorithm, [(p.checksum, p.size) for p in parts]))  # type: ignore[misc]
             conditional = not owned and self.options.on_conflict != "overwrite"
             etag = self._retry(
                 lambda: self.destination.complete_multipart_upload(
-                    record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional  # type: ignore[arg-type]
+                    record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional, full_object_checksum=full  # type: ignore[arg-type]
                 ),
                 record,
             )
@@ -596,13 +605,12 @@ class Transfer:
         except BaseException as err:  # noqa: BLE001
             self._record_failure(record, err, keep_upload=not isinstance(err, IntegrityError))
             return
-        checksums = [p.checksum for p in parts if p.checksum]
         self.journal.done(
             record,
             sha256=job.whole.sha256.hexdigest() if job.whole else None,
             md5=md5_hex,
             dest_etag=etag,
-            dest_checksum=composite_checksum(checksums) if algorithm == "SHA256" and len(checksums) == len(parts) else None,
+            dest_checksum=full[1] if full else None,
             checksum_algorithm=algorithm,
         )
         with self._lock:

@@ -495,3 +495,26 @@ def test_an_upload_that_vanishes_mid_run_is_restarted_once(seaweed: Any, buckets
     assert result.failures == [] and result.copied == 1 and result.restarted_uploads == 1
     _assert_copied(seaweed, dest, data)
     assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "CRC32", "CRC32C", "CRC64NVME"])
+def test_every_named_checksum_works_and_multipart_gets_a_full_object_crc(
+    seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, algorithm: str
+) -> None:
+    """Each checksum a plan may name is sent and checked; a multipart object carries one whole-object CRC S3 checked and stores."""
+    from migrate.checksums import Digests, full_object_algorithm
+
+    source, dest = buckets
+    data = _seed(seaweed, source, {"small": 1000, "multi": 2 * PART + 99})
+    store = _store(seaweed)
+    result = transfer_objects(_records(store, source, dest), source=store, destination=store, journal=journal, options=_options(checksum_algorithm=algorithm))
+    assert result.failures == [] and result.copied == 2
+    client = seaweed.client()
+    for key, expected_algorithm in (("small", algorithm), ("multi", full_object_algorithm(algorithm))):
+        whole = Digests(expected_algorithm, md5=False)
+        whole.update(data[key])
+        head = client.head_object(Bucket=dest, Key="moved/" + key, ChecksumMode="ENABLED")
+        assert head[f"Checksum{expected_algorithm}"] == whole.s3_checksum()[1], key  # type: ignore[index]
+        if key == "multi":
+            assert head["ChecksumType"] == "FULL_OBJECT"
+            assert journal.rows([(source, key)])[(source, key)].dest_checksum == whole.s3_checksum()[1]  # type: ignore[index]

@@ -485,10 +485,15 @@ class S3Store(SourceStore):
         )
         return _unquote(response.get("ETag")) or ""
 
-    def create_multipart_upload(self, bucket: str, key: str, *, checksum_algorithm: str | None = None, **write_args: Any) -> str:
+    def create_multipart_upload(
+        self, bucket: str, key: str, *, checksum_algorithm: str | None = None, full_object: bool = False, **write_args: Any
+    ) -> str:
+        """Start an upload; `full_object` asks S3 to check and store one whole-object CRC (`ChecksumType=FULL_OBJECT`)."""
         args = write_settings(as_headers=False, **write_args)
         if checksum_algorithm:
             args["ChecksumAlgorithm"] = checksum_algorithm
+            if full_object:
+                args["ChecksumType"] = "FULL_OBJECT"
         try:
             response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)
         except HeaderRefused as err:
@@ -555,11 +560,22 @@ class S3Store(SourceStore):
                 return parts
 
     def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[dict[str, Any]],
+        *,
+        if_none_match: bool = False,
+        full_object_checksum: tuple[str, str] | None = None,
     ) -> str:
+        """Complete an upload; with `full_object_checksum` (algorithm, base64) S3 checks the whole object against it."""
         args: dict[str, Any] = {}
         if if_none_match:
             args["IfNoneMatch"] = "*"
+        if full_object_checksum:
+            args["ChecksumType"] = "FULL_OBJECT"
+            args[f"Checksum{full_object_checksum[0]}"] = full_object_checksum[1]
         response = self._call(
             f"s3://{bucket}/{key}",
             "complete_multipart_upload",

@@ -263,11 +263,15 @@ class RuleMetadata:
     content_disposition: str | None = None
     storage_class: str | None = None
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    # SSE for the rule's objects, overriding destination.server_side_encryption/kms_key_id.
+    server_side_encryption: str | None = None
+    kms_key_id: str | None = None
 
     @property
     def is_empty(self) -> bool:
         return not (
             self.content_type or self.cache_control or self.content_disposition or self.storage_class or self.metadata
+            or self.server_side_encryption
         )
 
 
@@ -1352,20 +1356,7 @@ class _Reader:
         else:
             bucket_prefix = mode == "always"
         storage_class = self.choice(m, "storage_class", STORAGE_CLASSES, default=None)
-        sse = self.choice(m, "server_side_encryption", SERVER_SIDE_ENCRYPTION, default=None)
-        kms_key_id = self.string(m, "kms_key_id")
-        if sse == "aws:kms" and kms_key_id is None:
-            raise self.error(
-                "aws:kms needs destination.kms_key_id (a key id, key ARN or alias/NAME)",
-                m.value("server_side_encryption"),
-                m.path("server_side_encryption"),
-            )
-        if kms_key_id is not None and sse != "aws:kms":
-            raise self.error(
-                "kms_key_id is only used with server_side_encryption: aws:kms",
-                m.value("kms_key_id"),
-                m.path("kms_key_id"),
-            )
+        sse, kms_key_id = self.encryption(m, "destination.")
         on_conflict = self.choice(m, "on_conflict", ON_CONFLICT, default="skip")
         return Destination(
             bucket=bucket,
@@ -1439,6 +1430,8 @@ class _Reader:
                 "content_disposition",
                 "storage_class",
                 "metadata",
+                "server_side_encryption",
+                "kms_key_id",
             )
         )
         name = self.string(m, "name", required=True, hint="give the rule a name; it is recorded in the manifest")
@@ -1518,13 +1511,34 @@ class _Reader:
                 )
             headers[header] = value.strip() if value else None
         storage_class = self.choice(m, "storage_class", STORAGE_CLASSES, default=None)
+        sse, kms_key_id = self.encryption(m, "rules[].")
         return RuleMetadata(
             content_type=content_type,
             cache_control=headers["cache_control"],
             content_disposition=headers["content_disposition"],
             storage_class=storage_class,
             metadata=self.user_metadata(m),
+            server_side_encryption=sse,
+            kms_key_id=kms_key_id,
         )
+
+    def encryption(self, m: _Map, where: str) -> tuple[str | None, str | None]:
+        """`server_side_encryption` and `kms_key_id` of a mapping (the destination's or a rule's), checked together."""
+        sse = self.choice(m, "server_side_encryption", SERVER_SIDE_ENCRYPTION, default=None)
+        kms_key_id = self.string(m, "kms_key_id")
+        if sse == "aws:kms" and kms_key_id is None:
+            raise self.error(
+                f"aws:kms needs {where}kms_key_id (a key id, key ARN or alias/NAME)",
+                m.value("server_side_encryption"),
+                m.path("server_side_encryption"),
+            )
+        if kms_key_id is not None and sse != "aws:kms":
+            raise self.error(
+                "kms_key_id is only used with server_side_encryption: aws:kms",
+                m.value("kms_key_id"),
+                m.path("kms_key_id"),
+            )
+        return sse, kms_key_id
 
     def user_metadata(self, m: _Map) -> dict[str, str]:
         node = m.value("metadata")

@@ -35,11 +35,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import polars as pl
 
 from migrate.checksums import CHECKSUM_SIZES, MIN_PART_SIZE, Digests, MiB, choose_part_size, combine_part_checksums, full_object_algorithm, is_plain_md5
+from migrate.encryption import Encryption, EncryptionSettings
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
@@ -69,6 +70,8 @@ class TransferOptions:
     checksum_algorithm: str | None = "SHA256"
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    # Per-rule SSE overrides (rule name -> (sse, kms key)); the two fields above are the default.
+    encryption_by_rule: Mapping[str, Encryption] = field(default_factory=dict)
     on_conflict: str = "skip"
     # Whether the destination honours If-None-Match: * (then skip/fail need no
     # HEAD before each write). None: find out with one probe per run.
@@ -86,6 +89,10 @@ class TransferOptions:
             raise UserInputError(f"destination.on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
         if self.checksum_algorithm is not None and self.checksum_algorithm not in CHECKSUM_SIZES:
             raise UserInputError(f"transfer.checksum_algorithm must be one of {', '.join(CHECKSUM_SIZES)}")
+
+    def encryption_for(self, rule: str | None) -> Encryption:
+        """(sse, kms key id) for an object matched by `rule`: the rule's, else the destination's."""
+        return EncryptionSettings((self.server_side_encryption, self.kms_key_id), self.encryption_by_rule).for_rule(rule)
 
     @property
     def memory_budget(self) -> int:
@@ -328,8 +335,8 @@ class Transfer:
             "content_disposition": record.content_disposition,
             "metadata": record.user_metadata,
             "storage_class": record.storage_class,
-            "sse": self.options.server_side_encryption,
-            "kms_key_id": self.options.kms_key_id,
+            "sse": self.options.encryption_for(record.rule)[0],
+            "kms_key_id": self.options.encryption_for(record.rule)[1],
         }
 
     def _conflict_check(self, record: ObjectRecord, owned: bool) -> bool:
@@ -718,7 +725,8 @@ class Transfer:
     def _decide(self, record: ObjectRecord, previous: JournalRow | None, open_uploads: dict[tuple[str, str], JournalRow]) -> "_Work | None":
         """What to do with one record: None when an earlier run already migrated it as it is now."""
         self.result.planned += 1
-        fingerprint = record_fingerprint(record, sse=self.options.server_side_encryption, kms_key_id=self.options.kms_key_id)
+        sse, kms_key_id = self.options.encryption_for(record.rule)
+        fingerprint = record_fingerprint(record, sse=sse, kms_key_id=kms_key_id)
         if previous is not None and previous.state in (STATE_DONE, STATE_SKIPPED) and previous.fingerprint == fingerprint:
             self.result.already_done += 1
             self.progress.advance(objects=1, bytes_done=record.size)
@@ -877,6 +885,7 @@ def run_migration(
             checksum_algorithm=plan.transfer.checksum_algorithm,
             server_side_encryption=plan.destination.server_side_encryption,
             kms_key_id=plan.destination.kms_key_id,
+            encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
             on_conflict=plan.destination.on_conflict,
         )
         copies = manifest.filter(pl.col("action") == "copy")

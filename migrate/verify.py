@@ -53,13 +53,14 @@ import logging
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import polars as pl
 
+from migrate.encryption import EncryptionSettings
 from migrate.errors import FatalError, Interrupted, MigrateError, ObjectNotFound, ServiceUnavailable, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_FAILED, STATE_IN_PROGRESS, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
@@ -111,7 +112,12 @@ class VerifyOptions:
     max_attempts: int = 5
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    # Per-rule SSE overrides (rule name -> (sse, kms key)), as `run` applied them.
+    encryption_by_rule: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     expect_prefixes: tuple[tuple[str, str], ...] = ()
+
+    def encryption_for(self, rule: str | None) -> tuple[str | None, str | None]:
+        return EncryptionSettings((self.server_side_encryption, self.kms_key_id), self.encryption_by_rule).for_rule(rule)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -262,7 +268,8 @@ def _journal_usable(record: ObjectRecord, row: JournalRow | None, options: Verif
     if row is None:
         return None, ""
     if row.state == STATE_DONE:
-        fingerprint = record_fingerprint(record, sse=options.server_side_encryption, kms_key_id=options.kms_key_id)
+        sse, kms_key_id = options.encryption_for(record.rule)
+        fingerprint = record_fingerprint(record, sse=sse, kms_key_id=kms_key_id)
         if row.fingerprint == fingerprint:
             return row, ""
         return None, "the journal row is from an earlier plan of this object"
@@ -571,8 +578,8 @@ class _Audit:
                 record,
                 dest,
                 expected_content_type=record.content_type,
-                server_side_encryption=self.options.server_side_encryption,
-                kms_key_id=self.options.kms_key_id,
+                server_side_encryption=self.options.encryption_for(record.rule)[0],
+                kms_key_id=self.options.encryption_for(record.rule)[1],
             )
             if copied
             else ({}, {})
@@ -623,8 +630,8 @@ class _Audit:
                 dest,
                 # What `run` sends: the record's type, else the source's, else the S3 default.
                 expected_content_type=record.content_type or source.content_type or "application/octet-stream",
-                server_side_encryption=self.options.server_side_encryption,
-                kms_key_id=self.options.kms_key_id,
+                server_side_encryption=self.options.encryption_for(record.rule)[0],
+                kms_key_id=self.options.encryption_for(record.rule)[1],
             )
             if copied
             else ({}, {})
@@ -964,6 +971,7 @@ def verify_plan(
         max_attempts=plan.transfer.max_attempts,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
     )
     source = open_source(plan, concurrency=options.concurrency, fetch_user_metadata=False)

@@ -62,9 +62,15 @@ class PlanResult:
         return int(self.summary["actions"].get(Action.INVALID_KEY.value, {}).get("objects", 0))
 
     @property
+    def unwritable(self) -> int:
+        """Objects S3 cannot hold as they are (invalid key or user metadata); `run` refuses until they are excluded."""
+        actions = self.summary["actions"]
+        return sum(int(actions.get(a.value, {}).get("objects", 0)) for a in (Action.INVALID_KEY, Action.INVALID_METADATA))
+
+    @property
     def runnable(self) -> bool:
-        """A plan with collisions must not run: two sources would fight over one key."""
-        return self.collisions == 0
+        """A plan with collisions must not run (two sources would fight over one key), nor one with unwritable objects."""
+        return self.collisions == 0 and self.unwritable == 0
 
     def summary_text(self) -> str:
         return render_summary_text(self.summary)

@@ -45,6 +45,8 @@ from migrate.estimate import human_size
 # -- statuses ---------------------------------------------------------------
 MATCH = "match"
 MISSING = "missing"
+# Planned but not writable to S3 as it is (invalid key or metadata): not migrated, so the audit is INCOMPLETE.
+NOT_MIGRATED = "not-migrated"
 SIZE_DIFFERS = "size-differs"
 CHECKSUM_DIFFERS = "checksum-differs"
 METADATA_DIFFERS = "metadata-differs"
@@ -55,7 +57,7 @@ STORAGE_ONLY = "storage-only"
 CATALOG_DIFFERS = "catalog-differs"
 
 #: Outcomes of checking the migration, most severe first after `match`.
-VERIFY_STATUSES: tuple[str, ...] = (MATCH, ERROR, MISSING, SIZE_DIFFERS, CHECKSUM_DIFFERS, METADATA_DIFFERS, UNEXPECTED)
+VERIFY_STATUSES: tuple[str, ...] = (MATCH, ERROR, MISSING, NOT_MIGRATED, SIZE_DIFFERS, CHECKSUM_DIFFERS, METADATA_DIFFERS, UNEXPECTED)
 #: Outcomes of the Supabase catalog cross-check (pre-existing state of the source).
 CATALOG_STATUSES: tuple[str, ...] = (CATALOG_ONLY, STORAGE_ONLY, CATALOG_DIFFERS)
 STATUSES: tuple[str, ...] = VERIFY_STATUSES + CATALOG_STATUSES
@@ -66,6 +68,7 @@ STATUS_MEANINGS: dict[str, str] = {
     MATCH: "at the destination with the planned size, checksum and metadata",
     ERROR: "could not be checked (the detail says why)",
     MISSING: "not at the destination",
+    NOT_MIGRATED: "planned, but S3 cannot hold it as it is (invalid key or user metadata); exclude it or fix it at the source",
     SIZE_DIFFERS: "at the destination with a different size",
     CHECKSUM_DIFFERS: "same size, different bytes",
     METADATA_DIFFERS: "same bytes, but Content-Type, Cache-Control, user metadata, storage class or encryption not as planned",

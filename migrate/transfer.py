@@ -595,7 +595,7 @@ class Transfer:
             conditional = not owned and self.options.on_conflict != "overwrite"
             etag = self._retry(
                 lambda: self.destination.complete_multipart_upload(
-                    record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional, full_object_checksum=full  # type: ignore[arg-type]
+                    record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional, full_object_checksum=full, expected_size=record.size  # type: ignore[arg-type]
                 ),
                 record,
             )
@@ -875,6 +875,14 @@ def run_migration(
             raise UserInputError(
                 f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
                 "fix the rules (see the plan summary) and run `migrate plan` again"
+            )
+        unwritable = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"]))
+        if unwritable.height:
+            first = unwritable.row(0, named=True)
+            raise UserInputError(
+                f"{plan.path or plan.name}: {unwritable.height} planned objects cannot be written to S3 as they are "
+                f"(first: {first['source_bucket']}/{first['source_key']}: {first['reason']}); "
+                "exclude them with filters.exclude (or a rule with exclude: true), or fix them at the source, and run `migrate plan` again"
             )
         destination.check_bucket(plan.destination.bucket)
         options = TransferOptions(

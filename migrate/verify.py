@@ -66,6 +66,7 @@ from migrate.journal import STATE_DONE, STATE_FAILED, STATE_IN_PROGRESS, STATE_S
 from migrate.progress import NullProgress, Progress
 from migrate.records import Action, ObjectRecord
 from migrate.report import (
+    NOT_MIGRATED,
     CATALOG_DIFFERS,
     CATALOG_ONLY,
     CHECKSUM_DIFFERS,
@@ -90,6 +91,9 @@ log = logging.getLogger(__name__)
 
 #: Manifest actions whose objects must be at the destination.
 VERIFIED_ACTIONS: tuple[str, ...] = (Action.COPY.value, Action.SKIP_EXISTING.value)
+#: Planned objects S3 cannot hold as they are: reported `not-migrated` until the plan excludes them.
+UNWRITABLE_ACTIONS: tuple[str, ...] = (Action.INVALID_KEY.value, Action.INVALID_METADATA.value)
+UNWRITABLE_FIX = "not migrated: exclude it with filters.exclude (or a rule with exclude: true), or fix it at the source, then plan again"
 MODES = ("fast", "deep")
 
 _JOURNAL_BATCH = 400
@@ -434,6 +438,10 @@ class _Audit:
             if record.action in VERIFIED_ACTIONS:
                 counter["population"] += 1
                 yield seq, record
+            elif record.action in UNWRITABLE_ACTIONS:
+                # Planned, but S3 cannot hold it as it is: not migrated, and the audit says so.
+                counter["population"] += 1
+                self.sink.add(seq, _record_row(record, self.options.mode, status=NOT_MIGRATED, detail=f"{record.reason}; {UNWRITABLE_FIX}"))
             else:
                 counter["not_verified"] += 1
 

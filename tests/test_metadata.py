@@ -115,12 +115,20 @@ def test_json_user_metadata_migrates_and_verifies_decoded(
         )
         assert response.status_code == 200, response.text
 
-    world.migrate("plan")
+    rules = '\n  - name: all\n    match: "{file**}"\n    to: "copied/{file}"\n'
+    # A key S3 cannot carry: plan reports it (exit 3), run refuses, until the user excludes it.
+    assert world.migrate("plan") == 3
     manifest = next((tmp_path / "state").rglob("manifest.parquet"))
     import polars as pl
 
     actions = dict(pl.read_parquet(manifest).select("source_key", "action").iter_rows())
     assert actions == {"zurich.txt": "copy", "corpus.bin": "copy", "bad-key.txt": "invalid-metadata"}
+    assert "1 objects cannot be written to S3 as they are" in capsys.readouterr().err
+    assert world.migrate("run") == 2
+    assert "1 planned objects cannot be written to S3 as they are (first: " in capsys.readouterr().err
+    assert world.s3.list_objects_v2(Bucket=world.dest)["KeyCount"] == 0
+    world.write_plan(rules=rules, extra="filters:\n  exclude: ['bad-key.txt']\n")
+    assert world.migrate("plan") == 0
     assert world.migrate("run") == 0, capsys.readouterr()
     for key in ("zurich.txt", "corpus.bin"):
         raw = world.s3.head_object(Bucket=world.dest, Key=f"copied/{key}")["Metadata"]
@@ -136,3 +144,9 @@ def test_json_user_metadata_migrates_and_verifies_decoded(
     )
     assert world.migrate("verify", "--mode", "fast") == 3
     assert "match 1, metadata-differs 1" in capsys.readouterr().out
+    # Without the exclusion, verify counts the unwritable object as not migrated.
+    world.write_plan(rules=rules)
+    assert world.migrate("plan") == 3
+    capsys.readouterr()
+    assert world.migrate("verify", "--mode", "fast") == 3
+    assert "not-migrated 1" in capsys.readouterr().out

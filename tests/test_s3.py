@@ -14,7 +14,7 @@ from migrate.errors import ObjectError
 from migrate.metadata import decode_metadata
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stack.seaweed import SeaweedServer
-from migrate.stores.s3 import LIST_PAGE_SIZE, HeaderRefused, S3Location, S3Store, _NO_SETTINGS, write_settings
+from migrate.stores.s3 import LIST_PAGE_SIZE, FolderKeyRefused, HeaderRefused, S3Location, S3Store, _NO_SETTINGS, write_settings
 
 from tests.test_metadata import CORPUS
 
@@ -125,3 +125,15 @@ def test_sse_kms_headers_sent() -> None:
     assert write_settings(as_headers=False, **settings) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "arn:aws:kms:eu-west-1:111122223333:key/abcd"}
     # AES256 carries no key id even when one is configured.
     assert write_settings(as_headers=True, **{**settings, "sse": "AES256"}) == {"x-amz-server-side-encryption": "AES256"}
+
+
+def test_a_key_ending_in_slash_with_bytes_is_never_left_as_zero_bytes(seaweed: SeaweedServer, s3_client: Any, s3_bucket: str) -> None:
+    """SeaweedFS keeps `folder/` as an empty folder whatever the body; AWS S3 keeps the bytes. Either the bytes arrive or the write fails and is undone."""
+    store = _store(seaweed)
+    body = b"bytes of a key that ends in a slash"
+    with pytest.raises(FolderKeyRefused, match=r"s3://.*/folder/: the destination kept 0 of 35 bytes for this key ending in '/'"):
+        store.put_object(s3_bucket, "folder/", body, content_md5=hashlib.md5(body).digest(), **_NO_SETTINGS)
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=s3_bucket)
+    # A real folder marker (0 bytes) is fine, as is any other key.
+    store.put_object(s3_bucket, "empty-folder/", b"", content_md5=hashlib.md5(b"").digest(), **_NO_SETTINGS)
+    assert store.head(s3_bucket, "empty-folder/") is not None

@@ -54,6 +54,10 @@ class HeaderRefused(ObjectError):
     """The destination refused a header of the write (a per-object failure; the message names the header)."""
 
 
+class FolderKeyRefused(ObjectError):
+    """The destination did not keep the bytes of a key ending in "/" (it made a folder of it)."""
+
+
 class UploadGone(ObjectError):
     """A multipart upload recorded in the journal no longer exists at the destination."""
 
@@ -443,9 +447,28 @@ class S3Store(SourceStore):
     ) -> str:
         """PUT a whole object from memory; the server checks Content-MD5 (and the checksum). Returns the ETag."""
         try:
-            return self._put_object(bucket, key, body, content_md5=content_md5, checksum=checksum, if_none_match=if_none_match, sha256_hex=sha256_hex, **write_args)
+            etag = self._put_object(bucket, key, body, content_md5=content_md5, checksum=checksum, if_none_match=if_none_match, sha256_hex=sha256_hex, **write_args)
         except HeaderRefused as err:
             raise _naming_headers(err, write_args) from err
+        self._check_folder_key(bucket, key, len(body))
+        return etag
+
+    def _check_folder_key(self, bucket: str, key: str, size: int) -> None:
+        """A key ending in "/" with bytes is an object; some servers (SeaweedFS) keep it as an empty folder.
+
+        Such a write is undone and failed with the reason, never left as 0 bytes.
+        """
+        if not key.endswith("/") or size == 0:
+            return
+        stored = call_with_retries(lambda: self.head(bucket, key), max_attempts=self.max_attempts)
+        if stored is not None and stored.size == size:
+            return
+        if stored is not None:
+            self._call_retrying(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+        raise FolderKeyRefused(
+            f"s3://{bucket}/{key}: the destination kept {stored.size if stored else 'none'} of {size} bytes for this key ending in '/' "
+            "(it treats such keys as folders); map it to another key with a rule, or exclude it"
+        )
 
     def _put_object(
         self,
@@ -568,8 +591,12 @@ class S3Store(SourceStore):
         *,
         if_none_match: bool = False,
         full_object_checksum: tuple[str, str] | None = None,
+        expected_size: int | None = None,
     ) -> str:
-        """Complete an upload; with `full_object_checksum` (algorithm, base64) S3 checks the whole object against it."""
+        """Complete an upload; with `full_object_checksum` (algorithm, base64) S3 checks the whole object against it.
+
+        `expected_size` lets a key ending in "/" be checked for servers that keep it as an empty folder.
+        """
         args: dict[str, Any] = {}
         if if_none_match:
             args["IfNoneMatch"] = "*"
@@ -585,6 +612,8 @@ class S3Store(SourceStore):
             MultipartUpload={"Parts": parts},
             **args,
         )
+        if expected_size is not None:
+            self._check_folder_key(bucket, key, expected_size)
         return _unquote(response.get("ETag")) or ""
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

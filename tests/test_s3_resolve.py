@@ -16,6 +16,7 @@ for the wrong region.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import http.client
@@ -191,10 +192,15 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
-def _serve(handler: type[socketserver.BaseRequestHandler]) -> tuple[_Server, int]:
-    server = _Server(("127.0.0.1", 0), handler)
+@contextlib.contextmanager
+def _serving(server: socketserver.BaseServer) -> Iterator[int]:
+    """Serve on a thread; yield the port; stop and close it after."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
+    try:
+        yield int(server.server_address[1])  # type: ignore[index]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -214,12 +220,8 @@ def tls_endpoint(seaweed: SeaweedServer, tmp_path: Path) -> Iterator[tuple[str, 
             upstream = socket.create_connection((backend.hostname, backend.port))
             _pipe(client, upstream)
 
-    server, port = _serve(Terminator)
-    try:
+    with _serving(_Server(("127.0.0.1", 0), Terminator)) as port:
         yield f"https://127.0.0.1:{port}", ca_path
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -243,12 +245,8 @@ def connect_proxy() -> Iterator[tuple[str, list[str]]]:
             self.wfile.flush()
             _pipe(self.connection, upstream)
 
-    server, port = _serve(Proxy)
-    try:
+    with _serving(_Server(("127.0.0.1", 0), Proxy)) as port:
         yield f"http://127.0.0.1:{port}", tunnels
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _store(endpoint: str, seaweed: SeaweedServer, **fields: Any) -> S3Store:
@@ -358,13 +356,8 @@ def region_front(seaweed: SeaweedServer) -> Iterator[tuple[str, list[tuple[str, 
 
         do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)) as port:
+        yield f"http://127.0.0.1:{port}", seen
 
 
 def test_a_301_permanent_redirect_is_followed_to_the_named_region(

@@ -518,3 +518,29 @@ def test_every_named_checksum_works_and_multipart_gets_a_full_object_crc(
         if key == "multi":
             assert head["ChecksumType"] == "FULL_OBJECT"
             assert journal.rows([(source, key)])[(source, key)].dest_checksum == whole.s3_checksum()[1]  # type: ignore[index]
+
+
+def test_an_upload_that_vanished_between_runs_starts_again_on_resume(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """Stopped after part 1, the upload aborted behind migrate's back: the next run's ListParts gets NoSuchUpload and starts the object afresh."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"big": 3 * PART + 5})
+    store = _store(seaweed)
+    client = seaweed.client()
+    stop = threading.Event()
+
+    class StopAfterOnePart(RecordingProgress):
+        def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
+            super().advance(objects=objects, bytes_done=bytes_done)
+            if self.bytes_done >= PART:
+                stop.set()
+
+    records = _records(store, source, dest)
+    first = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=StopAfterOnePart(), stop=stop)
+    assert first.copied == 0
+    uploads = client.list_multipart_uploads(Bucket=dest).get("Uploads", [])
+    assert len(uploads) == 1 and journal.open_uploads()
+    client.abort_multipart_upload(Bucket=dest, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"])
+    second = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1))
+    assert second.failures == [] and second.copied == 1 and second.resumed_parts == 0
+    _assert_copied(seaweed, dest, data)
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []

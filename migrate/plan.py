@@ -41,6 +41,7 @@ required)::
         cache_control: "public, max-age=31536000, immutable"
         content_disposition: attachment
         storage_class: STANDARD_IA
+        server_side_encryption: AES256   # per rule, like storage_class (kms_key_id with aws:kms)
         metadata: {origin: supabase}
       - name: drop-scratch
         match: "scratch/{rest**}"
@@ -57,7 +58,7 @@ required)::
     tiering:
       - {name: old, modified_before: 2024-01-01, storage_class: STANDARD_IA}
     transfer: {concurrency: 16, part_size: 16MiB, multipart_threshold: 64MiB,
-               max_attempts: 5, checksum_algorithm: SHA256, max_bandwidth: 100MB/s}
+               max_attempts: 5, checksum_algorithm: SHA256, max_bandwidth: 100MB/s}   # or CRC32, CRC32C, CRC64NVME
     verify: {mode: fast, concurrency: 16, sample: 1000}   # sample: 1000 objects or "5%"
     costs: {currency: USD, storage_per_gb_month: {STANDARD: 0.023}, put_per_1000: 0.005, get_per_1000: 0.0004}
 

@@ -92,8 +92,6 @@ class S3Resolution:
         return sink[-1]
 
     def _resolve(self, client: Any, bucket: str) -> BucketAddress:
-        if client is not self._client:
-            client.meta.events.register_first("before-send.s3", self._before_send)
         request = self.prepared(client, "head_object", Bucket=bucket, Key=PLACEHOLDER_KEY)
         url = urllib.parse.urlsplit(request.url)
         suffix = "/" + PLACEHOLDER_KEY
@@ -118,6 +116,7 @@ class S3Resolution:
             client = self._regional.get(region)
             if client is None:
                 client = self._regional[region] = self._client_for_region(region)
+                client.meta.events.register_first("before-send.s3", self._before_send)
         address = self._resolve(client, bucket)
         with self._lock:
             self._addresses[bucket] = address

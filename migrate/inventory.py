@@ -198,7 +198,7 @@ def render_summary_text(summary: dict[str, Any]) -> str:
         lines += ["", "Excluded, by reason:", ""]
         lines += [f"- {row['objects']} x {row['reason']}" for row in summary["excluded_reasons"]]
     if summary["problem_count"]:
-        lines += ["", f"Problems ({summary['problem_count']}, resolve collisions before `migrate run`):", ""]
+        lines += ["", f"Problems ({summary['problem_count']}, resolve them (fix the rules or exclude the objects) before `migrate run`):", ""]
         lines += [f"- {row['action']}: {row['source_bucket']}/{row['source_key']}: {row['reason']}" for row in summary["problems"][:50]]
     storage = ", ".join(f"{cls} {est['currency']} {cost:.2f}" for cls, cost in est["storage_cost_per_month"].items()) or "nothing"
     lines += [

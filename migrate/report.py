@@ -216,7 +216,7 @@ class VerificationReport:
     `population` is how many records were eligible for verification and
     `sample_size` how many were asked for (None: every one); `not_verified`
     counts manifest records whose action is not verified (excluded,
-    collision, invalid-key).
+    collision); invalid-key/invalid-metadata records are `not-migrated` rows.
     """
 
     frame: pl.DataFrame
@@ -358,7 +358,7 @@ class VerificationReport:
         if self.size_only_matches:
             facts.append(("matches by size only", f"{self.size_only_matches:,} (no checksum could be compared; run --mode deep)"))
         if self.not_verified:
-            facts.append(("records not verified", f"{self.not_verified:,} (action excluded, collision or invalid-key)"))
+            facts.append(("records not verified", f"{self.not_verified:,} (action excluded or collision)"))
         confidence = self.sample_confidence()
         if confidence is not None:
             facts.append(("sample", f"{confidence.describe()} (seed {self.seed})"))

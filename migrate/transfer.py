@@ -266,7 +266,7 @@ class Transfer:
         # Multipart uploads carry a full-object CRC (the plan's, or CRC64NVME for SHA256).
         self.part_algorithm = full_object_algorithm(options.checksum_algorithm)
         # Objects whose upload vanished (NoSuchUpload): restarted once, from the submitting thread.
-        self._restart: list[tuple[ObjectRecord, bool]] = []
+        self._restart: list[tuple[_MultipartJob, bool]] = []
         self._restarted: set[tuple[str, str]] = set()
 
     def _probe_conditional_writes(self, bucket: str) -> bool:
@@ -634,7 +634,7 @@ class Transfer:
             first = (record.source_bucket, record.source_key) not in self._restarted
             if first:
                 self._restarted.add((record.source_bucket, record.source_key))
-                self._restart.append((record, owned))
+                self._restart.append((job, owned))
         if first:
             log.info("the multipart upload of %s vanished at the destination; starting it again", record.dest_key)
         else:
@@ -647,10 +647,12 @@ class Transfer:
                 pending, self._restart = self._restart, []
             if not pending:
                 return
-            for record, owned in pending:
+            for job, owned in pending:
                 with self._lock:
                     self.result.restarted_uploads += 1
-                self.start_multipart(record, owned, None)
+                # The lost upload's parts were counted as progress; they are sent again.
+                self.progress.advance(bytes_done=-sum(part.size for part in job.completed.values()))
+                self.start_multipart(job.record, owned, None)
             self._drain(shutdown=False)
 
     def _abort(self, job: _MultipartJob) -> None:

@@ -490,8 +490,12 @@ def test_an_upload_that_vanishes_mid_run_is_restarted_once(seaweed: Any, buckets
     store = _store(seaweed)
     client = seaweed.client()
     flaky = _AbortsUploadMidRun(store, client, dest, "big")
-    result = transfer_objects(_records(store, source, dest), source=flaky, destination=store, journal=journal, options=_options(concurrency=1))  # type: ignore[arg-type]
+    progress = RecordingProgress()
+    result = transfer_objects(
+        _records(store, source, dest), source=flaky, destination=store, journal=journal, options=_options(concurrency=1), progress=progress  # type: ignore[arg-type]
+    )
     assert len(flaky.aborted) == 1
+    assert progress.bytes_done == len(data["big"])  # the lost part is not counted twice
     assert result.failures == [] and result.copied == 1 and result.restarted_uploads == 1
     _assert_copied(seaweed, dest, data)
     assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []

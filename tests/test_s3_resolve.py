@@ -309,6 +309,24 @@ def test_https_proxy_carries_both_paths_and_no_proxy_bypasses_it(
     assert len(tunnels) == before
 
 
+def _relay(handler: Any, host: str, port: int, path: str, payload: bytes) -> None:
+    """Send the handler's request to host:port and its answer back (a minimal reverse/forward proxy step)."""
+    conn = http.client.HTTPConnection(host, port, timeout=20)
+    headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("proxy-connection", "proxy-authorization")}
+    conn.request(handler.command, path, body=payload or None, headers=headers)
+    answer = conn.getresponse()
+    data = answer.read()
+    handler.send_response(answer.status)
+    for name, value in answer.getheaders():
+        if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)) if handler.command != "HEAD" else answer.getheader("Content-Length") or "0")
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+    conn.close()
+
+
 @pytest.fixture
 def region_front(seaweed: SeaweedServer) -> Iterator[tuple[str, list[tuple[str, int]]]]:
     """http://127.0.0.1:<port> in front of SeaweedFS: 301 PermanentRedirect unless signed for eu-west-1; (url, [(region, status)])."""
@@ -339,20 +357,7 @@ def region_front(seaweed: SeaweedServer) -> Iterator[tuple[str, list[tuple[str, 
                     self.wfile.write(body)
                 return
             seen.append((region, 200))
-            conn = http.client.HTTPConnection(backend.hostname, backend.port, timeout=20)
-            headers = {k: v for k, v in self.headers.items()}
-            conn.request(self.command, self.path, body=payload or None, headers=headers)
-            answer = conn.getresponse()
-            data = answer.read()
-            self.send_response(answer.status)
-            for name, value in answer.getheaders():
-                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)) if self.command != "HEAD" else answer.getheader("Content-Length") or "0")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            conn.close()
+            _relay(self, backend.hostname or "127.0.0.1", backend.port or 80, self.path, payload)
 
         do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 
@@ -372,3 +377,42 @@ def test_a_301_permanent_redirect_is_followed_to_the_named_region(
     info, chunks = store.open(s3_bucket, "moved.txt")
     assert b"".join(chunks) == body
     assert seen[2] == ("eu-west-1", 200)  # remembered: no second redirect
+
+
+@pytest.fixture
+def http_forward_proxy() -> Iterator[tuple[str, list[str]]]:
+    """A plain-HTTP forward proxy (absolute-form requests) on 127.0.0.1; (url, URLs it forwarded)."""
+    import http.server
+
+    forwarded: list[str] = []
+
+    class Forward(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _any(self) -> None:
+            target = urllib.parse.urlsplit(self.path)  # absolute form: http://host:port/path?query
+            forwarded.append(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            payload = self.rfile.read(length) if length else b""
+            path = target.path + (f"?{target.query}" if target.query else "")
+            _relay(self, target.hostname or "", target.port or 80, path, payload)
+
+        do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+    with _serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)) as port:
+        yield f"http://127.0.0.1:{port}", forwarded
+
+
+def test_http_proxy_forwards_both_paths_for_an_http_endpoint(
+    clean_aws_env: Path, monkeypatch: pytest.MonkeyPatch, seaweed: SeaweedServer, s3_bucket: str, http_forward_proxy: tuple[str, list[str]]
+) -> None:
+    proxy, forwarded = http_forward_proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    store = _store(seaweed.endpoint_url, seaweed)
+    _round_trip(store, s3_bucket, "forwarded.txt")
+    methods_seen = {url.split("?")[0] for url in forwarded}
+    assert f"{seaweed.endpoint_url}/{s3_bucket}/forwarded.txt" in methods_seen  # lean PUT and GET
+    assert any(url.startswith(f"{seaweed.endpoint_url}/{s3_bucket}?") or url.rstrip("/") == f"{seaweed.endpoint_url}/{s3_bucket}" for url in forwarded)  # boto3 listing

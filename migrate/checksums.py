@@ -78,6 +78,19 @@ def full_object_algorithm(algorithm: str | None) -> str | None:
     return algorithm if algorithm in FULL_OBJECT_ALGORITHMS else "CRC64NVME"
 
 
+def checksums_fit(algorithm: str | None, values: list[str | None]) -> bool:
+    """Whether recorded part checksums are `algorithm`'s (by digest size): parts of one upload must all use one."""
+    size = CHECKSUM_SIZES.get(algorithm or "")
+    for value in values:
+        try:
+            found = len(base64.b64decode(value, validate=True)) if value else None
+        except ValueError:
+            return False
+        if found != size:
+            return False
+    return True
+
+
 def combine_part_checksums(algorithm: str, parts: list[tuple[str, int]]) -> str:
     """The full-object CRC of the concatenated parts from each part's (base64 CRC, size), in part order.
 

@@ -39,7 +39,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import polars as pl
 
-from migrate.checksums import CHECKSUM_SIZES, MIN_PART_SIZE, Digests, MiB, choose_part_size, combine_part_checksums, full_object_algorithm, is_plain_md5
+from migrate.checksums import (
+    CHECKSUM_SIZES,
+    FULL_OBJECT_ALGORITHMS,
+    MIN_PART_SIZE,
+    Digests,
+    MiB,
+    checksums_fit,
+    choose_part_size,
+    combine_part_checksums,
+    full_object_algorithm,
+    is_plain_md5,
+)
 from migrate.encryption import Encryption, EncryptionSettings
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
@@ -463,7 +474,7 @@ class Transfer:
                         record.dest_bucket,  # type: ignore[arg-type]
                         record.dest_key,  # type: ignore[arg-type]
                         checksum_algorithm=self.part_algorithm,
-                        full_object=self.part_algorithm is not None,
+                        full_object=self.part_algorithm in FULL_OBJECT_ALGORITHMS,
                         **self._write_args(record, None),
                     ),
                     record,
@@ -499,6 +510,13 @@ class Transfer:
             self.journal.set_upload(record, None, None)
             return None, choose_part_size(record.size, self.options.part_size), {}
         local = self.journal.parts(previous.upload_id)
+        if not checksums_fit(self.part_algorithm, [part.checksum for part in local.values()]):
+            # Started by a version that sent another part checksum (SHA-256 composite): S3 would
+            # refuse the rest of the parts, so that upload is dropped and the object starts afresh.
+            self.destination.abort_multipart_upload(record.dest_bucket, record.dest_key, previous.upload_id)  # type: ignore[arg-type]
+            self.journal.forget_parts(previous.upload_id)
+            self.journal.set_upload(record, None, None)
+            return None, choose_part_size(record.size, self.options.part_size), {}
         agreed = {
             number: part
             for number, part in local.items()
@@ -590,7 +608,7 @@ class Transfer:
             # The whole object's CRC, combined from the part CRCs (no re-read, also after a resume):
             # S3 checks it on completion and stores it, so fast verify compares the object as a whole.
             full: tuple[str, str] | None = None
-            if algorithm and all(p.checksum for p in parts):
+            if algorithm in FULL_OBJECT_ALGORITHMS and all(p.checksum for p in parts):
                 full = (algorithm, combine_part_checksums(algorithm, [(p.checksum, p.size) for p in parts]))  # type: ignore[misc]
             conditional = not owned and self.options.on_conflict != "overwrite"
             etag = self._retry(

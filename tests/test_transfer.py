@@ -548,3 +548,34 @@ def test_an_upload_that_vanished_between_runs_starts_again_on_resume(seaweed: An
     assert second.failures == [] and second.copied == 1 and second.resumed_parts == 0
     _assert_copied(seaweed, dest, data)
     assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+
+
+def test_an_upload_begun_with_sha256_parts_is_started_afresh(
+    seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload an older version began with SHA-256 part checksums cannot take CRC parts: it is aborted and the object sent whole again."""
+    import migrate.transfer as transfer_module
+
+    source, dest = buckets
+    data = _seed(seaweed, source, {"big": 3 * PART + 5})
+    store = _store(seaweed)
+    client = seaweed.client()
+    stop = threading.Event()
+
+    class StopAfterOnePart(RecordingProgress):
+        def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
+            super().advance(objects=objects, bytes_done=bytes_done)
+            if self.bytes_done >= PART:
+                stop.set()
+
+    records = _records(store, source, dest)
+    with monkeypatch.context() as patch:  # the old behaviour: SHA-256 part checksums, composite
+        patch.setattr(transfer_module, "full_object_algorithm", lambda algorithm: algorithm)
+        transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=StopAfterOnePart(), stop=stop)
+    old = client.list_multipart_uploads(Bucket=dest).get("Uploads", [])
+    assert len(old) == 1
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1))
+    assert result.failures == [] and result.copied == 1 and result.resumed_parts == 0
+    _assert_copied(seaweed, dest, data)
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+    assert client.head_object(Bucket=dest, Key="moved/big", ChecksumMode="ENABLED").get("ChecksumType") == "FULL_OBJECT"

@@ -57,3 +57,13 @@ def test_without_awscrt_the_plan_names_the_fix(monkeypatch: pytest.MonkeyPatch, 
     )
     with pytest.raises(PlanError, match=r"p.yaml:6: transfer.checksum_algorithm: .*needs the awscrt package.*pip install awscrt, or use SHA256"):
         load_plan(plan)
+
+
+def test_checksums_fit_tells_part_algorithms_apart() -> None:
+    from migrate.checksums import checksums_fit
+
+    sha = base64.b64encode(bytes(32)).decode()
+    crc64 = base64.b64encode(bytes(8)).decode()
+    assert checksums_fit("CRC64NVME", [crc64, crc64]) and checksums_fit("CRC64NVME", [])
+    assert not checksums_fit("CRC64NVME", [sha]) and not checksums_fit("CRC64NVME", [None]) and not checksums_fit("CRC64NVME", ["not base64!"])
+    assert checksums_fit(None, [None])

@@ -138,6 +138,12 @@ class Digests:
         return None
 
 
+def multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a completed multipart upload: MD5 of the parts' binary MD5s, then "-N"."""
+    joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"
+
+
 def choose_part_size(size: int, part_size: int) -> int:
     """The configured part size, grown (to whole MiB) when the object would need more than 10,000 parts."""
     if math.ceil(size / part_size) <= MAX_PARTS:

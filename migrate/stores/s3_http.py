@@ -208,9 +208,7 @@ class S3HttpClient:
         prepared = self.prepare(method, bucket, key, query=query, headers=headers, payload_hash=payload_hash)
         response = self._send(prepared, body, what)
         if response.status >= 300:
-            payload = response.read()
-            if response.will_close:
-                self._drop(prepared.address)
+            payload = self._error_body(response, prepared.address, what)
             region = response.getheader("x-amz-bucket-region")
             if response.status in (301, 400) and region and region != prepared.address.region:
                 # The bucket is in another region (301 PermanentRedirect, or a
@@ -221,11 +219,21 @@ class S3HttpClient:
                 response = self._send(prepared, body, what)
                 if response.status < 300:
                     return response, prepared.address
-                payload = response.read()
-                if response.will_close:
-                    self._drop(prepared.address)
+                payload = self._error_body(response, prepared.address, what)
             raise self._translate(_client_error(response, payload, method), what)
         return response, prepared.address
+
+    def _error_body(self, response: http.client.HTTPResponse, address: BucketAddress, what: str) -> bytes:
+        """Read an error answer's body; leave the connection reusable only when that is safe."""
+        try:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            # A truncated error body is a connection fault like any other: retried, never "unexpected IncompleteRead".
+            self._drop(address)
+            raise TransientError(f"{what}: S3 error answer cut off (HTTP {response.status}, {type(err).__name__})") from err
+        if response.will_close:
+            self._drop(address)
+        return payload
 
     def _send(self, prepared: PreparedRequest, body: Any, what: str) -> http.client.HTTPResponse:
         address = prepared.address

@@ -524,22 +524,32 @@ def test_every_named_checksum_works_and_multipart_gets_a_full_object_crc(
             assert journal.rows([(source, key)])[(source, key)].dest_checksum == whole.s3_checksum()[1]  # type: ignore[index]
 
 
-def test_an_upload_that_vanished_between_runs_starts_again_on_resume(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
-    """Stopped after part 1, the upload aborted behind migrate's back: the next run's ListParts gets NoSuchUpload and starts the object afresh."""
+class _StopAfterOnePart(RecordingProgress):
+    """Sets `stop` once one part's bytes have moved: the run ends with its upload open."""
+
+    def __init__(self, stop: threading.Event):
+        super().__init__()
+        self._stop = stop
+
+    def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
+        super().advance(objects=objects, bytes_done=bytes_done)
+        if self.bytes_done >= PART:
+            self._stop.set()
+
+
+def _one_big_object(seaweed: Any, buckets: tuple[str, str]) -> tuple[str, str, dict[str, bytes], S3Store, Any, list[ObjectRecord]]:
+    """A 3-part source object `big`: (source, dest, data, store, boto3 client, records)."""
     source, dest = buckets
     data = _seed(seaweed, source, {"big": 3 * PART + 5})
     store = _store(seaweed)
-    client = seaweed.client()
+    return source, dest, data, store, seaweed.client(), _records(store, source, dest)
+
+
+def test_an_upload_that_vanished_between_runs_starts_again_on_resume(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """Stopped after part 1, the upload aborted behind migrate's back: the next run's ListParts gets NoSuchUpload and starts the object afresh."""
+    source, dest, data, store, client, records = _one_big_object(seaweed, buckets)
     stop = threading.Event()
-
-    class StopAfterOnePart(RecordingProgress):
-        def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
-            super().advance(objects=objects, bytes_done=bytes_done)
-            if self.bytes_done >= PART:
-                stop.set()
-
-    records = _records(store, source, dest)
-    first = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=StopAfterOnePart(), stop=stop)
+    first = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=_StopAfterOnePart(stop), stop=stop)
     assert first.copied == 0
     uploads = client.list_multipart_uploads(Bucket=dest).get("Uploads", [])
     assert len(uploads) == 1 and journal.open_uploads()
@@ -556,22 +566,11 @@ def test_an_upload_begun_with_sha256_parts_is_started_afresh(
     """An upload an older version began with SHA-256 part checksums cannot take CRC parts: it is aborted and the object sent whole again."""
     import migrate.transfer as transfer_module
 
-    source, dest = buckets
-    data = _seed(seaweed, source, {"big": 3 * PART + 5})
-    store = _store(seaweed)
-    client = seaweed.client()
+    source, dest, data, store, client, records = _one_big_object(seaweed, buckets)
     stop = threading.Event()
-
-    class StopAfterOnePart(RecordingProgress):
-        def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
-            super().advance(objects=objects, bytes_done=bytes_done)
-            if self.bytes_done >= PART:
-                stop.set()
-
-    records = _records(store, source, dest)
     with monkeypatch.context() as patch:  # the old behaviour: SHA-256 part checksums, composite
         patch.setattr(transfer_module, "full_object_algorithm", lambda algorithm: algorithm)
-        transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=StopAfterOnePart(), stop=stop)
+        transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=_StopAfterOnePart(stop), stop=stop)
     old = client.list_multipart_uploads(Bucket=dest).get("Uploads", [])
     assert len(old) == 1
     result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1))

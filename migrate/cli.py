@@ -66,7 +66,14 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         print(f"Manifest: {result.run_dir.manifest}")
         print(f"Summary:  {result.report_dir / 'summary.md'}")
     if not result.runnable:
-        print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        if result.collisions:
+            print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        else:
+            print(
+                f"migrate: {result.unwritable} objects cannot be written to S3 as they are (see Problems above); "
+                f"exclude them in {args.plan} (filters.exclude) or fix them at the source, and plan again",
+                file=sys.stderr,
+            )
         return ExitStatus.INCOMPLETE
     if not args.json:
         print(f"Nothing was written to the destination. Next: migrate run {args.plan}")

@@ -30,7 +30,7 @@ from migrate.rewrite import compile_plan, mark_collisions
 from migrate.rundir import RunDirectory, atomic_path, atomic_write_text
 from migrate.stores.base import SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.transfer import is_plain_md5
+from migrate.checksums import is_plain_md5
 
 if TYPE_CHECKING:
     from migrate.plan import Plan
@@ -62,9 +62,15 @@ class PlanResult:
         return int(self.summary["actions"].get(Action.INVALID_KEY.value, {}).get("objects", 0))
 
     @property
+    def unwritable(self) -> int:
+        """Objects S3 cannot hold as they are (invalid key or user metadata); `run` refuses until they are excluded."""
+        actions = self.summary["actions"]
+        return sum(int(actions.get(a.value, {}).get("objects", 0)) for a in (Action.INVALID_KEY, Action.INVALID_METADATA))
+
+    @property
     def runnable(self) -> bool:
-        """A plan with collisions must not run: two sources would fight over one key."""
-        return self.collisions == 0
+        """A plan with collisions must not run (two sources would fight over one key), nor one with unwritable objects."""
+        return self.collisions == 0 and self.unwritable == 0
 
     def summary_text(self) -> str:
         return render_summary_text(self.summary)
@@ -142,7 +148,7 @@ def summarise(manifest: pl.DataFrame, plan: "Plan", *, buckets: list[str], elaps
     }
     copies = manifest.filter(pl.col("action") == Action.COPY.value)
     largest = copies.sort("size", descending=True).head(LARGEST_SHOWN).select("source_bucket", "source_key", "dest_key", "size")
-    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value]))
+    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value, Action.INVALID_METADATA.value]))
     excluded_reasons = (
         manifest.filter(pl.col("action") == Action.EXCLUDED.value).group_by("reason").agg(pl.len().alias("objects")).sort("objects", descending=True).head(10)
     )
@@ -192,7 +198,7 @@ def render_summary_text(summary: dict[str, Any]) -> str:
         lines += ["", "Excluded, by reason:", ""]
         lines += [f"- {row['objects']} x {row['reason']}" for row in summary["excluded_reasons"]]
     if summary["problem_count"]:
-        lines += ["", f"Problems ({summary['problem_count']}, resolve collisions before `migrate run`):", ""]
+        lines += ["", f"Problems ({summary['problem_count']}, resolve them (fix the rules or exclude the objects) before `migrate run`):", ""]
         lines += [f"- {row['action']}: {row['source_bucket']}/{row['source_key']}: {row['reason']}" for row in summary["problems"][:50]]
     storage = ", ".join(f"{cls} {est['currency']} {cost:.2f}" for cls, cost in est["storage_cost_per_month"].items()) or "nothing"
     lines += [

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from migrate.encryption import EncryptionSettings
 from migrate.errors import MigrateError, StateDirectoryError, UserInputError
 from migrate.inventory import PlanResult, copy_records, load_manifest, plan_migration
 from migrate.journal import TransferJournal
@@ -182,6 +183,7 @@ def run_migration(
         checksum_algorithm=plan.transfer.checksum_algorithm,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         on_conflict=plan.destination.on_conflict,
         max_bandwidth=plan.transfer.max_bandwidth,
         max_requests_per_second=plan.transfer.max_requests_per_second,
@@ -203,6 +205,14 @@ def run_migration(
                 raise UserInputError(
                     f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
                     "fix the rules (see the plan summary) and run `migrate plan` again"
+                )
+            unwritable = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"]))
+            if unwritable.height:
+                first = unwritable.row(0, named=True)
+                raise UserInputError(
+                    f"{plan.path or plan.name}: {unwritable.height} planned objects cannot be written to S3 as they are "
+                    f"(first: {first['source_bucket']}/{first['source_key']}: {first['reason']}); "
+                    "exclude them with filters.exclude (or a rule with exclude: true), or fix them at the source, and run `migrate plan` again"
                 )
             copies = manifest.filter(pl.col("action") == "copy")
             if progress is not None:
@@ -267,6 +277,7 @@ def verify_plan(
         max_attempts=plan.transfer.max_attempts,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
         max_bandwidth=plan.transfer.max_bandwidth,
         max_requests_per_second=plan.transfer.max_requests_per_second,

@@ -198,7 +198,8 @@ def test_invalid_destination_keys_are_flagged(supabase_server: Any, uploader: Up
     assert actions["x/ok.txt"] == "copy"
     assert actions["y/" + "long" * 250 + ".txt"] == "invalid-key"  # 1027 bytes after the rewrite: over S3's 1024
     assert "1024" in result.manifest.filter(pl.col("action") == "invalid-key")["reason"][0]
-    assert result.invalid_keys == 1 and result.runnable
+    # Issue 10: what S3 cannot hold blocks the run (plan exits 3) until it is excluded.
+    assert result.invalid_keys == 1 and result.unwritable == 1 and not result.runnable
 
 
 def test_empty_bucket_and_missing_bucket(supabase_server: Any, uploader: Uploader, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from migrate.records import ObjectRecord
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Location, S3Store
-from migrate.transfer import MiB, TransferOptions, transfer_objects
+from migrate.checksums import MiB
+from migrate.transfer import TransferOptions, transfer_objects
 
 PART = 5 * MiB
 
@@ -462,6 +463,121 @@ def test_skip_policy_uses_conditional_writes_instead_of_a_head_per_object(
     else:
         assert sorted(writer.heads) == [f"moved/k{i}" for i in range(6)]
     assert not [k for k in seaweed.client().list_objects_v2(Bucket=dest).get("Contents", []) if ".migrate-probe" in k["Key"]]
+
+
+class _AbortsUploadMidRun:
+    """The real source store, except that reading part 2 of `key` first aborts the destination's upload behind the engine's back."""
+
+    def __init__(self, inner: S3Store, client: Any, dest: str, key: str):
+        self._inner, self._client, self._dest, self._key = inner, client, dest, key
+        self.aborted: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Any:
+        if key == self._key and offset == PART and not self.aborted:
+            for upload in self._client.list_multipart_uploads(Bucket=self._dest).get("Uploads", []):
+                self._client.abort_multipart_upload(Bucket=self._dest, Key=upload["Key"], UploadId=upload["UploadId"])
+                self.aborted.append(upload["UploadId"])
+        return self._inner.open(bucket, key, offset=offset, length=length)
+
+
+def test_an_upload_that_vanishes_mid_run_is_restarted_once(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """S3 answers NoSuchUpload (a 404) for parts of an aborted upload: the object starts again, not "not found"."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"big": 3 * PART + 11})
+    store = _store(seaweed)
+    client = seaweed.client()
+    flaky = _AbortsUploadMidRun(store, client, dest, "big")
+    progress = RecordingProgress()
+    result = transfer_objects(
+        _records(store, source, dest), source=flaky, destination=store, journal=journal, options=_options(concurrency=1), progress=progress  # type: ignore[arg-type]
+    )
+    assert len(flaky.aborted) == 1
+    assert progress.bytes_done == len(data["big"])  # the lost part is not counted twice
+    assert result.failures == [] and result.copied == 1 and result.restarted_uploads == 1
+    _assert_copied(seaweed, dest, data)
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "CRC32", "CRC32C", "CRC64NVME"])
+def test_every_named_checksum_works_and_multipart_gets_a_full_object_crc(
+    seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, algorithm: str
+) -> None:
+    """Each checksum a plan may name is sent and checked; a multipart object carries one whole-object CRC S3 checked and stores."""
+    from migrate.checksums import Digests, full_object_algorithm
+
+    source, dest = buckets
+    data = _seed(seaweed, source, {"small": 1000, "multi": 2 * PART + 99})
+    store = _store(seaweed)
+    result = transfer_objects(_records(store, source, dest), source=store, destination=store, journal=journal, options=_options(checksum_algorithm=algorithm))
+    assert result.failures == [] and result.copied == 2
+    client = seaweed.client()
+    for key, expected_algorithm in (("small", algorithm), ("multi", full_object_algorithm(algorithm))):
+        whole = Digests(expected_algorithm, md5=False)
+        whole.update(data[key])
+        head = client.head_object(Bucket=dest, Key="moved/" + key, ChecksumMode="ENABLED")
+        assert head[f"Checksum{expected_algorithm}"] == whole.s3_checksum()[1], key  # type: ignore[index]
+        if key == "multi":
+            assert head["ChecksumType"] == "FULL_OBJECT"
+            assert journal.rows([(source, key)])[(source, key)].dest_checksum == whole.s3_checksum()[1]  # type: ignore[index]
+
+
+class _StopAfterOnePart(RecordingProgress):
+    """Sets `stop` once one part's bytes have moved: the run ends with its upload open."""
+
+    def __init__(self, stop: threading.Event):
+        super().__init__()
+        self._stop = stop
+
+    def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
+        super().advance(objects=objects, bytes_done=bytes_done)
+        if self.bytes_done >= PART:
+            self._stop.set()
+
+
+def _one_big_object(seaweed: Any, buckets: tuple[str, str]) -> tuple[str, str, dict[str, bytes], S3Store, Any, list[ObjectRecord]]:
+    """A 3-part source object `big`: (source, dest, data, store, boto3 client, records)."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"big": 3 * PART + 5})
+    store = _store(seaweed)
+    return source, dest, data, store, seaweed.client(), _records(store, source, dest)
+
+
+def test_an_upload_that_vanished_between_runs_starts_again_on_resume(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """Stopped after part 1, the upload aborted behind migrate's back: the next run's ListParts gets NoSuchUpload and starts the object afresh."""
+    source, dest, data, store, client, records = _one_big_object(seaweed, buckets)
+    stop = threading.Event()
+    first = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=_StopAfterOnePart(stop), stop=stop)
+    assert first.copied == 0
+    uploads = client.list_multipart_uploads(Bucket=dest).get("Uploads", [])
+    assert len(uploads) == 1 and journal.open_uploads()
+    client.abort_multipart_upload(Bucket=dest, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"])
+    second = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1))
+    assert second.failures == [] and second.copied == 1 and second.resumed_parts == 0
+    _assert_copied(seaweed, dest, data)
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+
+
+def test_an_upload_begun_with_sha256_parts_is_started_afresh(
+    seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload an older version began with SHA-256 part checksums cannot take CRC parts: it is aborted and the object sent whole again."""
+    import migrate.transfer as transfer_module
+
+    source, dest, data, store, client, records = _one_big_object(seaweed, buckets)
+    stop = threading.Event()
+    with monkeypatch.context() as patch:  # the old behaviour: SHA-256 part checksums, composite
+        patch.setattr(transfer_module, "full_object_algorithm", lambda algorithm: algorithm)
+        transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1), progress=_StopAfterOnePart(stop), stop=stop)
+    old = client.list_multipart_uploads(Bucket=dest).get("Uploads", [])
+    assert len(old) == 1
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(concurrency=1))
+    assert result.failures == [] and result.copied == 1 and result.resumed_parts == 0
+    _assert_copied(seaweed, dest, data)
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+    assert client.head_object(Bucket=dest, Key="moved/big", ChecksumMode="ENABLED").get("ChecksumType") == "FULL_OBJECT"
 
 
 def test_bandwidth_limit_holds_across_all_workers(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:

@@ -44,7 +44,7 @@ def _row_info(row: tuple[Any, ...]) -> ObjectInfo:
         content_type=mimetype,
         cache_control=cache_control,
         last_modified=parse_timestamp(last_modified) or updated_at,
-        user_metadata={str(k): str(v) for k, v in json.loads(user_metadata).items()} if user_metadata else {},
+        user_metadata=dict(json.loads(user_metadata)) if user_metadata else {},  # JSON values as they are (migrate/metadata.py)
     )
 
 

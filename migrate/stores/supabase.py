@@ -89,7 +89,8 @@ def info_from_metadata(key: str, metadata: dict[str, Any] | None, *, updated_at:
         content_type=metadata.get("mimetype"),
         cache_control=metadata.get("cacheControl"),
         last_modified=parse_timestamp(metadata.get("lastModified")) or parse_timestamp(updated_at),
-        user_metadata={str(k): str(v) for k, v in (user_metadata or {}).items()} if isinstance(user_metadata, dict) else {},
+        # JSON values kept as they are (numbers, booleans, lists...): migrate/metadata.py maps them to S3 losslessly.
+        user_metadata={str(k): v for k, v in (user_metadata or {}).items()} if isinstance(user_metadata, dict) else {},
     )
 
 
@@ -270,7 +271,7 @@ class SupabaseStore(SourceStore):
             content_type=data.get("content_type"),
             cache_control=data.get("cache_control"),
             last_modified=parse_timestamp(data.get("last_modified")) or parse_timestamp(data.get("updated_at")),
-            user_metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+            user_metadata={str(k): v for k, v in (data.get("metadata") or {}).items()},  # JSON values as they are (migrate/metadata.py)
         )
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:

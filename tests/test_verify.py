@@ -671,3 +671,102 @@ def test_each_damaged_property_has_its_own_status_and_detail(own_migrated: Migra
     assert rows["bytes"]["expected_checksum"] != rows["bytes"]["actual_checksum"]
     assert rows["broken"]["detail"].startswith("could not check: ") and ("500" in rows["broken"]["detail"] or "InternalError" in rows["broken"]["detail"])
     assert rows[PREFIX + "stray"]["dest_size"] == len(b"left behind")
+
+
+# -- the catalog cross-check through verify_plan ---------------------------------------------------
+def _copy_catalog(server_database_url: str, catalog_url: str, bucket: str) -> None:
+    """A second `storage.objects` holding the server's rows for `bucket`: the catalog the plan's database_url names."""
+    import psycopg
+
+    from migrate.stack.supabase_server.catalog import ensure_schema
+
+    ensure_schema(catalog_url)
+    with psycopg.connect(server_database_url) as conn:
+        objects = conn.execute(
+            "SELECT name, metadata::text, user_metadata::text, updated_at FROM storage.objects WHERE bucket_id = %s", (bucket,)
+        ).fetchall()
+    with psycopg.connect(catalog_url) as conn:
+        conn.execute("INSERT INTO storage.buckets (id, name) VALUES (%s, %s)", (bucket, bucket))
+        for name, metadata, user_metadata, updated_at in objects:
+            conn.execute(
+                "INSERT INTO storage.objects (bucket_id, name, metadata, user_metadata, updated_at) VALUES (%s, %s, %s::jsonb, %s::jsonb, %s)",
+                (bucket, name, metadata, user_metadata, updated_at),
+            )
+
+
+def test_verify_plan_reports_where_the_catalog_and_the_storage_disagree(
+    supabase_server: Any,
+    supabase_http: Any,
+    supabase_bucket: str,
+    seaweed: Any,
+    s3_bucket: str,
+    make_database: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+
+    from migrate.inventory import plan_migration
+    from migrate.plan import load_plan
+    from migrate.transfer import run_migration
+    from migrate.verify import verify_plan
+
+    for key in ("same.txt", "resized.txt", "uncatalogued.txt"):
+        response = supabase_http.post(f"/object/{supabase_bucket}/{key}", content=key.encode() * 3, headers={"Content-Type": "text/plain"})
+        assert response.status_code == 200, response.text
+    catalog_url = make_database("catalog")
+    _copy_catalog(supabase_server.database_url, catalog_url, supabase_bucket)
+    for name, value in {
+        "SUPABASE_URL": supabase_server.url,
+        "SUPABASE_SERVICE_ROLE_KEY": supabase_server.service_key,
+        "SUPABASE_DB_URL": catalog_url,
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    plan_file = tmp_path / "catalog.yaml"
+    plan_file.write_text(
+        f"""version: 1
+name: catalog-{s3_bucket}
+source:
+  type: supabase
+  url: ${{SUPABASE_URL}}
+  key: ${{SUPABASE_SERVICE_ROLE_KEY}}
+  database_url: ${{SUPABASE_DB_URL}}
+  buckets: [{supabase_bucket}]
+destination:
+  bucket: {s3_bucket}
+  endpoint_url: {seaweed.endpoint_url}
+  region: us-east-1
+rules:
+  - {{name: all, match: "{{path**}}", to: "copied/{{path}}"}}
+"""
+    )
+    plan = load_plan(plan_file)
+    state, reports = tmp_path / "state", tmp_path / "reports"
+    plan_migration(plan, state_dir=state, reports_dir=reports)
+    assert run_migration(plan, state_dir=state, reports_dir=reports).result.copied == 3
+    clean = verify_plan(plan, state_dir=state, reports_dir=reports)
+    assert clean.frame["status"].to_list() == ["match"] * 3 and clean.exit_status == ExitStatus.OK
+
+    # The catalog drifts from the storage: a row whose bytes are gone, a row
+    # missing for stored bytes, a row with the wrong size.
+    with psycopg.connect(catalog_url) as conn:
+        conn.execute(
+            "INSERT INTO storage.objects (bucket_id, name, metadata) VALUES (%s, 'ghost.txt', %s::jsonb)",
+            (supabase_bucket, json.dumps({"size": 5, "eTag": '"0123456789abcdef0123456789abcdef"', "mimetype": "text/plain"})),
+        )
+        conn.execute("DELETE FROM storage.objects WHERE bucket_id = %s AND name = 'uncatalogued.txt'", (supabase_bucket,))
+        conn.execute(
+            "UPDATE storage.objects SET metadata = jsonb_set(metadata, '{size}', '999') WHERE bucket_id = %s AND name = 'resized.txt'",
+            (supabase_bucket,),
+        )
+    report = verify_plan(plan, state_dir=state, reports_dir=reports)
+    rows = {(row["checked_mode"], row["source_key"]): row for row in report.frame.iter_rows(named=True)}
+    catalog = {key: row["status"] for (mode, key), row in rows.items() if mode == "catalog"}
+    assert catalog == {"ghost.txt": "catalog-only", "uncatalogued.txt": "storage-only", "resized.txt": "catalog-differs"}
+    assert "999 bytes" in rows[("catalog", "resized.txt")]["detail"] and f"{len('resized.txt') * 3} bytes" in rows[("catalog", "resized.txt")]["detail"]
+    # The migrated objects themselves are still all there: the catalog rows describe the source and do not fail the audit.
+    assert {key: row["status"] for (mode, key), row in rows.items() if mode != "catalog"} == dict.fromkeys(("same.txt", "resized.txt", "uncatalogued.txt"), "match")
+    assert report.exit_status == ExitStatus.OK
+    assert report.path is not None and load_report(report.path).equals(report.frame)

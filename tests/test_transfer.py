@@ -563,3 +563,54 @@ def test_each_object_gets_exactly_its_own_headers(seaweed: Any, buckets: tuple[s
             "ServerSideEncryption": "AES256",
         }, dest_key
         assert client.get_object(Bucket=dest, Key=dest_key)["Body"].read() == data[record.source_key]
+
+
+class LateWriterStore(S3Store):
+    """A destination where another writer creates `key` while our multipart upload of it is in flight."""
+
+    def __init__(self, *args: Any, key: str, writer: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.key, self.writer, self.wrote = key, writer, False
+
+    def upload_part(self, bucket: str, key: str, *args: Any, **kwargs: Any) -> str:
+        if key == self.key and not self.wrote:
+            self.wrote = True
+            self.writer.put_object(Bucket=bucket, Key=key, Body=b"written meanwhile")
+        return super().upload_part(bucket, key, *args, **kwargs)
+
+
+@pytest.mark.parametrize("conditional_writes", [None, False], ids=["probed", "head-first"])
+@pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
+def test_conflict_policies_for_multipart_objects(seaweed: Any, buckets: tuple[str, str], tmp_path: Path, policy: str, conditional_writes: bool | None) -> None:
+    """Objects above the multipart threshold: one already at the destination, one written there by someone
+    else while our upload runs (only If-None-Match on CompleteMultipartUpload can notice), one free."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"there": 2 * PART + 3, "late": PART + 11, "free": PART + 5})
+    client = seaweed.client()
+    client.put_object(Bucket=dest, Key="moved/there", Body=b"theirs")
+    location = _store(seaweed).location
+    destination = LateWriterStore(location, timeout=20, key="moved/late", writer=client)
+    options = _options(on_conflict=policy, conditional_writes=conditional_writes, concurrency=2)
+    with TransferJournal(tmp_path / "j.sqlite") as journal:
+        result = transfer_objects(_records(_store(seaweed), source, dest), source=_store(seaweed), destination=destination, journal=journal, options=options)
+        states = {row.source_key: row.state for row in journal.iter_rows()}
+
+    def body(key: str) -> bytes:
+        return client.get_object(Bucket=dest, Key=f"moved/{key}")["Body"].read()
+
+    assert body("free") == data["free"]
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []  # nothing left behind
+    if policy == "overwrite":
+        assert result.ok and result.copied == 3 and result.skipped_existing == 0
+        assert (body("there"), body("late")) == (data["there"], data["late"])
+        return
+    # skip and fail never replace what someone else wrote, found before or during the upload.
+    assert (body("there"), body("late")) == (b"theirs", b"written meanwhile")
+    assert result.copied == 1 and result.bytes_copied == data["free"].__len__()
+    if policy == "skip":
+        assert result.ok and result.skipped_existing == 2
+        assert states == {"there": "skipped", "late": "skipped", "free": "done"}
+    else:
+        assert sorted(f.source_key for f in result.failures) == ["late", "there"]
+        assert all("already exists and destination.on_conflict is 'fail'" in f.error for f in result.failures)
+        assert states == {"there": "failed", "late": "failed", "free": "done"}

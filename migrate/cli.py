@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from migrate import __version__
 from migrate.errors import ExitStatus, MigrateError, UserInputError
@@ -196,8 +196,15 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     status.set_defaults(func=cmd_status)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are bad input: one line on stderr and exit 2, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitStatus.USAGE), f"migrate: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="migrate",
         description="Move Supabase Storage objects to S3 without losing a byte, and prove it.",
     )

@@ -46,6 +46,7 @@ class Env:
         self.s3.create_bucket(Bucket=self.dest)
         self.http = httpx.Client(headers={"apikey": server.service_key, "Authorization": f"Bearer {server.service_key}"}, timeout=60)
         self.data: dict[str, bytes] = {}
+        self.uploader: dict[str, str] = {}
         for env, value in {
             "SUPABASE_URL": server.url,
             "SUPABASE_SERVICE_ROLE_KEY": server.service_key,
@@ -94,11 +95,12 @@ transfer: {{concurrency: 4, part_size: 5MiB, multipart_threshold: 5MiB, max_atte
                 "Content-Type": "application/octet-stream" if key.endswith(".bin") else "application/gzip",
                 "cache-control": "max-age=300",
                 "x-upsert": "true",
-                "x-metadata": base64.b64encode(json.dumps({"uploader": f"u{index}"}).encode()).decode(),
+                "x-metadata": base64.b64encode(json.dumps({"uploader": f"u{index + offset}"}).encode()).decode(),
             }
             response = self.http.post(f"{self.server.url}/storage/v1/object/{self.bucket}/{encode_key(key)}", content=body, headers=headers)
             assert response.status_code == 200, response.text
             self.data[key] = body
+            self.uploader[key] = f"u{index + offset}"
 
     def migrate(self, *args: str) -> int:
         return main([*args, str(self.plan), "--state-dir", str(self.tmp / "state"), "--reports-dir", str(self.tmp / "reports"), *(["--no-progress"] if args[0] in ("run", "verify") else [])])
@@ -113,7 +115,8 @@ transfer: {{concurrency: 4, part_size: 5MiB, multipart_threshold: 5MiB, max_atte
         for key, body in self.data.items():
             got = self.s3.get_object(Bucket=self.dest, Key=self.dest_key(key))
             assert got["Body"].read() == body, key
-            assert got["Metadata"].get("uploader", "").startswith("u"), key
+            # Each object's own metadata, exactly: another object's would differ.
+            assert got["Metadata"] == {"uploader": self.uploader[key]}, key
             expected_cache = "public, max-age=60" if key.endswith("index.json") else "public, max-age=31536000, immutable"
             assert got["CacheControl"] == expected_cache
 

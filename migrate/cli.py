@@ -200,7 +200,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """Bad arguments are bad input: one line on stderr and exit 2, not the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(int(ExitStatus.USAGE), f"migrate: {message} (see `{self.prog} --help`)\n")
+        self.exit(int(ExitStatus.USAGE), f"migrate: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

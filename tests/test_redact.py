@@ -26,6 +26,7 @@ import pytest
 from migrate.cli import main
 from migrate.redact import MASK, redact, register_secret
 from migrate.stack.process import free_port
+from tests.plan_files import write_supabase_plan
 
 
 class AnsweringProxy:
@@ -87,20 +88,9 @@ class AnsweringProxy:
 
 
 def _plan(path: Path, *, bucket: str, dest: str, endpoint: str, database_url: bool = False) -> Path:
-    path.write_text(
-        f"""version: 1
-name: redact-{dest}
-source:
-  type: supabase
-  url: ${{SUPABASE_URL}}
-  key: ${{SUPABASE_SERVICE_ROLE_KEY}}
-  buckets: [{bucket}]
-{"  database_url: ${SUPABASE_DB_URL}" if database_url else ""}
-destination: {{bucket: {dest}, endpoint_url: "{endpoint}", region: us-east-1}}
-transfer: {{max_attempts: 2}}
-"""
+    return write_supabase_plan(
+        path, name=f"redact-{dest}", bucket=bucket, dest=dest, endpoint=endpoint, database_url=database_url, extra="transfer: {max_attempts: 2}\n"
     )
-    return path
 
 
 @pytest.fixture

@@ -710,6 +710,7 @@ def test_verify_plan_reports_where_the_catalog_and_the_storage_disagree(
     from migrate.plan import load_plan
     from migrate.transfer import run_migration
     from migrate.verify import verify_plan
+    from tests.plan_files import write_supabase_plan
 
     for key in ("same.txt", "resized.txt", "uncatalogued.txt"):
         response = supabase_http.post(f"/object/{supabase_bucket}/{key}", content=key.encode() * 3, headers={"Content-Type": "text/plain"})
@@ -724,23 +725,14 @@ def test_verify_plan_reports_where_the_catalog_and_the_storage_disagree(
         "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
     }.items():
         monkeypatch.setenv(name, value)
-    plan_file = tmp_path / "catalog.yaml"
-    plan_file.write_text(
-        f"""version: 1
-name: catalog-{s3_bucket}
-source:
-  type: supabase
-  url: ${{SUPABASE_URL}}
-  key: ${{SUPABASE_SERVICE_ROLE_KEY}}
-  database_url: ${{SUPABASE_DB_URL}}
-  buckets: [{supabase_bucket}]
-destination:
-  bucket: {s3_bucket}
-  endpoint_url: {seaweed.endpoint_url}
-  region: us-east-1
-rules:
-  - {{name: all, match: "{{path**}}", to: "copied/{{path}}"}}
-"""
+    plan_file = write_supabase_plan(
+        tmp_path / "catalog.yaml",
+        name=f"catalog-{s3_bucket}",
+        bucket=supabase_bucket,
+        dest=s3_bucket,
+        endpoint=seaweed.endpoint_url,
+        database_url=True,
+        extra='rules:\n  - {name: all, match: "{path**}", to: "copied/{path}"}\n',
     )
     plan = load_plan(plan_file)
     state, reports = tmp_path / "state", tmp_path / "reports"

@@ -241,6 +241,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_moves_only_the_rest(env: Env, sup
     import os
     import re
     import signal
+    import sqlite3
     import subprocess
     import sys
     import time
@@ -253,8 +254,11 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_moves_only_the_rest(env: Env, sup
     # Interrupt once at least one object is journaled as done (an event, not a guess at timing).
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and child.poll() is None:
-        if journal.exists() and _journal_counts(journal).get("done", (0, 0))[0] >= 1:
-            break
+        try:
+            if journal.exists() and _journal_counts(journal).get("done", (0, 0))[0] >= 1:
+                break
+        except sqlite3.OperationalError:  # the child has created the file but not its tables yet
+            pass
         time.sleep(0.1)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=120)

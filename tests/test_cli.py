@@ -300,26 +300,6 @@ def test_a_bug_exits_1_with_a_masked_traceback(env: Env, monkeypatch: pytest.Mon
     assert key not in err
 
 
-@pytest.mark.parametrize(
-    "argv, complaint",
-    [
-        (["run"], "the following arguments are required: plan"),
-        (["run", "p.yaml", "--workers", "many"], "argument --workers: invalid int value: 'many'"),
-        (["verify", "p.yaml", "--mode", "sideways"], "argument --mode: invalid choice: 'sideways'"),
-        (["teleport", "p.yaml"], "argument COMMAND: invalid choice: 'teleport'"),
-        (["status", "p.yaml", "--bogus"], "unrecognized arguments: --bogus"),
-    ],
-)
-def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    assert stopped.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("migrate: ") and complaint in lines[0], captured.err
-    assert captured.out == ""
-
-
 def test_no_secret_reaches_manifests_journals_or_reports(env: Env, supabase_faults: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
     # A failing object too, so error texts land in the journal and the output.
     supabase_faults({"method": "GET", "path": "/object/authenticated/.*/exact.bin", "action": "status", "status": 500, "count": None})

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import html
 import json
+import time
 import tracemalloc
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -707,9 +708,8 @@ def test_verify_plan_reports_where_the_catalog_and_the_storage_disagree(
     import psycopg
 
     from migrate.inventory import plan_migration
+    from migrate.pipeline import run_migration, verify_plan
     from migrate.plan import load_plan
-    from migrate.transfer import run_migration
-    from migrate.verify import verify_plan
     from tests.plan_files import write_supabase_plan
 
     for key in ("same.txt", "resized.txt", "uncatalogued.txt"):
@@ -762,3 +762,20 @@ def test_verify_plan_reports_where_the_catalog_and_the_storage_disagree(
     assert {key: row["status"] for (mode, key), row in rows.items() if mode != "catalog"} == dict.fromkeys(("same.txt", "resized.txt", "uncatalogued.txt"), "match")
     assert report.exit_status == ExitStatus.OK
     assert report.path is not None and load_report(report.path).equals(report.frame)
+
+
+def test_deep_verify_reads_obey_the_plan_rate_limits(migrated: Migrated) -> None:
+    """transfer.max_bandwidth / max_requests_per_second hold for verify's reads: lower bounds only."""
+    total = sum(SIZES.values())
+    started = time.monotonic()
+    rows = migrated.verify(mode="deep", max_bandwidth=4 * MiB)
+    elapsed = time.monotonic() - started
+    assert set(_statuses(rows).values()) == {"match"}
+    # Both sides are read in deep mode: 2 x total bytes at 4 MiB/s, less one second's burst.
+    assert elapsed >= (2 * total - 4 * MiB) / (4 * MiB)
+    started = time.monotonic()
+    rows = migrated.verify(mode="deep", max_requests_per_second=10.0)
+    elapsed = time.monotonic() - started
+    assert set(_statuses(rows).values()) == {"match"}
+    # At least one source read and one destination read per record.
+    assert elapsed >= (2 * len(SIZES) - 1) / 10.0

@@ -167,6 +167,11 @@ class SourceChanged(ObjectError):
     """The source object is not the one the plan listed (size or eTag changed)."""
 
 
+SOURCE_CHANGED = "changed at the source since the plan"
+#: The CLI names the plan file in the exact command (see cli.cmd_run).
+REPLAN_HINT = "re-plan it with `migrate run --replan` and the plan file"
+
+
 # -- checksums ---------------------------------------------------------------
 def _crc64nvme() -> Callable[[bytes, int], int]:
     try:
@@ -429,12 +434,19 @@ class Transfer:
             self.result.skipped_existing += 1
         self.progress.advance(objects=1, bytes_done=record.size)
 
-    def _check_source(self, record: ObjectRecord, size: int, etag: str | None) -> None:
+    def _check_source(self, record: ObjectRecord, size: int, etag: str | None, chunks: Iterator[bytes]) -> None:
+        """Refuse a source object that is not the planned one; the response is closed so its connection goes back."""
         what = f"{record.source_bucket}/{record.source_key}"
+        changed = None
         if size >= 0 and size != record.size:
-            raise SourceChanged(f"{what}: changed at the source since the plan (size {size}, planned {record.size}); run `migrate plan` again")
-        if record.source_etag and etag and etag != record.source_etag:
-            raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+            changed = f"size {size}, planned {record.size}"
+        elif record.source_etag and etag and etag != record.source_etag:
+            changed = "eTag differs"
+        if changed is not None:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            raise SourceChanged(f"{what}: {SOURCE_CHANGED} ({changed}); {REPLAN_HINT}")
 
     # -- small objects -----------------------------------------------------
     def copy_whole(self, record: ObjectRecord, owned: bool) -> None:
@@ -473,7 +485,7 @@ class Transfer:
 
     def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None]:
         info, chunks = self.source.open(record.source_bucket, record.source_key)
-        self._check_source(record, info.size, info.etag)
+        self._check_source(record, info.size, info.etag, chunks)
         digests = Digests(self.options.checksum_algorithm)
         body = bytearray()
         for chunk in chunks:
@@ -602,8 +614,7 @@ class Transfer:
 
     def _read_part(self, record: ObjectRecord, offset: int, length: int) -> tuple[bytearray, Digests]:
         info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
-        if record.source_etag and info.etag and info.etag != record.source_etag:
-            raise SourceChanged(f"{record.source_bucket}/{record.source_key}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+        self._check_source(record, record.size, info.etag, chunks)  # a range's length is not the object's size
         digests = Digests(self.options.checksum_algorithm, md5=self.options.checksum_algorithm is None)
         # One buffer of the right size: no regrowth copies while the part arrives.
         body = bytearray(length)

@@ -937,9 +937,8 @@ def verify_plan(
 
     Uses the plan's manifest (or re-inventories the source first with
     `fresh`, which also refreshes the manifest) and the run journal when
-    there is one. With a Supabase `database_url`, the catalog is
-    cross-checked against the REST listing and the differences reported in
-    their own section. Nothing is written to the source or the destination.
+    there is one. For a Supabase source, catalog rows whose bytes are gone
+    (found by reading their first byte) are reported in their own section. Nothing is written to the source or the destination.
     """
     from migrate.inventory import load_manifest, plan_migration
     from migrate.rundir import RunDirectory
@@ -969,7 +968,7 @@ def verify_plan(
     journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
     try:
         destination.check_bucket(plan.destination.bucket)
-        catalog_rows = _catalog_rows(plan, source)
+        catalog_rows = _catalog_rows(manifest, source, options)
         records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
         report = verify_migration(
             records,
@@ -990,17 +989,16 @@ def verify_plan(
     return report
 
 
-def _catalog_rows(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
-    """Catalog (storage.objects) vs REST listing, for the plan's buckets and prefixes; None without a catalog."""
-    from migrate.stores.catalog import CatalogStore
+def _catalog_rows(manifest: pl.DataFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
+    """Rows without bytes at a Supabase source (the bytes audit, sampled like the audit itself); None for other sources.
 
-    if not isinstance(source, CatalogStore):
+    Comparing the catalog with the REST listing proves nothing (both read
+    `storage.objects`); reading the first byte reaches the storage backend.
+    """
+    from migrate.source_audit import audit_source_bytes, manifest_objects
+
+    if not hasattr(source, "has_bytes"):
         return None
-    frames = []
-    buckets = plan.source.bucket_names or source.list_buckets()
-    for bucket in buckets:
-        for prefix in plan.source.prefixes_for(bucket):
-            catalog = [page for page in source.iter_objects(bucket, prefix)]
-            storage = [page for page in source.rest.iter_objects(bucket, prefix)]
-            frames.append(catalog_cross_check(catalog, storage, bucket=bucket))
-    return pl.concat(frames) if frames else None
+    listed = manifest.filter(pl.col("action").is_in(list(VERIFIED_ACTIONS)))
+    audit = audit_source_bytes(manifest_objects(listed), source, sample=options.sample, concurrency=options.concurrency, seed=options.seed)  # type: ignore[arg-type]
+    return audit.frame()

@@ -700,9 +700,6 @@ def test_missing_and_bad_jwts(supabase_server: SupabaseServer, bare_http: httpx.
 
     # The real server verifies with jose (src/internal/auth/jwt-jose.ts): these are its messages.
     assert bare_http.get("/bucket").json() == denied("Invalid Compact JWS")
-    assert bare_http.get("/bucket", headers={"Authorization": "Bearer sb_secret_not_a_jwt"}).json() == denied(
-        "Invalid Compact JWS"
-    )
     wrong_secret = make_jwt("not-the-secret-at-all-not-the-secret", "service_role")
     assert bare_http.get("/bucket", headers={"Authorization": f"Bearer {wrong_secret}"}).json() == denied(
         "signature verification failed"
@@ -716,6 +713,82 @@ def test_missing_and_bad_jwts(supabase_server: SupabaseServer, bare_http: httpx.
     # The API gateway's behaviour: the `apikey` header alone is enough.
     only_apikey = bare_http.get(f"/bucket/{supabase_bucket}", headers={"apikey": supabase_server.service_key})
     assert only_apikey.json()["id"] == supabase_bucket
+
+
+GATEWAY_NO_KEY = {"message": "No API key found in request", "hint": "No `apikey` request header or url param was found."}
+GATEWAY_BAD_KEY = {"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}
+
+
+def test_new_api_keys_have_their_formats(supabase_server: SupabaseServer) -> None:
+    assert supabase_server.secret_key.startswith("sb_secret_") and len(supabase_server.secret_key) > 30
+    assert supabase_server.publishable_key.startswith("sb_publishable_")
+    assert supabase_server.secret_key.count(".") == 0  # not a JWT
+    assert "sb_secret_" not in repr(supabase_server.keys)
+
+
+def test_secret_key_in_apikey_is_the_service_role(
+    supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_bucket: str
+) -> None:
+    secret = {"apikey": supabase_server.secret_key}
+    assert bare_http.get(f"/bucket/{supabase_bucket}", headers=secret).json()["id"] == supabase_bucket
+    assert supabase_bucket in {b["id"] for b in bare_http.get("/bucket", headers=secret).json()}
+    uploaded = bare_http.post(f"/object/{supabase_bucket}/k.txt", content=b"secret-key", headers=secret)
+    assert uploaded.json()["Key"] == f"{supabase_bucket}/k.txt"
+    assert bare_http.get(f"/object/authenticated/{supabase_bucket}/k.txt", headers=secret).content == b"secret-key"
+    rows = bare_http.post(f"/object/list/{supabase_bucket}", json={"prefix": ""}, headers=secret).json()
+    assert [row["name"] for row in rows] == ["k.txt"]
+
+
+def test_secret_key_as_bearer_is_rejected_as_the_gateway_does(
+    supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_bucket: str
+) -> None:
+    key = supabase_server.secret_key
+    bearer = {"Authorization": f"Bearer {key}"}
+    # Equal to apikey: forwarded to Storage, which refuses a non-JWT bearer (api-keys.mdx, Known limitations).
+    both = bare_http.get(f"/bucket/{supabase_bucket}", headers={**bearer, "apikey": key})
+    assert (both.status_code, both.json()) == (
+        400,
+        {"statusCode": "403", "code": "AccessDenied", "error": "Unauthorized", "message": "Invalid Compact JWS"},
+    )
+    assert bare_http.post(f"/object/{supabase_bucket}/x.txt", content=b"x", headers={**bearer, "apikey": key}).status_code == 400
+    # Bearer only: the gateway answers itself.
+    alone = bare_http.get(f"/bucket/{supabase_bucket}", headers=bearer)
+    assert (alone.status_code, alone.json()) == (401, GATEWAY_NO_KEY)
+    # Nothing was written by the refused upload.
+    listed = bare_http.post(f"/object/list/{supabase_bucket}", json={"prefix": ""}, headers={"apikey": key}).json()
+    assert listed == []
+
+
+def test_publishable_key_is_anon(
+    supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_http: httpx.Client,
+    make_supabase_bucket: Callable[..., str],
+) -> None:
+    private, public = make_supabase_bucket(), make_supabase_bucket(public=True)
+    put(supabase_http, private, "p.txt", b"private")
+    put(supabase_http, public, "p.txt", b"public")
+    anon = {"apikey": supabase_server.publishable_key}
+    assert bare_http.get("/bucket", headers=anon).json() == []
+    assert bare_http.get(f"/bucket/{private}", headers=anon).json() == NO_BUCKET
+    assert bare_http.post(f"/object/{public}/new.txt", content=b"x", headers=anon).json() == RLS_DENIED
+    assert bare_http.get(f"/object/authenticated/{private}/p.txt", headers=anon).json() == NOT_FOUND
+    assert bare_http.get(f"/object/authenticated/{public}/p.txt", headers=anon).content == b"public"
+
+
+def test_unknown_new_key_is_refused_by_the_gateway(supabase_server: SupabaseServer, bare_http: httpx.Client) -> None:
+    for key in ("sb_secret_" + "x" * 32, "sb_publishable_nope", supabase_server.secret_key + "x"):
+        response = bare_http.get("/bucket", headers={"apikey": key})
+        assert (response.status_code, response.json()) == (401, GATEWAY_BAD_KEY)
+
+
+def test_legacy_jwt_keys_keep_working(supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_bucket: str) -> None:
+    service, anon = supabase_server.service_key, supabase_server.anon_key
+    for headers in ({"apikey": service}, {"apikey": service, "Authorization": f"Bearer {service}"}):
+        assert bare_http.get(f"/bucket/{supabase_bucket}", headers=headers).json()["id"] == supabase_bucket
+    # A user JWT as Bearer with the publishable key as apikey (what supabase-js sends for a signed-in user).
+    user = make_jwt(supabase_server.jwt_secret, "authenticated")
+    as_user = bare_http.get("/bucket", headers={"apikey": supabase_server.publishable_key, "Authorization": f"Bearer {user}"})
+    assert as_user.status_code == 200 and as_user.json() == []
+    assert bare_http.get("/bucket", headers={"apikey": anon, "Authorization": f"Bearer {anon}"}).json() == []
 
 
 def test_anon_sees_nothing_private(

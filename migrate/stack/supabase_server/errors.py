@@ -201,3 +201,19 @@ def injected(status: int) -> StorageError:
     except ValueError:
         phrase = "Injected fault"
     return StorageError(status, "InternalError" if status >= 500 else "InvalidRequest", phrase, http_status=status)
+
+
+@dataclass(eq=False)
+class GatewayError(StorageError):
+    """An answer of the API gateway in front of Storage: `{"message", "hint"}`, not Storage's shape."""
+
+    hint: str = ""
+
+    def body(self) -> dict[str, Any]:
+        """The gateway's JSON body."""
+        return {"message": self.message, "hint": self.hint}
+
+
+def gateway_rejected(message: str, hint: str) -> StorageError:
+    """The gateway's 401 for a missing or unknown API key (never reaches Storage)."""
+    return GatewayError(401, None, message, http_status=401, hint=hint)

@@ -125,17 +125,10 @@ def invalid_mime_type(mime_type: str) -> StorageError:
 
 
 def invalid_range(size: int) -> StorageError:
-    # codes.ts InvalidRange gives the body. The HTTP status follows RFC 9110 and
-    # the S3 backend the real server streams from (416 + `bytes */size`).
+    # codes.ts InvalidRange gives the body; the recorded upstream answer
+    # (step get.range.416) is HTTP 416 without a Content-Range header.
     """codes.ts InvalidRange for a Range the object cannot satisfy."""
-    return StorageError(
-        416,
-        "InvalidRange",
-        "invalid range provided",
-        error="invalid_range",
-        http_status=416,
-        headers={"Content-Range": f"bytes */{size}"},
-    )
+    return StorageError(416, "InvalidRange", "invalid range provided", error="invalid_range", http_status=416)
 
 
 def invalid_parameter(name: str, message: str | None = None) -> StorageError:

@@ -217,7 +217,8 @@ class StorageApi:
         """GET /bucket (getAllBuckets.ts); RLS hides every row from non-service roles."""
         principal = self.principal(request)
         buckets = self.catalog.list_buckets() if principal.bypasses_rls else []
-        return json_response([bucket.to_json() for bucket in buckets])
+        # getAllBuckets.ts selects `type` too (getBucket.ts does not): the recorded answers.
+        return json_response([{**bucket.to_json(), "type": bucket.type} for bucket in buckets])
 
     def get_bucket(self, request: Request) -> Response:
         """GET /bucket/{id} (getBucket.ts)."""

@@ -23,7 +23,7 @@ from migrate.stores.supabase import SupabaseStore, encode_key
 
 SPECIAL_KEYS = [
     "reports/Q1 summary (final).pdf",
-    "ünïcode/naïve café.txt",
+    "spaced/naive cafe (v2).txt",
     "odd/semi;colon, comma & amp+plus=eq@at!bang'quote.txt",
     "deep/a/b/c/d/e/f/g/leaf.bin",
     "zero/empty.bin",
@@ -127,7 +127,7 @@ def test_rest_falls_back_to_v1_folder_walking(supabase_server: Any, wide_bucket:
     ).json()
     assert "404" in json.dumps(state) or state.get("rules") == [] or state == {"rules": []}
     assert len(keys) == WIDE_FOLDER_COUNT + len(SPECIAL_KEYS)
-    assert "deep/a/b/c/d/e/f/g/leaf.bin" in keys and "ünïcode/naïve café.txt" in keys
+    assert "deep/a/b/c/d/e/f/g/leaf.bin" in keys and "spaced/naive cafe (v2).txt" in keys
 
 
 def test_plan_writes_a_manifest_with_rewrites_filters_and_placeholders(supabase_server: Any, wide_bucket: str, tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ unmatched: keep
     assert rows["wide/file-00007.txt"]["cache_control"] == "public, max-age=31536000, immutable"
     assert rows["deep/a/b/c/d/e/f/g/leaf.bin"]["dest_key"] == "shallow/leaf.bin"
     assert rows["folder/.emptyFolderPlaceholder"]["action"] == "excluded"
-    assert rows["ünïcode/naïve café.txt"]["action"] == "copy" and rows["ünïcode/naïve café.txt"]["dest_key"] == "ünïcode/naïve café.txt"
+    assert rows["spaced/naive cafe (v2).txt"]["action"] == "copy" and rows["spaced/naive cafe (v2).txt"]["dest_key"] == "spaced/naive cafe (v2).txt"
     assert json.loads(rows["reports/Q1 summary (final).pdf"]["user_metadata"]) == {"origin": "test"}
     assert result.summary["actions"]["copy"]["objects"] == WIDE_FOLDER_COUNT + len(SPECIAL_KEYS) - 1
     assert result.runnable

@@ -1,0 +1,203 @@
+"""The Supabase source stores (REST and catalog) against the bundled server: paging, retries, keys, damage."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from migrate.errors import ServiceUnavailable
+from migrate.stores.catalog import CATALOG_PAGE, CatalogStore
+from migrate.stores.supabase import LIST_V2_PAGE, NO_BYTES, SourceBytesMissing, SupabaseStore, auth_headers, encode_key
+
+Faults = Callable[..., list[dict[str, Any]]]
+
+
+def _upload(server: Any, bucket: str, objects: dict[str, bytes]) -> None:
+    with httpx.Client(base_url=server.storage_url, headers={"apikey": server.service_key, "Authorization": f"Bearer {server.service_key}"}, timeout=60) as client:
+
+        def put(item: tuple[str, bytes]) -> None:
+            response = client.post(f"/object/{bucket}/{encode_key(item[0])}", content=item[1], headers={"Content-Type": "text/plain", "x-upsert": "true"})
+            assert response.status_code == 200, response.text
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(put, objects.items()))
+
+
+def _counter(faults: Faults, method: str, path: str) -> Callable[[], int]:
+    """Count requests the server received on `path` (a zero-delay latency rule whose count goes down)."""
+    budget = 1_000_000
+    faults({"method": method, "path": path, "action": "latency", "delay_ms": 0, "count": budget})
+
+    def seen(server: Any) -> int:
+        rules = httpx.get(f"{server.storage_url}/_faults", headers={"apikey": server.service_key}).json()["rules"]
+        return budget - next(rule["count"] for rule in rules if rule["path"] == path and rule["action"] == "latency")
+
+    return seen  # type: ignore[return-value]
+
+
+def _listed(pages: Iterator[Any]) -> list[str]:
+    return [info.key for page in pages for info in page]
+
+
+@pytest.fixture
+def nested_bucket(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> tuple[str, dict[str, bytes]]:
+    """23 objects over three folder levels: several pages at a page size of 5."""
+    bucket = make_supabase_bucket()
+    objects = {f"top-{i:02d}.txt": f"t{i}".encode() for i in range(9)}
+    objects |= {f"a/mid-{i:02d}.txt": f"m{i}".encode() for i in range(8)}
+    objects |= {f"a/b/deep-{i:02d}.txt": f"d{i}".encode() for i in range(6)}
+    _upload(supabase_server, bucket, objects)
+    return bucket, objects
+
+
+# -- paging: every inventory path across pages of its real size, lowered ------------------
+def test_list_v2_pages_through_every_object_at_a_lowered_page_size(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]], supabase_faults: Faults) -> None:
+    bucket, objects = nested_bucket
+    seen = _counter(supabase_faults, "POST", "/object/list-v2/")
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, list_v2_page=5, fetch_user_metadata=False)
+    keys = _listed(store.iter_objects(bucket))
+    assert sorted(keys) == sorted(objects) and len(keys) == len(objects)  # no page repeated or skipped
+    assert seen(supabase_server) == 5  # ceil(23 / 5) pages, each one request
+
+
+def test_v1_fallback_pages_through_every_folder_at_a_lowered_page_size(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]], supabase_faults: Faults) -> None:
+    bucket, objects = nested_bucket
+    # list-v2 missing (an old self-hosted server): one 404 for the route, then v1 only.
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1})
+    v1_requests = _counter(supabase_faults, "POST", "/object/list/")
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, list_v1_page=4, fetch_user_metadata=False)
+    keys = _listed(store.iter_objects(bucket))
+    assert sorted(keys) == sorted(objects) and len(keys) == len(objects)
+    rules = httpx.get(f"{supabase_server.storage_url}/_faults", headers={"apikey": supabase_server.service_key}).json()["rules"]
+    assert [rule["count"] for rule in rules if rule["status"] == 404 and rule["action"] == "status"] == [0]  # the 404 fired
+    # root: 9 objects + folder a (10 rows -> 3 requests of 4); a: 8 + folder b (9 rows -> 3); a/b: 6 rows -> 2
+    assert v1_requests(supabase_server) == 8
+
+
+def test_catalog_pages_by_keyset_at_a_lowered_page_size(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]]) -> None:
+    bucket, objects = nested_bucket
+    rest = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    catalog = CatalogStore(supabase_server.database_url, rest, page_size=5)
+    pages = list(catalog.iter_pages(bucket))
+    assert [len(page.objects) for page in pages] == [5, 5, 5, 5, 3]
+    keys = [info.key for page in pages for info in page.objects]
+    assert keys == sorted(objects, key=lambda k: k.encode()) and len(set(keys)) == len(objects)
+    # resuming from a page's position yields exactly the pages after it
+    resumed = [info.key for page in catalog.iter_pages(bucket, resume=pages[1].resume) for info in page.objects]
+    assert resumed == keys[10:]
+    catalog.close()
+
+
+def test_catalog_at_its_default_page_size_lists_past_one_page(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> None:
+    bucket = make_supabase_bucket()
+    count = CATALOG_PAGE + 37
+    # Rows only (the catalog listing never reads bytes): seeded straight into storage.objects.
+    with psycopg.connect(supabase_server.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO storage.objects (bucket_id, name, metadata) "
+            "SELECT %s, 'k/' || lpad(i::text, 6, '0'), jsonb_build_object('size', i, 'eTag', md5(i::text), 'mimetype', 'text/plain') "
+            "FROM generate_series(1, %s) AS i",
+            (bucket, count),
+        )
+    catalog = CatalogStore(supabase_server.database_url, SupabaseStore(supabase_server.url, supabase_server.secret_key))
+    pages = list(catalog.iter_pages(bucket))
+    assert [len(page.objects) for page in pages] == [CATALOG_PAGE, 37]
+    keys = [info.key for page in pages for info in page.objects]
+    assert len(set(keys)) == count and keys[CATALOG_PAGE] == f"k/{CATALOG_PAGE + 1:06d}"
+    catalog.close()
+
+
+def test_rest_at_its_default_page_size_lists_past_one_page(supabase_server: Any, make_supabase_bucket: Callable[..., str], supabase_faults: Faults) -> None:
+    bucket = make_supabase_bucket()
+    objects = {f"p/{i:05d}": b"x" for i in range(LIST_V2_PAGE + 12)}
+    _upload(supabase_server, bucket, objects)
+    v2 = _counter(supabase_faults, "POST", "/object/list-v2/")
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    keys = _listed(store.iter_objects(bucket))
+    assert sorted(keys) == sorted(objects) and v2(supabase_server) == 2
+    # and v1 at its default page size, across its second page of the same folder
+    httpx.delete(f"{supabase_server.storage_url}/_faults", headers={"apikey": supabase_server.service_key})
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1})
+    v1 = _counter(supabase_faults, "POST", "/object/list/")
+    assert sorted(_listed(store.iter_objects(bucket))) == sorted(objects)
+    assert v1(supabase_server) == 1 + 2  # root (folder p), then p in two pages of 1000
+
+
+# -- retries -----------------------------------------------------------------------------
+def test_listing_retries_5xx_429_and_a_dropped_connection(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]], supabase_faults: Faults) -> None:
+    bucket, objects = nested_bucket
+    supabase_faults(
+        {"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 503, "count": 1},
+        {"method": "POST", "path": "/object/list-v2/", "action": "drop", "count": 1},
+        {"method": "GET", "path": "/object/info/", "action": "status", "status": 500, "count": 2},
+        {"method": "GET", "path": "/object/info/", "action": "status", "status": 429, "count": 1},
+        {"method": "GET", "path": f"/bucket/{bucket}", "action": "status", "status": 502, "count": 1},
+    )
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, list_v2_page=10)
+    assert sorted(_listed(store.iter_objects(bucket))) == sorted(objects)
+    rules = httpx.get(f"{supabase_server.storage_url}/_faults", headers={"apikey": supabase_server.service_key}).json()["rules"]
+    assert all(rule["count"] == 0 for rule in rules), rules  # every fault fired and was ridden out
+
+
+def test_retry_after_is_honoured(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]], supabase_faults: Faults) -> None:
+    bucket, _ = nested_bucket
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 429, "count": 1, "retry_after": 2})
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    started = time.monotonic()
+    list(store.iter_objects(bucket))
+    # The policy's own first backoff is at most 0.2 s: only the header explains 2 s.
+    assert time.monotonic() - started >= 2.0
+
+
+def test_faults_that_outlast_the_attempts_stop_with_exit_4_naming_the_host(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]], supabase_faults: Faults) -> None:
+    bucket, _ = nested_bucket
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 503, "count": None})
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, max_attempts=2)
+    with pytest.raises(ServiceUnavailable) as caught:
+        list(store.iter_objects(bucket))
+    message = str(caught.value)
+    assert supabase_server.url.split("//")[1] in message and "rerun the same command to continue" in message
+    assert supabase_server.secret_key not in message and int(caught.value.exit_status) == 4
+
+
+def test_an_unreachable_url_is_service_unavailable() -> None:
+    store = SupabaseStore("http://127.0.0.1:9", "sb_secret_unused", max_attempts=2)
+    with pytest.raises(ServiceUnavailable, match="127.0.0.1:9"):
+        store.check_bucket("anything")
+    dns = SupabaseStore("http://no-such-host.invalid", "sb_secret_unused", max_attempts=1)
+    with pytest.raises(ServiceUnavailable, match="no-such-host.invalid"):
+        dns.list_buckets()
+
+
+# -- keys -------------------------------------------------------------------------------
+def test_secret_keys_go_in_apikey_only_and_jwts_in_both_headers(supabase_server: Any) -> None:
+    assert auth_headers("sb_secret_abc") == {"apikey": "sb_secret_abc"}
+    assert auth_headers(supabase_server.service_key) == {"apikey": supabase_server.service_key, "Authorization": f"Bearer {supabase_server.service_key}"}
+    # The bundled server refuses an sb_secret_ bearer as the hosted gateway does: what we send must pass.
+    refused = httpx.get(f"{supabase_server.storage_url}/bucket", headers={"apikey": supabase_server.secret_key, "Authorization": f"Bearer {supabase_server.secret_key}"})
+    assert refused.status_code >= 400
+    for key in (supabase_server.secret_key, supabase_server.service_key):
+        store = SupabaseStore(supabase_server.url, key)
+        assert isinstance(store.list_buckets(), list)
+        store.close()
+
+
+# -- rows without bytes ---------------------------------------------------------------------
+def test_a_row_without_bytes_is_reported_as_such(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> None:
+    bucket = make_supabase_bucket()
+    _upload(supabase_server, bucket, {"kept.txt": b"kept", "lost.txt": b"lost", "empty.txt": b""})
+    with psycopg.connect(supabase_server.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO storage.objects (bucket_id, name, version, metadata) VALUES (%s, 'ghost.txt', %s, '{\"size\": 5}')", (bucket, str(uuid.uuid4())))
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key)
+    assert store.has_bytes(bucket, "kept.txt", size=4) and store.has_bytes(bucket, "empty.txt", size=0)
+    assert not store.has_bytes(bucket, "ghost.txt", size=5)
+    with pytest.raises(SourceBytesMissing, match=NO_BYTES):
+        store.open(bucket, "ghost.txt")
+    store.close()

@@ -201,3 +201,68 @@ def test_a_row_without_bytes_is_reported_as_such(supabase_server: Any, make_supa
     with pytest.raises(SourceBytesMissing, match=NO_BYTES):
         store.open(bucket, "ghost.txt")
     store.close()
+
+
+# -- end to end with a new secret key; the source changing between plan and run ----------------
+def _write_plan(path: Any, name: str, bucket: str, concurrency: int = 4) -> None:
+    path.write_text(
+        f"""version: 1
+name: {name}
+source:
+  type: supabase
+  url: ${{SUPABASE_URL}}
+  key: ${{SUPABASE_SECRET_KEY}}
+  buckets: [{bucket}]
+destination:
+  bucket: ${{MIGRATE_DEST_BUCKET}}
+  endpoint_url: ${{MIGRATE_DEST_ENDPOINT_URL}}
+  region: us-east-1
+transfer: {{concurrency: {concurrency}, max_attempts: 3}}
+"""
+    )
+
+
+def _cli(plan: Any, tmp: Any, *args: str, env: dict[str, str], timeout: float = 300) -> Any:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "migrate", *args, str(plan), "--state-dir", str(tmp / "state"), "--reports-dir", str(tmp / "reports")]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_plan_run_verify_with_an_sb_secret_key_and_twenty_objects_changed_after_plan(
+    supabase_server: Any, make_supabase_bucket: Callable[..., str], seaweed: Any, tmp_path: Any
+) -> None:
+    import os
+
+    bucket = make_supabase_bucket()
+    objects = {f"obj/{i:02d}.bin": f"first version {i}".encode() for i in range(30)}
+    _upload(supabase_server, bucket, objects)
+    dest = f"sk-{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=dest)
+    env = {
+        **os.environ,
+        "SUPABASE_URL": supabase_server.url,
+        "SUPABASE_SECRET_KEY": supabase_server.secret_key,  # apikey only: a bearer would be refused
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
+        "MIGRATE_DEST_BUCKET": dest,
+    }
+    plan = tmp_path / "plan.yaml"
+    _write_plan(plan, f"sk-{dest}", bucket)
+    assert _cli(plan, tmp_path, "plan", env=env).returncode == 0
+    changed = {key: f"second, longer version {i}".encode() for i, key in enumerate(sorted(objects)[:20])}
+    _upload(supabase_server, bucket, changed)
+    # Twenty failures on a pool of 8 connections: each must give its connection back, so the run ends promptly.
+    first = _cli(plan, tmp_path, "run", "--no-progress", env=env, timeout=180)
+    assert first.returncode == 3, first.stderr
+    assert f"20 objects changed at the source since the plan; run `migrate run --replan {plan}`" in first.stderr
+    assert "Traceback" not in first.stderr
+    second = _cli(plan, tmp_path, "run", "--replan", "--no-progress", env=env, timeout=180)
+    assert second.returncode == 0, second.stderr
+    s3 = seaweed.client()
+    for key, body in {**objects, **changed}.items():
+        assert s3.get_object(Bucket=dest, Key=key)["Body"].read() == body, key
+    verified = _cli(plan, tmp_path, "verify", "--mode", "deep", "--no-progress", env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -1,0 +1,71 @@
+"""The source audit: rows without bytes (through verify too) and bytes without rows (the bundled server's data dir)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import psycopg
+import pytest
+
+from migrate.report import CATALOG_ONLY
+from migrate.source_audit import audit_source_bytes, blobs_without_rows
+from migrate.stores.supabase import NO_BYTES, SupabaseStore
+from tests.test_stores_supabase import _upload
+
+
+@pytest.fixture
+def damaged_bucket(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> str:
+    """Twenty good objects, two catalog rows without bytes."""
+    bucket = make_supabase_bucket()
+    _upload(supabase_server, bucket, {f"good/{i:02d}": f"body {i}".encode() for i in range(20)})
+    with psycopg.connect(supabase_server.database_url, autocommit=True) as conn:
+        for name in ("lost/a", "lost/b"):
+            conn.execute("INSERT INTO storage.objects (bucket_id, name, version, metadata) VALUES (%s, %s, %s, '{\"size\": 3}')", (bucket, name, str(uuid.uuid4())))
+    return bucket
+
+
+def test_full_and_sampled_audits(supabase_server: Any, damaged_bucket: str) -> None:
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    listed = [(damaged_bucket, info.key, info.size) for page in store.iter_objects(damaged_bucket) for info in page]
+    full = audit_source_bytes(listed, store, concurrency=8)
+    assert (full.population, full.checked) == (22, 22) and [key for _, key, _ in full.missing] == ["lost/a", "lost/b"]
+    frame = full.frame()
+    assert frame["status"].to_list() == [CATALOG_ONLY] * 2 and all(NO_BYTES in d for d in frame["detail"].to_list())
+    sampled = audit_source_bytes(listed, store, sample=5, seed=3)
+    assert sampled.checked == 5 and sampled.sampled and "a sample of 5 of 22" in sampled.text()
+    store.close()
+
+
+def test_verify_reports_rows_without_bytes_in_the_catalog_section(supabase_server: Any, damaged_bucket: str, seaweed: Any, tmp_path: Path) -> None:
+    from migrate.inventory import plan_migration
+    from migrate.plan import parse_plan
+    from migrate.verify import verify_plan
+
+    dest = f"au-{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=dest)
+    text = f"""version: 1
+name: audit-{dest}
+source: {{type: supabase, url: "${{U}}", key: "${{K}}", buckets: [{damaged_bucket}]}}
+destination: {{bucket: {dest}, endpoint_url: "{seaweed.endpoint_url}", region: us-east-1, access_key_id_env: A, secret_access_key_env: S}}
+"""
+    plan = parse_plan(text, source_name="audit.yaml", environ={"U": supabase_server.url, "K": supabase_server.secret_key, "A": seaweed.access_key, "S": seaweed.secret_key})
+    plan_migration(plan, state_dir=tmp_path, reports_dir=tmp_path / "r")
+    report = verify_plan(plan, state_dir=tmp_path, reports_dir=tmp_path / "r")
+    catalog = report.catalog_rows
+    assert sorted(catalog["source_key"].to_list()) == ["lost/a", "lost/b"]
+    assert set(catalog["status"].to_list()) == {CATALOG_ONLY}
+
+
+def test_blobs_without_rows_are_listed_from_the_backend(supabase_server: Any, damaged_bucket: str) -> None:
+    data_dir = Path(supabase_server.process.log_path).parent
+    stray = data_dir / "blobs" / "ab" / f"ab{uuid.uuid4().hex[2:]}"
+    stray.write_bytes(b"nobody's bytes")
+    try:
+        with psycopg.connect(supabase_server.database_url) as conn:
+            versions = [row[0] for row in conn.execute("SELECT version FROM storage.objects WHERE version IS NOT NULL")]
+        assert stray in blobs_without_rows(data_dir, versions)
+        assert not any(path.name in set(versions) for path in blobs_without_rows(data_dir, versions))
+    finally:
+        stray.unlink()

@@ -113,6 +113,35 @@ def blobs_without_rows(data_dir: Path, versions: Iterable[str]) -> list[Path]:
     return sorted(path for path in (data_dir / "blobs").glob("*/*") if path.is_file() and path.name not in named)
 
 
+def backend_key(tenant: str, bucket: str, name: str, version: str | None, *, separator: str = "/") -> str:
+    """Where upstream Supabase Storage keeps an object's bytes in its backend (S3 bucket or file root).
+
+    `${tenantId}/${bucketId}/${objectName}` plus `/version` (storage/object.ts
+    `deleteObject`'s s3Key; backend/adapter.ts `withOptionalVersion`, whose
+    separator is `-$v-` when the server runs with the TUS file-version separator).
+    """
+    key = f"{tenant}/{bucket}/{name}"
+    return f"{key}{separator}{version}" if version else key
+
+
+def compare_backend(
+    stored: Iterable[tuple[str, int]], rows: Iterable[tuple[str, str, str | None]], *, tenant: str, separator: str = "/"
+) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Backend keys (key, size) against catalog rows (bucket, name, version).
+
+    Returns (bytes without rows, rows without bytes): the first are backend
+    objects no row names, the second (bucket, name) rows whose backend key is
+    absent. Pure: list the backend with any S3 client (a self-hosted
+    Supabase's global bucket under the tenant prefix) and the rows with
+    `CatalogStore.object_versions`.
+    """
+    expected = {backend_key(tenant, bucket, name, version, separator=separator): (bucket, name) for bucket, name, version in rows}
+    present = dict(stored)
+    unnamed = sorted((key, size) for key, size in present.items() if key not in expected)
+    lost = sorted(row for key, row in expected.items() if key not in present)
+    return unnamed, lost
+
+
 def blob_report(paths: Iterable[Path]) -> pl.DataFrame:
     """Unnamed blobs as report rows (status storage-only)."""
     rows = [("(backend)", str(path), path.stat().st_size) for path in paths]

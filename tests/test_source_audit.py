@@ -69,3 +69,27 @@ def test_blobs_without_rows_are_listed_from_the_backend(supabase_server: Any, da
         assert not any(path.name in set(versions) for path in blobs_without_rows(data_dir, versions))
     finally:
         stray.unlink()
+
+
+def test_a_self_hosted_s3_backend_is_compared_with_the_catalog(supabase_server: Any, damaged_bucket: str, seaweed: Any) -> None:
+    """The upstream layout (`<tenant>/<bucket>/<name>/<version>` in one global bucket), on SeaweedFS."""
+    from migrate.source_audit import backend_key, compare_backend
+    from migrate.stores.catalog import CatalogStore
+    from migrate.stores.s3 import S3Location, S3Store
+
+    catalog = CatalogStore(supabase_server.database_url, SupabaseStore(supabase_server.url, supabase_server.secret_key))
+    rows = [(damaged_bucket, name, version) for name, version in catalog.object_versions(damaged_bucket)]
+    assert len(rows) == 22
+    backend = f"gb-{uuid.uuid4().hex[:8]}"
+    client = seaweed.client()
+    client.create_bucket(Bucket=backend)
+    for bucket, name, version in rows:
+        if not name.startswith("lost/"):  # the two damaged rows have no bytes in the backend either
+            client.put_object(Bucket=backend, Key=backend_key("tenant-1", bucket, name, version), Body=b"x")
+    client.put_object(Bucket=backend, Key=f"tenant-1/{damaged_bucket}/good/00/not-a-version", Body=b"orphan")
+    store = S3Store(S3Location(endpoint_url=seaweed.endpoint_url, region="us-east-1", access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key))
+    stored = [(info.key, info.size) for page in store.iter_objects(backend, "tenant-1/") for info in page]
+    unnamed, lost = compare_backend(stored, rows, tenant="tenant-1")
+    assert unnamed == [(f"tenant-1/{damaged_bucket}/good/00/not-a-version", 6)]
+    assert lost == [(damaged_bucket, "lost/a"), (damaged_bucket, "lost/b")]
+    catalog.close()

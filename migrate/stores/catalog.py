@@ -178,6 +178,17 @@ class CatalogStore(SourceStore):
             except psycopg.Error:
                 self._drop()
 
+    def object_versions(self, bucket: str) -> list[tuple[str, str | None]]:
+        """(name, version) of every row of the bucket: the backend stores bytes under the version (source audit)."""
+        rows = self._query(
+            lambda conn: conn.execute(
+                'SELECT name, version FROM storage.objects WHERE bucket_id = %s ORDER BY name COLLATE "C"', (bucket,)
+            ).fetchall(),
+            what=f"catalog {self._where} (bucket {bucket!r})",
+        )
+        self._end_snapshot()
+        return [(str(name), version) for name, version in rows]
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return self.rest.head(bucket, key)
 

@@ -266,3 +266,36 @@ def test_plan_run_verify_with_an_sb_secret_key_and_twenty_objects_changed_after_
         assert s3.get_object(Bucket=dest, Key=key)["Body"].read() == body, key
     verified = _cli(plan, tmp_path, "verify", "--mode", "deep", "--no-progress", env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_catalog_reconnects_after_a_dropped_connection_and_continues_from_its_position(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]]) -> None:
+    bucket, objects = nested_bucket
+    catalog = CatalogStore(supabase_server.database_url, SupabaseStore(supabase_server.url, supabase_server.secret_key), page_size=5)
+    keys: list[str] = []
+    killed = []
+    for page in catalog.iter_pages(bucket):
+        keys += [info.key for info in page.objects]
+        if not killed:
+            assert catalog._conn is not None
+            pid = catalog._conn.info.backend_pid
+            with psycopg.connect(supabase_server.database_url, autocommit=True) as admin:
+                killed.append(admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0])
+    assert killed == [True]
+    assert keys == sorted(objects, key=lambda k: k.encode())  # every row once, in order
+    catalog.close()
+
+
+def test_plan_against_an_unreachable_supabase_exits_4_in_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from migrate.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "version: 1\nname: unreachable\nsource: {type: supabase, url: \"${SUPABASE_URL}\", key: \"${SUPABASE_SECRET_KEY}\", buckets: [b]}\n"
+        "destination: {bucket: dest-unused, endpoint_url: \"http://127.0.0.1:9\", region: us-east-1}\ntransfer: {max_attempts: 2}\n"
+    )
+    monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SUPABASE_SECRET_KEY", "sb_secret_not-a-real-key-123")
+    assert main(["plan", str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r")]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "127.0.0.1:9" in err[0] and "rerun the same command to continue" in err[0], err
+    assert "sb_secret_not-a-real-key-123" not in err[0] and "Traceback" not in err[0]

@@ -93,3 +93,24 @@ def test_a_self_hosted_s3_backend_is_compared_with_the_catalog(supabase_server: 
     assert unnamed == [(f"tenant-1/{damaged_bucket}/good/00/not-a-version", 6)]
     assert lost == [(damaged_bucket, "lost/a"), (damaged_bucket, "lost/b")]
     catalog.close()
+
+
+def test_run_reports_a_row_without_bytes_as_such(supabase_server: Any, damaged_bucket: str, seaweed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from migrate.cli import main
+
+    dest = f"nb-{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=dest)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"version: 1\nname: nobytes-{dest}\nsource: {{type: supabase, url: \"${{U}}\", key: \"${{K}}\", buckets: [{damaged_bucket}]}}\n"
+        f"destination: {{bucket: {dest}, endpoint_url: \"{seaweed.endpoint_url}\", region: us-east-1, access_key_id_env: A, secret_access_key_env: S}}\n"
+        "transfer: {max_attempts: 2}\n"
+    )
+    for name, value in {"U": supabase_server.url, "K": supabase_server.secret_key, "A": seaweed.access_key, "S": seaweed.secret_key}.items():
+        monkeypatch.setenv(name, value)
+    common = [str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r")]
+    assert main(["plan", *common, "--audit-source"]) == 3  # found before anything is copied
+    assert "2 objects have a catalog row but no bytes at the source" in capsys.readouterr().err
+    assert main(["run", *common, "--no-progress"]) == 3
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  failed:")]
+    assert len(failed) == 2 and all(NO_BYTES in line and "500" not in line for line in failed), failed

@@ -153,16 +153,11 @@ def checked_body(
     while reading go through `translate`; the response is always closed,
     also when the caller closes the body before reading it.
     """
-    return ResponseBody(_checked_chunks(chunks, expected=expected, what=what, close=close, translate=translate), close)
+    return ResponseBody(_checked_chunks(chunks, expected, what, close, translate), close)
 
 
 def _checked_chunks(
-    chunks: Iterator[bytes],
-    *,
-    expected: int,
-    what: str,
-    close: Callable[[], None],
-    translate: Callable[[Exception], MigrateError],
+    chunks: Iterator[bytes], expected: int, what: str, close: Callable[[], None], translate: Callable[[Exception], MigrateError]
 ) -> Iterator[bytes]:
     received = 0
     try:

@@ -315,6 +315,9 @@ def plan_migration(
     """
     from migrate.stores.factory import open_destination, open_source
 
+    if audit_sample is not None and (not audit_source or audit_sample < 1):
+        # A sample without the audit would be a setting accepted and ignored.
+        raise UserInputError("--sample N goes with --audit-source and must be at least 1")
     progress = progress or NullProgress()
     started = time.monotonic()
     owns_source = source is None

@@ -299,3 +299,29 @@ def test_plan_against_an_unreachable_supabase_exits_4_in_one_line(tmp_path: Any,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "127.0.0.1:9" in err[0] and "rerun the same command to continue" in err[0], err
     assert "sb_secret_not-a-real-key-123" not in err[0] and "Traceback" not in err[0]
+
+
+def test_v1_resumes_from_a_page_position(supabase_server: Any, nested_bucket: tuple[str, dict[str, bytes]], supabase_faults: Faults) -> None:
+    bucket, objects = nested_bucket
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, list_v1_page=4, fetch_user_metadata=False)
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1})
+    pages = list(store.iter_pages(bucket))
+    assert len(pages) >= 4 and json.loads(pages[1].resume or "{}")["api"] == "v1"
+    done = [info.key for page in pages[:2] for info in page.objects]
+    rest = [info.key for page in store.iter_pages(bucket, resume=pages[1].resume) for info in page.objects]
+    assert sorted(done + rest) == sorted(objects) and not set(done) & set(rest)
+
+
+def test_plan_refuses_a_sample_without_the_audit(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from migrate.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "version: 1\nname: sample\nsource: {type: supabase, url: \"http://127.0.0.1:9\", key: \"${K}\", buckets: [b]}\n"
+        "destination: {bucket: dest-unused, endpoint_url: \"http://127.0.0.1:9\", region: us-east-1}\n"
+    )
+    monkeypatch.setenv("K", "sb_secret_x")
+    for extra in (["--sample", "5"], ["--audit-source", "--sample", "0"]):
+        assert main(["plan", str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r"), *extra]) == 2
+        assert "--sample N goes with --audit-source" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # nothing written

@@ -325,3 +325,20 @@ def test_plan_refuses_a_sample_without_the_audit(tmp_path: Any, monkeypatch: pyt
         assert main(["plan", str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r"), *extra]) == 2
         assert "--sample N goes with --audit-source" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # nothing written
+
+
+def test_object_info_reaches_keys_storage3_would_rewrite(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> None:
+    """Why /object/info stays on httpx: storage3 2.34 drops empty segments (`a//b.txt` becomes `a/b.txt`)
+    and refuses `.` segments, both valid Supabase keys (upstream isValidKey allows `/` and `.`)."""
+    bucket = make_supabase_bucket()
+    _upload(supabase_server, bucket, {"a//b.txt": b"double slash", "c/./d.txt": b"dot segment"})
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key)
+    for key, body in (("a//b.txt", b"double slash"), ("c/./d.txt", b"dot segment")):
+        info = store.head(bucket, key)
+        assert info is not None and info.size == len(body), key
+    with pytest.raises(Exception) as caught:  # the store's response hook raises before storage3 sees the answer
+        store.storage.from_(bucket).info("a//b.txt")  # storage3 asks for a/b.txt, which does not exist
+    assert "Object not found" in caught.value.response.text  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        store.storage.from_(bucket).info("c/./d.txt")
+    store.close()

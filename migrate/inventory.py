@@ -141,6 +141,10 @@ class ListingCheckpoint:
         document = {"plan_fingerprint": self.fingerprint, "source_kind": self.source_kind, "buckets": self.buckets, "units": self.units}
         atomic_write_text(self.path, json.dumps(document))
 
+    def has_progress(self) -> bool:
+        """Whether any listing page is saved (a resume would skip work)."""
+        return any(int(state["parts"]) or state["done"] for state in self.units.values())
+
     def clear(self) -> None:
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
@@ -329,7 +333,14 @@ def plan_migration(
         log.info("continuing the inventory from its checkpoint in %s", checkpoint.parts_dir)
     try:
         progress.start(objects=0, total_bytes=0, description="listing")
-        _, buckets = _write_parts(plan, source, checkpoint, progress)
+        try:
+            _, buckets = _write_parts(plan, source, checkpoint, progress)
+        except BaseException:
+            # Keep a checkpoint only when it holds listing progress: a plan that
+            # fails before its first page (bad key, missing bucket) writes nothing.
+            if not checkpoint.has_progress():
+                checkpoint.clear()
+            raise
         parts = sorted(checkpoint.parts_dir.glob("part-*.parquet"))
         manifest = pl.read_parquet(parts) if parts else pl.DataFrame(schema=MANIFEST_SCHEMA)
         # Overlapping prefixes list an object twice; keep it once.

@@ -41,7 +41,7 @@ def test_full_and_sampled_audits(supabase_server: Any, damaged_bucket: str) -> N
 def test_verify_reports_rows_without_bytes_in_the_catalog_section(supabase_server: Any, damaged_bucket: str, seaweed: Any, tmp_path: Path) -> None:
     from migrate.inventory import plan_migration
     from migrate.plan import parse_plan
-    from migrate.verify import verify_plan
+    from migrate.pipeline import verify_plan
 
     dest = f"au-{uuid.uuid4().hex[:8]}"
     seaweed.client().create_bucket(Bucket=dest)

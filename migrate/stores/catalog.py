@@ -62,6 +62,10 @@ class CatalogStore(SourceStore):
 
     kind = "supabase-catalog"
 
+    @property
+    def endpoint(self) -> str:
+        return self.rest.endpoint
+
     def __init__(self, database_url: str, rest: SupabaseStore, *, page_size: int = CATALOG_PAGE, max_attempts: int = 5):
         """`page_size`: rows per keyset query; `max_attempts`: tries per query before the stage stops (exit 4)."""
         if page_size < 1:

@@ -285,17 +285,22 @@ def test_the_catalog_reconnects_after_a_dropped_connection_and_continues_from_it
     catalog.close()
 
 
-def test_plan_against_an_unreachable_supabase_exits_4_in_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from migrate.cli import main
-
+def _unreachable_plan(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, key: str) -> list[str]:
+    """A plan whose Supabase URL and destination answer nowhere; returns the CLI arguments after the command."""
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         "version: 1\nname: unreachable\nsource: {type: supabase, url: \"${SUPABASE_URL}\", key: \"${SUPABASE_SECRET_KEY}\", buckets: [b]}\n"
         "destination: {bucket: dest-unused, endpoint_url: \"http://127.0.0.1:9\", region: us-east-1}\ntransfer: {max_attempts: 2}\n"
     )
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("SUPABASE_SECRET_KEY", "sb_secret_not-a-real-key-123")
-    assert main(["plan", str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r")]) == 4
+    monkeypatch.setenv("SUPABASE_SECRET_KEY", key)
+    return [str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r")]
+
+
+def test_plan_against_an_unreachable_supabase_exits_4_in_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from migrate.cli import main
+
+    assert main(["plan", *_unreachable_plan(tmp_path, monkeypatch, "sb_secret_not-a-real-key-123")]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "127.0.0.1:9" in err[0] and "rerun the same command to continue" in err[0], err
     assert "sb_secret_not-a-real-key-123" not in err[0] and "Traceback" not in err[0]
@@ -315,14 +320,9 @@ def test_v1_resumes_from_a_page_position(supabase_server: Any, nested_bucket: tu
 def test_plan_refuses_a_sample_without_the_audit(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from migrate.cli import main
 
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(
-        "version: 1\nname: sample\nsource: {type: supabase, url: \"http://127.0.0.1:9\", key: \"${K}\", buckets: [b]}\n"
-        "destination: {bucket: dest-unused, endpoint_url: \"http://127.0.0.1:9\", region: us-east-1}\n"
-    )
-    monkeypatch.setenv("K", "sb_secret_x")
+    common = _unreachable_plan(tmp_path, monkeypatch, "sb_secret_x")
     for extra in (["--sample", "5"], ["--audit-source", "--sample", "0"]):
-        assert main(["plan", str(plan), "--state-dir", str(tmp_path / "s"), "--reports-dir", str(tmp_path / "r"), *extra]) == 2
+        assert main(["plan", *common, *extra]) == 2
         assert "--sample N goes with --audit-source" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # nothing written
 

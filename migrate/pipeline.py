@@ -256,9 +256,9 @@ def verify_plan(
 
     Uses the plan's manifest (or re-inventories the source first with
     `fresh`, which also refreshes the manifest) and the run journal when
-    there is one. With a Supabase `database_url`, the catalog is
-    cross-checked against the REST listing and the differences reported in
-    their own section. Nothing is written to the source or the destination.
+    there is one. For a Supabase source, catalog rows whose bytes are gone
+    (found by reading their first byte) are reported in their own section.
+    Nothing is written to the source or the destination.
     """
     run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
     if fresh:
@@ -287,7 +287,7 @@ def verify_plan(
     journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
     try:
         destination.check_bucket(plan.destination.bucket)
-        catalog_rows = catalog_rows_for_plan(plan, source)
+        catalog_rows = catalog_rows_for_plan(manifest, source, options)
         records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
         report = verify_migration(
             records,

@@ -199,6 +199,11 @@ class SourceChanged(ObjectError):
     """The source object is not the one the plan listed (size or eTag changed)."""
 
 
+SOURCE_CHANGED = "changed at the source since the plan"
+#: The CLI names the plan file in the exact command (see cli.cmd_run).
+REPLAN_HINT = "re-plan it with `migrate run --replan` and the plan file"
+
+
 # -- multipart bookkeeping -------------------------------------------------
 class _MultipartJob:
     """One multipart object in flight: its parts, and the whole-object digests computed in part order."""
@@ -483,12 +488,19 @@ class Transfer:
 
         return self._retry(head, record)  # type: ignore[no-any-return]
 
-    def _check_source(self, record: ObjectRecord, size: int, etag: str | None) -> None:
+    def _check_source(self, record: ObjectRecord, size: int, etag: str | None, chunks: Iterator[bytes]) -> None:
+        """Refuse a source object that is not the planned one; the response is closed so its connection goes back."""
         what = f"{record.source_bucket}/{record.source_key}"
+        changed = None
         if size >= 0 and size != record.size:
-            raise SourceChanged(f"{what}: changed at the source since the plan (size {size}, planned {record.size}); run `migrate plan` again")
-        if record.source_etag and etag and etag != record.source_etag:
-            raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+            changed = f"size {size}, planned {record.size}"
+        elif record.source_etag and etag and etag != record.source_etag:
+            changed = "eTag differs"
+        if changed is not None:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            raise SourceChanged(f"{what}: {SOURCE_CHANGED} ({changed}); {REPLAN_HINT}")
 
     # -- small objects -----------------------------------------------------
     def copy_whole(self, record: ObjectRecord, owned: bool) -> None:
@@ -531,10 +543,8 @@ class Transfer:
         what = f"{record.source_bucket}/{record.source_key}"
         with self._talking_to(self.source.endpoint):
             info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
-            if length is None:
-                self._check_source(record, info.size, info.etag)
-            elif record.source_etag and info.etag and info.etag != record.source_etag:
-                raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+            # A range's length is not the object's size: ranges compare the eTag only.
+            self._check_source(record, info.size if length is None else record.size, info.etag, chunks)
             view = memoryview(body) if length is not None else None
             received = 0
             for chunk in chunks:

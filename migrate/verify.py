@@ -952,17 +952,16 @@ __all__ = [
 ]
 
 
-def catalog_rows_for_plan(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
-    """Catalog (storage.objects) vs REST listing, for the plan's buckets and prefixes; None without a catalog."""
-    from migrate.stores.catalog import CatalogStore
+def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
+    """Rows without bytes at a Supabase source (the bytes audit, sampled like the audit itself); None for other sources.
 
-    if not isinstance(source, CatalogStore):
+    Comparing the catalog with the REST listing proves nothing (both read
+    `storage.objects`); reading the first byte reaches the storage backend.
+    """
+    from migrate.source_audit import audit_source_bytes, manifest_objects
+
+    if not hasattr(source, "has_bytes"):
         return None
-    frames = []
-    buckets = plan.source.bucket_names or source.list_buckets()
-    for bucket in buckets:
-        for prefix in plan.source.prefixes_for(bucket):
-            catalog = [page for page in source.iter_objects(bucket, prefix)]
-            storage = [page for page in source.rest.iter_objects(bucket, prefix)]
-            frames.append(catalog_cross_check(catalog, storage, bucket=bucket))
-    return pl.concat(frames) if frames else None
+    listed = manifest.filter(pl.col("action").is_in(list(VERIFIED_ACTIONS)))
+    audit = audit_source_bytes(manifest_objects(listed), source, sample=options.sample, concurrency=options.concurrency, seed=options.seed)  # type: ignore[arg-type]
+    return audit.frame()

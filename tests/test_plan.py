@@ -27,6 +27,7 @@ S3_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
 ENV = {
     "SUPABASE_URL": "http://127.0.0.1:54321",
     "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+    "SUPABASE_SECRET_KEY": SERVICE_KEY,  # plans/*.yaml read the secret key variable; a legacy JWT is accepted there
     "SRC_KEY_ID": "GK31c2f218a2e44f485b94239e",
     "SRC_SECRET": S3_SECRET,
     "PGPASSWORD_FOR_TEST": "catalog-pw-9f8e7d",

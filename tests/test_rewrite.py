@@ -28,6 +28,7 @@ PLANS = Path(__file__).resolve().parent.parent / "plans"
 DEMO_ENV = {
     "SUPABASE_URL": "http://127.0.0.1:54321",
     "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXZhbHVl",
+    "SUPABASE_SECRET_KEY": "sb_secret_demo-key-for-the-example-plans",  # plans/*.yaml read the secret key variable
 }
 
 

@@ -170,7 +170,7 @@ def test_source_changed_since_plan_is_a_failure_not_a_copy(seaweed: Any, buckets
     records = _records(store, source, dest)
     _seed(seaweed, source, {"a": 12}, seed=3)  # changes after planning
     result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
-    assert not result.ok and "run `migrate plan` again" in result.failures[0].error
+    assert not result.ok and "`migrate run --replan`" in result.failures[0].error
     assert store.head(dest, "moved/a") is None
 
 

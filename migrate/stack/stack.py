@@ -27,11 +27,14 @@ import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrate.errors import UserInputError
 from migrate.redact import register_secret
 from migrate.stack.process import LOOPBACK, ServerProcess, StackError, pid_alive, port_in_use
+
+if TYPE_CHECKING:
+    from migrate.stack.supabase_server.keys import ProjectKeys
 
 STACK_COMMENT = "created by migrate stack"
 STATE_FILE = "state.json"
@@ -118,9 +121,20 @@ class StackState:
         raw["supabase"] = SupabaseState(**raw["supabase"])
         raw["s3"] = S3State(**raw["s3"])
         state = cls(**raw)
-        for secret in (state.jwt_secret, state.service_key, state.anon_key, state.secret_key):
+        for secret in (state.jwt_secret, state.service_key, state.anon_key, state.secret_key, *_derived_secrets(state)):
             register_secret(secret)
         return state
+
+
+def _project_keys(state: StackState) -> "ProjectKeys":
+    from migrate.stack.supabase_server.keys import project_keys  # the server package is loaded lazily
+
+    return project_keys(state.jwt_secret)
+
+
+def _derived_secrets(state: StackState) -> tuple[str, ...]:
+    keys = _project_keys(state)
+    return (keys.secret_key, keys.publishable_key, keys.s3_secret_access_key)
 
 
 def load_state(state_dir: Path) -> StackState | None:
@@ -473,7 +487,7 @@ def up(
         supabase=supabase_state,
         s3=s3_state,
     )
-    for secret in (state.service_key, state.anon_key):
+    for secret in (state.service_key, state.anon_key, *_derived_secrets(state)):
         register_secret(secret)
     # Recorded before seeding: if seeding fails, `down` still finds what runs.
     save_state(state)
@@ -678,8 +692,12 @@ def require_running(state_dir: Path) -> StackState:
 
 def environment(state: StackState) -> dict[str, str]:
     """The environment variables that point migrate, boto3 and supabase-py at the stack."""
+    keys = _project_keys(state)
     return {
         "SUPABASE_URL": state.supabase.url,
+        # The new keys first (apikey header only); the legacy JWTs still work.
+        "SUPABASE_SECRET_KEY": keys.secret_key,
+        "SUPABASE_PUBLISHABLE_KEY": keys.publishable_key,
         "SUPABASE_SERVICE_ROLE_KEY": state.service_key,
         "SUPABASE_ANON_KEY": state.anon_key,
         "SUPABASE_DB_URL": state.database_url,

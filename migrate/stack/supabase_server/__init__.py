@@ -8,7 +8,7 @@ PostgreSQL and object bytes on local disk, and can inject faults on demand
 
     server = launch(database_url=url, data_dir=path, jwt_secret=secret)
     try:
-        ...  # server.url, server.service_key, server.anon_key
+        ...  # server.url, server.secret_key (sb_secret_), server.service_key (legacy JWT), ...
     finally:
         server.stop()
 """
@@ -24,13 +24,14 @@ from pathlib import Path
 from migrate.stack.process import LOOPBACK, ServerProcess, free_port
 from migrate.stack.supabase_server.auth import make_jwt
 from migrate.stack.supabase_server.catalog import ensure_schema
+from migrate.stack.supabase_server.keys import ProjectKeys, project_keys
 
 JWT_SECRET_ENV = "MIGRATE_SUPABASE_JWT_SECRET"
 DATABASE_URL_ENV = "MIGRATE_SUPABASE_DATABASE_URL"
 FAULTS_ENV = "MIGRATE_SUPABASE_FAULTS"
 READY_TIMEOUT = 30.0
 
-__all__ = ["SupabaseServer", "ensure_schema", "launch", "make_jwt"]
+__all__ = ["ProjectKeys", "SupabaseServer", "ensure_schema", "launch", "make_jwt", "project_keys"]
 
 
 @dataclass
@@ -43,6 +44,21 @@ class SupabaseServer:
     jwt_secret: str
     database_url: str
     process: ServerProcess
+
+    @property
+    def keys(self) -> ProjectKeys:
+        """The project's non-JWT keys (derived from the JWT secret, see keys.py)."""
+        return project_keys(self.jwt_secret)
+
+    @property
+    def secret_key(self) -> str:
+        """`sb_secret_...`: the service role, sent in the `apikey` header only."""
+        return self.keys.secret_key
+
+    @property
+    def publishable_key(self) -> str:
+        """`sb_publishable_...`: the anon role, sent in the `apikey` header."""
+        return self.keys.publishable_key
 
     @property
     def storage_url(self) -> str:

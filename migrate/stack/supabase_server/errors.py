@@ -125,17 +125,10 @@ def invalid_mime_type(mime_type: str) -> StorageError:
 
 
 def invalid_range(size: int) -> StorageError:
-    # codes.ts InvalidRange gives the body. The HTTP status follows RFC 9110 and
-    # the S3 backend the real server streams from (416 + `bytes */size`).
+    # codes.ts InvalidRange gives the body; the recorded upstream answer
+    # (step get.range.416) is HTTP 416 without a Content-Range header.
     """codes.ts InvalidRange for a Range the object cannot satisfy."""
-    return StorageError(
-        416,
-        "InvalidRange",
-        "invalid range provided",
-        error="invalid_range",
-        http_status=416,
-        headers={"Content-Range": f"bytes */{size}"},
-    )
+    return StorageError(416, "InvalidRange", "invalid range provided", error="invalid_range", http_status=416)
 
 
 def invalid_parameter(name: str, message: str | None = None) -> StorageError:
@@ -201,3 +194,19 @@ def injected(status: int) -> StorageError:
     except ValueError:
         phrase = "Injected fault"
     return StorageError(status, "InternalError" if status >= 500 else "InvalidRequest", phrase, http_status=status)
+
+
+@dataclass(eq=False)
+class GatewayError(StorageError):
+    """An answer of the API gateway in front of Storage: `{"message", "hint"}`, not Storage's shape."""
+
+    hint: str = ""
+
+    def body(self) -> dict[str, Any]:
+        """The gateway's JSON body."""
+        return {"message": self.message, "hint": self.hint}
+
+
+def gateway_rejected(message: str, hint: str) -> StorageError:
+    """The gateway's 401 for a missing or unknown API key (never reaches Storage)."""
+    return GatewayError(401, None, message, http_status=401, hint=hint)

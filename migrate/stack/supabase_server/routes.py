@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,11 +16,10 @@ from typing import Any, Callable, Iterator
 
 from migrate.stack.supabase_server import errors, listing, rendering
 from migrate.stack.supabase_server.auth import (
-    ANONYMOUS,
+    Gatekeeper,
+    GatewayRejected,
     Principal,
     TokenRejected,
-    principal_for,
-    request_token,
     sign_object_url,
     verify_jwt,
 )
@@ -112,9 +110,7 @@ class StorageApi:
         self.faults = faults
         self.jwt_secret = jwt_secret
         self.file_size_limit = file_size_limit
-        # Clients send the same key on every request; verifying it once per
-        # distinct token (until it expires) keeps HMAC and JSON work off the hot path.
-        self._verified: dict[str, tuple[float, Principal]] = {}
+        self.gatekeeper = Gatekeeper(jwt_secret)
         # Static paths before parametric ones, as Fastify's router prefers them.
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", _route(r"/status"), self.status),
@@ -164,23 +160,12 @@ class StorageApi:
 
     def principal(self, request: Request, *, anonymous_ok: bool = False) -> Principal:
         """jwt.ts: verify the request's JWT; on `allowInvalidJwt` routes fall back to anon."""
-        token = request_token(request.headers)
-        if not token and anonymous_ok:
-            return ANONYMOUS
-        cached = self._verified.get(token)
-        if cached is not None and cached[0] > time.time():
-            return cached[1]
         try:
-            principal = principal_for(token, self.jwt_secret)
+            return self.gatekeeper.principal(request.headers, anonymous_ok=anonymous_ok)
         except TokenRejected as err:
-            if anonymous_ok:
-                return ANONYMOUS
             raise errors.access_denied(str(err)) from err
-        if len(self._verified) > 1024:
-            self._verified.clear()
-        expires = principal.claims.get("exp")
-        self._verified[token] = (float(expires) if isinstance(expires, (int, float)) else time.time() + 60, principal)
-        return principal
+        except GatewayRejected as err:
+            raise errors.gateway_rejected(err.message, err.hint) from err
 
     def _bucket(self, bucket_id: str) -> Bucket:
         bucket = self.catalog.get_bucket(bucket_id)
@@ -232,7 +217,8 @@ class StorageApi:
         """GET /bucket (getAllBuckets.ts); RLS hides every row from non-service roles."""
         principal = self.principal(request)
         buckets = self.catalog.list_buckets() if principal.bypasses_rls else []
-        return json_response([bucket.to_json() for bucket in buckets])
+        # getAllBuckets.ts selects `type` too (getBucket.ts does not): the recorded answers.
+        return json_response([{**bucket.to_json(), "type": bucket.type} for bucket in buckets])
 
     def get_bucket(self, request: Request) -> Response:
         """GET /bucket/{id} (getBucket.ts)."""

@@ -148,6 +148,7 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
             query=urllib.parse.parse_qs(query, keep_blank_values=True),
             headers=self.headers,
             body=body,
+            target=self.path[len(PREFIX) :],
         )
         return self.server.api.handle(request)
 

@@ -177,9 +177,3 @@ class Gatekeeper:
         expires = principal.claims.get("exp")
         self._verified[token] = (float(expires) if isinstance(expires, (int, float)) else time.time() + 60, principal)
         return principal
-
-
-def sign_object_url(secret: str, url: str, expires_in: int) -> str:
-    """The token of a signed download URL for `url` ("bucket/key")."""
-    now = int(time.time())
-    return jwt.encode({"url": url, "iat": now, "exp": now + expires_in}, secret, algorithm=ALGORITHM)

@@ -23,6 +23,7 @@ from migrate.stack.supabase_server.blobs import BlobStore
 from migrate.stack.supabase_server.catalog import Catalog
 from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.faults import FaultInjector, FaultRule
+from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION
 from migrate.stack.supabase_server.routes import StorageApi
 from migrate.stack.supabase_server.wire import BodyReader, MalformedBody, Request, Response, error_response
 
@@ -150,6 +151,8 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
             body=body,
             target=self.path[len(PREFIX) :],
         )
+        if relative == "/s3" or relative.startswith("/s3/"):
+            return self.server.api.s3.handle(request)
         return self.server.api.handle(request)
 
     def _apply_fault(self, rule: FaultRule, body: BodyReader) -> Response | None:
@@ -240,6 +243,7 @@ def build_server(
     file_size_limit: int = DEFAULT_FILE_SIZE_LIMIT,
     pool_size: int = 16,
     access_log: bool = False,
+    s3_region: str = DEFAULT_S3_REGION,
 ) -> StorageHTTPServer:
     """A ready-to-serve server (call `serve_forever()`); the schema must already exist."""
     api = StorageApi(
@@ -248,6 +252,7 @@ def build_server(
         faults=FaultInjector(fault_rules),
         jwt_secret=jwt_secret,
         file_size_limit=file_size_limit,
+        s3_region=s3_region,
     )
     return StorageHTTPServer((host, port), api, access_log=access_log)
 

@@ -24,6 +24,8 @@ from migrate.stack.supabase_server.blobs import BlobStore, BlobTooLarge
 from migrate.stack.supabase_server.catalog import Bucket, Catalog, StoredObject, iso_timestamp
 from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.faults import FaultInjector, InvalidFaultRule, rules_from_json
+from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION, project_keys
+from migrate.stack.supabase_server.s3 import S3Api
 from migrate.stack.supabase_server.signed import SignedUrlRoutes
 from migrate.stack.supabase_server.validation import (
     as_bool,
@@ -101,6 +103,7 @@ class StorageApi:
         faults: FaultInjector,
         jwt_secret: str,
         file_size_limit: int,
+        s3_region: str = DEFAULT_S3_REGION,
     ):
         self.catalog = catalog
         self.blobs = blobs
@@ -108,6 +111,8 @@ class StorageApi:
         self.jwt_secret = jwt_secret
         self.file_size_limit = file_size_limit
         self.gatekeeper = Gatekeeper(jwt_secret)
+        keys = project_keys(jwt_secret)
+        self.s3 = S3Api(self, access_key_id=keys.s3_access_key_id, secret_access_key=keys.s3_secret_access_key, region=s3_region)
         signed = SignedUrlRoutes(self)
         # Static paths before parametric ones, as Fastify's router prefers them.
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [

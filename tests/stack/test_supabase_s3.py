@@ -149,6 +149,37 @@ def test_presigned_get(supabase_server: SupabaseServer, s3: Any, supabase_bucket
     assert httpx.get(v2.generate_presigned_url("get_object", Params={"Bucket": supabase_bucket, "Key": "p/q.txt"})).status_code == 403
 
 
+def test_aws_chunked_upload(supabase_server: SupabaseServer, s3: Any, supabase_bucket: str) -> None:
+    """A streaming (aws-chunked) PutObject with a trailing checksum, signed by botocore's own SigV4 signer.
+
+    boto3 signs the payload itself over plain HTTP, so this framing (what SDKs send
+    over HTTPS, sigv4-streaming-trailers) is built by hand.
+    """
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    payload = secrets.token_bytes(70_000)
+    body = b"".join(
+        f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in (payload[:65536], payload[65536:])
+    ) + b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+    url = f"{supabase_server.s3_endpoint}/{supabase_bucket}/chunked/a.bin"
+    headers = {
+        "X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(payload)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "Content-Type": "application/x-chunked",
+    }
+    request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+    credentials = Credentials(supabase_server.s3_access_key_id, supabase_server.s3_secret_access_key)
+    S3SigV4Auth(credentials, "s3", supabase_server.s3_region).add_auth(request)
+    response = httpx.put(url, content=body, headers=dict(request.headers.items()))
+    assert response.status_code == 200, response.text
+    got = s3.get_object(Bucket=supabase_bucket, Key="chunked/a.bin")
+    assert (got["Body"].read(), got["ContentType"]) == (payload, "application/x-chunked")
+
+
 KEYS = sorted(
     ["a.txt", "B.txt", "b/1.txt", "b/2.txt", "b/c/3.txt", "b/c/4.txt", "c d/5.txt", "d/6.txt", "d/7.txt", "e.txt", "f+g=h.txt"]
 )

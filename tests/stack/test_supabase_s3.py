@@ -230,6 +230,33 @@ def test_list_objects_v2_start_after_and_fields(s3: Any, listing_bucket: str) ->
     assert error_of(lambda: s3.list_objects_v2(Bucket="no-such-bucket")) == ("NoSuchBucket", 404)
 
 
+@pytest.mark.parametrize(("prefix", "delimiter"), [("", ""), ("", "/"), ("b/", "/")])
+def test_list_objects_v1_pages(s3: Any, listing_bucket: str, prefix: str, delimiter: str) -> None:
+    """ListObjects (v1, what rclone uses for provider Other): Marker / NextMarker paging."""
+    seen: list[str] = []
+    for page in s3.get_paginator("list_objects").paginate(
+        Bucket=listing_bucket, Prefix=prefix, Delimiter=delimiter, PaginationConfig={"PageSize": 2}
+    ):
+        seen.extend([item["Key"] for item in page.get("Contents", [])] + [item["Prefix"] for item in page.get("CommonPrefixes", [])])
+    assert sorted(seen) == expected_page(prefix, delimiter)
+
+
+def test_create_and_delete_bucket(s3: Any, supabase_http: httpx.Client) -> None:
+    name = f"s3-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    try:
+        assert supabase_http.get(f"/bucket/{name}").json()["public"] is False
+        assert error_of(lambda: s3.create_bucket(Bucket=name)) == ("BucketAlreadyExists", 409)
+        s3.put_object(Bucket=name, Key="x", Body=b"x")
+        assert error_of(lambda: s3.delete_bucket(Bucket=name)) == ("BucketNotEmpty", 409)
+        s3.delete_object(Bucket=name, Key="x")
+        s3.delete_bucket(Bucket=name)
+        assert error_of(lambda: s3.head_bucket(Bucket=name))[1] == 404
+    finally:
+        supabase_http.post(f"/bucket/{name}/empty", json={})
+        supabase_http.request("DELETE", f"/bucket/{name}", json={})
+
+
 def test_multipart_upload_and_abort(s3: Any, supabase_http: httpx.Client, supabase_bucket: str) -> None:
     data = secrets.token_bytes(11 * MiB + 3)
     config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)

@@ -37,7 +37,7 @@ from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.rendering import last_modified, normalize_content_type
 from migrate.stack.supabase_server.s3 import sigv4
 from migrate.stack.supabase_server.s3.chunked import AwsChunkedBody
-from migrate.stack.supabase_server.s3.listing import MAX_KEYS, list_objects
+from migrate.stack.supabase_server.s3.listing import MAX_KEYS, Listing, encode_token, list_objects
 from migrate.stack.supabase_server.s3.xml import S3_NAMESPACE, S3Error, document, error_document
 from migrate.stack.supabase_server.wire import (
     FileBody,
@@ -173,6 +173,12 @@ class S3Api:
                 return self.bucket_location(bucket)
             if method == "GET" and params.get("list-type") == "2":
                 return self.list_objects_v2(bucket, params)
+            if method == "GET" and not set(params) - {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}:
+                return self.list_objects_v1(bucket, params)
+            if method == "PUT" and not params:
+                return self.create_bucket(request, bucket)
+            if method == "DELETE" and not params:
+                return self.delete_bucket(bucket)
             if method == "POST" and "delete" in params:
                 return self.delete_objects(request, bucket)
             raise S3Error("NotImplemented", 501, "A header or query you provided implies functionality that is not implemented")
@@ -224,8 +230,61 @@ class S3Api:
         body = f'<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="{S3_NAMESPACE}">{self.region}</LocationConstraint>'
         return Response(200, {"Content-Type": "application/xml"}, body.encode())
 
-    def list_objects_v2(self, bucket_id: str, params: dict[str, str]) -> Response:
-        """s3-handler.ts listObjectsV2."""
+    def create_bucket(self, request: Request, bucket_id: str) -> Response:
+        """s3-handler.ts createBucket: public when `x-amz-acl: public-read`; answers Location."""
+        from migrate.stack.supabase_server.validation import is_valid_bucket_name
+
+        if not is_valid_bucket_name(bucket_id):
+            raise S3Error("InvalidBucketName", 400, "The specified bucket is not valid.")
+        request.body.drain(MAX_XML_BODY)  # an optional CreateBucketConfiguration
+        public = (request.header("x-amz-acl") or "").lower() == "public-read"
+        try:
+            self.api.catalog.create_bucket(
+                bucket_id=bucket_id, name=bucket_id, owner=None, public=public, file_size_limit=None, allowed_mime_types=None
+            )
+        except StorageError as err:
+            raise S3Error("BucketAlreadyExists", 409, "The requested bucket name is not available.") from err
+        return Response(200, {"Location": f"/{bucket_id}"})
+
+    def delete_bucket(self, bucket_id: str) -> Response:
+        """s3-handler.ts deleteBucket: 204; a bucket with objects is BucketNotEmpty."""
+        self._bucket(bucket_id)
+        try:
+            deleted = self.api.catalog.delete_bucket(bucket_id)
+        except StorageError as err:
+            raise S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty") from err
+        if not deleted:
+            raise S3Error("NoSuchBucket", 404, "The specified bucket does not exist")
+        return Response(204)
+
+    def list_objects_v1(self, bucket_id: str, params: dict[str, str]) -> Response:
+        """s3-handler.ts listObjects: ListObjectsV2 with Marker; NextMarker only with a delimiter."""
+        marker = params.get("marker") or None
+        delimiter = params.get("delimiter", "")
+        # A marker that is a common prefix (a NextMarker) continues past everything under it.
+        token = encode_token("p", marker) if marker and delimiter and marker.endswith(delimiter) else None
+        page, fields = self._list(bucket_id, params, start_after=None if token else marker, token=token)
+        last = (page.contents[-1]["Key"] if page.contents else None, page.prefixes[-1] if page.prefixes else None)
+        next_marker = max((value for value in last if value is not None), default=None)
+        return document(
+            "ListBucketResult",
+            {
+                "Name": bucket_id,
+                "Prefix": fields["Prefix"],
+                "Marker": fields["encode"](marker) or "",
+                "NextMarker": fields["encode"](next_marker) if page.truncated and delimiter else None,
+                "MaxKeys": fields["MaxKeys"],
+                "Delimiter": fields["Delimiter"],
+                "IsTruncated": page.truncated,
+                "Contents": fields["Contents"],
+                "CommonPrefixes": fields["CommonPrefixes"],
+                "EncodingType": fields["EncodingType"],
+            },
+        )
+
+    def _list(
+        self, bucket_id: str, params: dict[str, str], *, start_after: str | None, token: str | None
+    ) -> tuple[Listing, dict[str, Any]]:
         self._bucket(bucket_id)
         try:
             max_keys = min(int(params.get("max-keys", MAX_KEYS)), MAX_KEYS)
@@ -235,8 +294,6 @@ class S3Api:
             raise S3Error("InvalidArgument", 400, "max-keys must not be negative")
         prefix = params.get("prefix", "")
         delimiter = params.get("delimiter", "")
-        start_after = params.get("start-after")
-        token = params.get("continuation-token")
         encoding = params.get("encoding-type")
         if encoding not in (None, "url"):
             raise S3Error("InvalidArgument", 400, "Invalid Encoding Method specified in Request")
@@ -249,21 +306,35 @@ class S3Api:
             # encodeRFC3986URIComponent, as upstream's encodeListResponseValue.
             return urllib.parse.quote(value, safe="-_.~") if value is not None and encoding == "url" else value
 
-        contents = [{**item, "Key": encoded(item["Key"])} for item in page.contents]
+        return page, {
+            "encode": encoded,
+            "Prefix": encoded(prefix),
+            "MaxKeys": max_keys,
+            "Delimiter": encoded(delimiter) if delimiter else None,
+            "EncodingType": encoding,
+            "Contents": [{**item, "Key": encoded(item["Key"])} for item in page.contents],
+            "CommonPrefixes": [{"Prefix": encoded(common)} for common in page.prefixes],
+        }
+
+    def list_objects_v2(self, bucket_id: str, params: dict[str, str]) -> Response:
+        """s3-handler.ts listObjectsV2."""
+        start_after = params.get("start-after")
+        token = params.get("continuation-token")
+        page, fields = self._list(bucket_id, params, start_after=start_after, token=token)
         return document(
             "ListBucketResult",
             {
                 "Name": bucket_id,
-                "Prefix": encoded(prefix),
+                "Prefix": fields["Prefix"],
                 "ContinuationToken": token,
-                "StartAfter": encoded(start_after),
-                "Contents": contents,
+                "StartAfter": fields["encode"](start_after),
+                "Contents": fields["Contents"],
                 "IsTruncated": page.truncated,
-                "MaxKeys": max_keys,
-                "Delimiter": encoded(delimiter) if delimiter else None,
-                "EncodingType": encoding,
+                "MaxKeys": fields["MaxKeys"],
+                "Delimiter": fields["Delimiter"],
+                "EncodingType": fields["EncodingType"],
                 "KeyCount": len(page.contents) + len(page.prefixes),
-                "CommonPrefixes": [{"Prefix": encoded(prefix_)} for prefix_ in page.prefixes],
+                "CommonPrefixes": fields["CommonPrefixes"],
                 "NextContinuationToken": page.next_token,
             },
         )

@@ -5,13 +5,17 @@ src/storage/protocols/s3/s3-handler.ts of github.com/supabase/storage over the
 same catalog rows and blob files as the REST API, so an object written one way
 reads the other way (docs: guides/storage/s3/compatibility "all these protocols
 are interoperable"). What upstream implements and this server serves:
-ListBuckets, HeadBucket, GetBucketLocation, ListObjectsV2 (prefix, delimiter,
+ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation,
+ListObjects (v1: marker) and ListObjectsV2 (prefix, delimiter,
 continuation-token, max-keys, start-after, encoding-type=url), HeadObject,
-GetObject (Range, conditionals, response-* overrides), PutObject, CopyObject,
-DeleteObject, DeleteObjects, CreateMultipartUpload, UploadPart,
-CompleteMultipartUpload, AbortMultipartUpload, ListParts. Not served here:
-CreateBucket/DeleteBucket, ListObjects v1, ListMultipartUploads,
-UploadPartCopy, lifecycle and tagging (NotImplemented).
+GetObject (Range, conditionals, response-* overrides), PutObject (plain or
+aws-chunked body), CopyObject, DeleteObject, DeleteObjects,
+CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+AbortMultipartUpload, ListParts. Not served here: ListMultipartUploads,
+UploadPartCopy, versioning, lifecycle and tagging (501 NotImplemented), and
+session-token (user JWT) S3 auth. Multipart uploads in progress live in this
+process's memory (upstream keeps them in storage.s3_multipart_uploads): a
+restart forgets them, and their part files stay on disk unreferenced.
 
 User metadata: `x-amz-meta-<name>` headers become `user_metadata` {name: value}
 on write; on read, string ASCII values go out as `x-amz-meta-<lowercased

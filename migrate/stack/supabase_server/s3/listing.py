@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from migrate.stack.supabase_server.catalog import ConnectionPool
-from migrate.stack.supabase_server.s3.xml import S3Error
+from migrate.stack.supabase_server.s3.xml import S3Error, iso_time
 
 MAX_KEYS = 1000
 
@@ -141,12 +140,9 @@ def list_objects(
 
 
 def _content(row: dict[str, Any]) -> dict[str, Any]:
-    modified: datetime | None = row["updated_at"]
-    if modified is not None:
-        modified = modified.astimezone(timezone.utc)
     return {
         "Key": row["name"],
-        "LastModified": modified.strftime("%Y-%m-%dT%H:%M:%S.") + f"{modified.microsecond // 1000:03d}Z" if modified else None,
+        "LastModified": iso_time(row["updated_at"]),
         "ETag": row["etag"],
         "Size": row["size"] or 0,
         "StorageClass": "STANDARD",

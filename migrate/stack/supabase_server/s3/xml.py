@@ -7,6 +7,7 @@ with the HTTP status of the error (404 NoSuchKey, 403 SignatureDoesNotMatch, ...
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Iterable
 from xml.sax.saxutils import escape
 
@@ -57,3 +58,11 @@ def error_document(err: S3Error, resource: str) -> Response:
 def texts(items: Iterable[Any]) -> list[str]:
     """Element texts, missing ones as ''."""
     return [(item.text or "") for item in items]
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """An S3 timestamp: ISO 8601, UTC, milliseconds, `Z`."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -21,7 +21,9 @@
   Storage's jose answers: AccessDenied "Invalid Compact JWS", HTTP 400 with
   statusCode "403", as supabase/cli#4181 shows for the local gateway); with
   no `apikey` at all the gateway itself answers 401 "No API key found in
-  request" (supabase.com/kb .../auth-error-401-unauthorized_missing_api_key).
+  request" (supabase.com/kb .../auth-error-401-unauthorized_missing_api_key),
+  and an `apikey` it does not know gets its 401 "Invalid API key" (the
+  gateway's wording, e.g. nuxt-modules/supabase#195).
 - src/internal/auth/jwt.ts `signJWT`/`verifyJWT` and
   src/storage/object.ts `signObjectUrl`: signed URLs carry a JWT with the
   `url` ("bucket/key") and `exp` claims, signed with the same secret.

@@ -22,6 +22,7 @@ import boto3
 import httpx
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -149,13 +150,20 @@ def test_presigned_get(supabase_server: SupabaseServer, s3: Any, supabase_bucket
     assert httpx.get(v2.generate_presigned_url("get_object", Params={"Bucket": supabase_bucket, "Key": "p/q.txt"})).status_code == 403
 
 
+class StreamingSigV4Auth(S3SigV4Auth):
+    """botocore's S3 signer, keeping the X-Amz-Content-SHA256 the request already has
+    (S3SigV4Auth replaces it with the body's hash): how SDKs sign streaming uploads."""
+
+    def _modify_request_before_signing(self, request: Any) -> None:
+        SigV4Auth._modify_request_before_signing(self, request)
+
+
 def test_aws_chunked_upload(supabase_server: SupabaseServer, s3: Any, supabase_bucket: str) -> None:
     """A streaming (aws-chunked) PutObject with a trailing checksum, signed by botocore's own SigV4 signer.
 
     boto3 signs the payload itself over plain HTTP, so this framing (what SDKs send
     over HTTPS, sigv4-streaming-trailers) is built by hand.
     """
-    from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
@@ -173,11 +181,66 @@ def test_aws_chunked_upload(supabase_server: SupabaseServer, s3: Any, supabase_b
     }
     request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
     credentials = Credentials(supabase_server.s3_access_key_id, supabase_server.s3_secret_access_key)
-    S3SigV4Auth(credentials, "s3", supabase_server.s3_region).add_auth(request)
+    StreamingSigV4Auth(credentials, "s3", supabase_server.s3_region).add_auth(request)
+    assert request.headers["X-Amz-Content-SHA256"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
     response = httpx.put(url, content=body, headers=dict(request.headers.items()))
     assert response.status_code == 200, response.text
     got = s3.get_object(Bucket=supabase_bucket, Key="chunked/a.bin")
     assert (got["Body"].read(), got["ContentType"]) == (payload, "application/x-chunked")
+
+
+def _signed_chunked_put(server: SupabaseServer, url: str, pieces: list[bytes], *, tamper: bool = False) -> httpx.Response:
+    """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD PutObject: the seed signature from botocore's signer,
+    the chunk signatures chained on it as AWS sigv4-streaming describes."""
+    import hashlib
+    import hmac
+
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    def frame(signatures: list[str], chunks: list[bytes]) -> bytes:
+        return b"".join(
+            f"{len(chunk):x};chunk-signature={signature}\r\n".encode() + chunk + b"\r\n"
+            for chunk, signature in zip(chunks, signatures)
+        )
+
+    chunks = [*pieces, b""]
+    headers = {
+        "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(sum(map(len, pieces))),
+    }
+    placeholder = frame(["0" * 64] * len(chunks), chunks)  # same length as the real body
+    request = AWSRequest(method="PUT", url=url, data=placeholder, headers=headers)
+    StreamingSigV4Auth(Credentials(server.s3_access_key_id, server.s3_secret_access_key), "s3", server.s3_region).add_auth(request)
+    long_date = request.headers["X-Amz-Date"]
+    previous = request.headers["Authorization"].rsplit("Signature=", 1)[1]
+    key = f"AWS4{server.s3_secret_access_key}".encode()
+    for part in (long_date[:8], server.s3_region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    scope = f"{long_date[:8]}/{server.s3_region}/s3/aws4_request"
+    empty = hashlib.sha256(b"").hexdigest()
+    signatures = []
+    for chunk in chunks:
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", long_date, scope, previous, empty, hashlib.sha256(chunk).hexdigest()])
+        previous = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signatures.append(previous)
+    if tamper:
+        chunks[1] = bytes([chunks[1][0] ^ 1]) + chunks[1][1:]
+    return httpx.put(url, content=frame(signatures, chunks), headers=dict(request.headers.items()))
+
+
+def test_aws_chunked_upload_with_chunk_signatures(supabase_server: SupabaseServer, s3: Any, supabase_bucket: str) -> None:
+    pieces = [secrets.token_bytes(65536), secrets.token_bytes(65536), secrets.token_bytes(123)]
+    url = f"{supabase_server.s3_endpoint}/{supabase_bucket}/chunked/signed.bin"
+    response = _signed_chunked_put(supabase_server, url, pieces)
+    assert response.status_code == 200, response.text
+    assert s3.get_object(Bucket=supabase_bucket, Key="chunked/signed.bin")["Body"].read() == b"".join(pieces)
+    # A chunk changed in flight: refused at that chunk, and nothing is stored.
+    tampered_url = f"{supabase_server.s3_endpoint}/{supabase_bucket}/chunked/tampered.bin"
+    tampered = _signed_chunked_put(supabase_server, tampered_url, pieces, tamper=True)
+    assert tampered.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in tampered.text
+    assert error_of(lambda: s3.head_object(Bucket=supabase_bucket, Key="chunked/tampered.bin"))[1] == 404
 
 
 KEYS = sorted(

@@ -26,6 +26,7 @@ across all buckets", docs guides/storage/s3/authentication).
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timezone
@@ -94,6 +95,9 @@ class S3Api:
         self.secret_access_key = secret_access_key
         self.region = region
         self.multipart = Multipart(self)
+        # The verified signature of the request this thread serves (one request
+        # at a time per connection thread): streaming bodies chain on it.
+        self._local = threading.local()
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class S3Api:
     def _authenticate(self, request: Request, raw_path: str, query: list[tuple[str, str]]) -> None:
         headers = {name.lower(): value for name, value in request.headers.items()}
         client = sigv4.parse(headers, query)
+        self._local.client = client
         sigv4.verify(
             client,
             access_key=self.access_key_id,
@@ -376,12 +381,17 @@ class S3Api:
         return Response(206 if byte_range else 200, headers, file=FileBody(path, start, max(0, end - start + 1)))
 
     def _chunks(self, request: Request) -> tuple[Iterator[bytes], int | None]:
-        """The payload, aws-chunked framing removed (its chunk signatures are not re-checked)."""
+        """The payload, aws-chunked framing removed and each chunk's signature checked
+        (signature-v4-stream.ts); STREAMING-UNSIGNED-PAYLOAD bodies carry none."""
         content_sha = request.header("x-amz-content-sha256") or ""
         encoding = (request.header("Content-Encoding") or "").lower()
         if content_sha.startswith("STREAMING-") or "aws-chunked" in encoding:
             declared = request.header("x-amz-decoded-content-length")
-            return AwsChunkedBody(request.body).chunks(), int(declared) if declared and declared.isdigit() else None
+            verifier = None
+            if content_sha.startswith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
+                verifier = sigv4.ChunkVerifier(self._local.client, secret=self.secret_access_key, region=self.region)
+            body = AwsChunkedBody(request.body, verifier=verifier)
+            return body.chunks(), int(declared) if declared and declared.isdigit() else None
         return request.body.chunks(), request.body.length
 
     def _incoming(self, request: Request, *, user_metadata: dict[str, str] | None = None) -> "Incoming":

@@ -180,3 +180,32 @@ def verify(
             "The request signature we calculated does not match the signature you provided. "
             "Check your key and signing method.",
         )
+
+
+class ChunkVerifier:
+    """Checks the chunk signatures of a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body, each chained on the last.
+
+    String to sign per chunk (AWS sigv4-streaming): AWS4-HMAC-SHA256-PAYLOAD,
+    the request date, the scope, the previous signature (the seed is the
+    request's), SHA-256 of "", SHA-256 of the chunk data.
+    """
+
+    def __init__(self, client: ClientSignature, *, secret: str, region: str):
+        self._client = client
+        self._key = _signing_key(secret, client.short_date, region)
+        self._scope = f"{client.short_date}/{region}/{SERVICE}/aws4_request"
+        self._previous = client.signature
+
+    def check(self, data_sha256: str, signature: str | None) -> None:
+        """Raise SignatureError unless `signature` signs this chunk (data hashed as `data_sha256`)."""
+        to_sign = "\n".join(
+            ["AWS4-HMAC-SHA256-PAYLOAD", self._client.long_date, self._scope, self._previous, EMPTY_SHA256, data_sha256]
+        )
+        expected = hmac.new(self._key, to_sign.encode(), hashlib.sha256).hexdigest()
+        if signature is None or not hmac.compare_digest(expected, signature):
+            raise SignatureError(
+                "SignatureDoesNotMatch", 403,
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your key and signing method.",
+            )
+        self._previous = signature

@@ -878,6 +878,8 @@ def test_secret_key_in_apikey_is_the_service_role(
     secret = {"apikey": supabase_server.secret_key}
     assert bare_http.get(f"/bucket/{supabase_bucket}", headers=secret).json()["id"] == supabase_bucket
     assert supabase_bucket in {b["id"] for b in bare_http.get("/bucket", headers=secret).json()}
+    # The gateway also takes the key as the `apikey` URL parameter.
+    assert bare_http.get(f"/bucket/{supabase_bucket}", params={"apikey": supabase_server.secret_key}).json()["id"] == supabase_bucket
     uploaded = bare_http.post(f"/object/{supabase_bucket}/k.txt", content=b"secret-key", headers=secret)
     assert uploaded.json()["Key"] == f"{supabase_bucket}/k.txt"
     assert bare_http.get(f"/object/authenticated/{supabase_bucket}/k.txt", headers=secret).content == b"secret-key"

@@ -141,14 +141,15 @@ class Gatekeeper:
         # distinct token (until it expires) keeps HMAC and JSON work off the hot path.
         self._verified: dict[str, tuple[float, Principal]] = {}
 
-    def principal(self, headers: HeaderSource, *, anonymous_ok: bool = False) -> Principal:
+    def principal(self, headers: HeaderSource, *, anonymous_ok: bool = False, apikey_param: str | None = None) -> Principal:
         """Who the request is; raises TokenRejected (Storage) or GatewayRejected (gateway).
 
-        Without `Authorization` the gateway turns the `apikey` header into the
-        Bearer token Storage reads (a legacy JWT as it is, a new key into its role).
+        Without `Authorization` the gateway turns the `apikey` header (or the
+        `apikey` URL parameter) into the Bearer token Storage reads (a legacy JWT
+        as it is, a new key into its role).
         """
         authorization = (headers.get("Authorization") or "").strip()
-        apikey = (headers.get("apikey") or "").strip()
+        apikey = (headers.get("apikey") or apikey_param or "").strip()
         if authorization:
             token = _BEARER.sub("", authorization, count=1).strip()
             if is_new_api_key(token) and not apikey:

@@ -167,7 +167,7 @@ class StorageApi:
     def principal(self, request: Request, *, anonymous_ok: bool = False) -> Principal:
         """jwt.ts: verify the request's JWT; on `allowInvalidJwt` routes fall back to anon."""
         try:
-            return self.gatekeeper.principal(request.headers, anonymous_ok=anonymous_ok)
+            return self.gatekeeper.principal(request.headers, anonymous_ok=anonymous_ok, apikey_param=request.arg("apikey"))
         except TokenRejected as err:
             raise errors.access_denied(str(err)) from err
         except GatewayRejected as err:

@@ -73,6 +73,7 @@ def test_buckets(s3: Any, supabase_bucket: str) -> None:
     assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "us-east-1"
     assert error_of(lambda: s3.head_bucket(Bucket="no-such-bucket"))[1] == 404
     assert s3.get_bucket_location(Bucket=supabase_bucket)["LocationConstraint"] == "us-east-1"
+    assert s3.get_bucket_versioning(Bucket=supabase_bucket)["Status"] == "Suspended"
 
 
 def test_put_get_head_and_metadata_both_ways(s3: Any, supabase_http: httpx.Client, supabase_bucket: str) -> None:
@@ -334,10 +335,13 @@ def test_multipart_upload_and_abort(s3: Any, supabase_http: httpx.Client, supaba
     upload = s3.create_multipart_upload(Bucket=supabase_bucket, Key="aborted.bin")["UploadId"]
     s3.upload_part(Bucket=supabase_bucket, Key="aborted.bin", UploadId=upload, PartNumber=1, Body=b"x" * 1024)
     assert [part["PartNumber"] for part in s3.list_parts(Bucket=supabase_bucket, Key="aborted.bin", UploadId=upload)["Parts"]] == [1]
+    in_progress = s3.list_multipart_uploads(Bucket=supabase_bucket)["Uploads"]
+    assert [(item["Key"], item["UploadId"]) for item in in_progress] == [("aborted.bin", upload)]
     # An upload id only works for its own object.
     assert error_of(lambda: s3.list_parts(Bucket=supabase_bucket, Key="other.bin", UploadId=upload)) == ("NoSuchUpload", 404)
     s3.abort_multipart_upload(Bucket=supabase_bucket, Key="aborted.bin", UploadId=upload)
     assert error_of(lambda: s3.list_parts(Bucket=supabase_bucket, Key="aborted.bin", UploadId=upload)) == ("NoSuchUpload", 404)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=supabase_bucket)
     assert error_of(lambda: s3.head_object(Bucket=supabase_bucket, Key="aborted.bin"))[1] == 404
 
     bad = s3.create_multipart_upload(Bucket=supabase_bucket, Key="bad.bin")["UploadId"]

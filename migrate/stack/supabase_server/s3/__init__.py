@@ -11,8 +11,8 @@ continuation-token, max-keys, start-after, encoding-type=url), HeadObject,
 GetObject (Range, conditionals, response-* overrides), PutObject (plain or
 aws-chunked body), CopyObject, DeleteObject, DeleteObjects,
 CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
-AbortMultipartUpload, ListParts. Not served here: ListMultipartUploads,
-UploadPartCopy, versioning, lifecycle and tagging (501 NotImplemented), and
+AbortMultipartUpload, ListParts, ListMultipartUploads (prefix, first 1000),
+GetBucketVersioning (always Suspended). Not served here: UploadPartCopy, versioning, lifecycle and tagging (501 NotImplemented), and
 session-token (user JWT) S3 auth. Multipart uploads in progress live in this
 process's memory (upstream keeps them in storage.s3_multipart_uploads): a
 restart forgets them, and their part files stay on disk unreferenced.
@@ -155,6 +155,13 @@ class S3Api:
                 return self.head_bucket(bucket)
             if method == "GET" and "location" in params:
                 return self.bucket_location(bucket)
+            if method == "GET" and "versioning" in params:
+                # s3-handler.ts getBucketVersioning: versioning is never enabled.
+                self._bucket(bucket)
+                return document("VersioningConfiguration", {"Status": "Suspended", "MfaDelete": "Disabled"})
+            if method == "GET" and "uploads" in params:
+                self._bucket(bucket)
+                return self.multipart.list_uploads(bucket, params.get("prefix", ""))
             if method == "GET" and params.get("list-type") == "2":
                 return self.list_objects_v2(bucket, params)
             if method == "GET" and not set(params) - {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}:

@@ -56,6 +56,25 @@ class Multipart:
             )
         return upload
 
+    def list_uploads(self, bucket_id: str, prefix: str) -> Response:
+        """s3-handler.ts listMultipartUploads: the bucket's uploads in progress under `prefix`, by key (first 1000)."""
+        with self._uploads_lock:
+            found = sorted(
+                (upload.key, upload_id, upload.created)
+                for upload_id, upload in self._uploads.items()
+                if upload.bucket_id == bucket_id and upload.key.startswith(prefix)
+            )
+        return document(
+            "ListMultipartUploadsResult",
+            {
+                "Bucket": bucket_id, "Prefix": prefix, "MaxUploads": 1000, "IsTruncated": len(found) > 1000,
+                "Upload": [
+                    {"Key": key, "UploadId": upload_id, "Initiated": iso_time(created), "StorageClass": "STANDARD"}
+                    for key, upload_id, created in found[:1000]
+                ],
+            },
+        )
+
     def create_multipart(self, request: Request, bucket_id: str, key: str) -> Response:
         """s3-handler.ts createMultiPartUpload."""
         self.s3.api._valid_key(key)

@@ -133,16 +133,8 @@ class S3Api:
         headers = {name.lower(): value for name, value in request.headers.items()}
         client = sigv4.parse(headers, query)
         self._local.client = client
-        sigv4.verify(
-            client,
-            access_key=self.access_key_id,
-            secret=self.secret_access_key,
-            region=self.region,
-            method=request.method,
-            raw_path=PREFIX + raw_path,
-            query=query,
-            headers=headers,
-        )
+        signed = sigv4.SignedRequest(method=request.method, raw_path=PREFIX + raw_path, query=query, headers=headers)
+        sigv4.verify(client, signed, access_key=self.access_key_id, secret=self.secret_access_key, region=self.region)
 
     def _route(self, request: Request, bucket: str, key: str, params: dict[str, str]) -> Response:
         method = request.method

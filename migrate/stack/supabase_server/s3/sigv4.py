@@ -86,7 +86,7 @@ def parse(headers: Mapping[str, str], query: list[tuple[str, str]]) -> ClientSig
         if expires is not None:
             try:
                 seconds = int(expires)
-                issued = datetime.strptime(long_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+                issued = _timestamp(long_date)
             except ValueError as err:
                 raise SignatureError("AuthorizationQueryParametersError", 400, "Invalid expiration") from err
             if issued + seconds < time.time():
@@ -114,17 +114,32 @@ def _signing_key(secret: str, short_date: str, region: str) -> bytes:
     return key
 
 
-def expected_signature(
-    client: ClientSignature,
-    *,
-    secret: str,
-    region: str,
-    method: str,
-    raw_path: str,
-    query: list[tuple[str, str]],
-    headers: Mapping[str, Any],
-) -> str:
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a signature covers: the method, the path as sent, the decoded query, the lowercased headers."""
+
+    method: str
+    raw_path: str
+    query: list[tuple[str, str]]
+    headers: Mapping[str, Any]
+
+
+def mismatch() -> SignatureError:
+    """S3's answer to a signature that does not verify."""
+    return SignatureError(
+        "SignatureDoesNotMatch",
+        403,
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+    )
+
+
+def _timestamp(long_date: str) -> float:
+    return datetime.strptime(long_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def expected_signature(client: ClientSignature, request: SignedRequest, *, secret: str, region: str) -> str:
     """The signature the server computes for this request (signature-v4.ts `sign`)."""
+    method, raw_path, query, headers = request.method, request.raw_path, request.query, request.headers
     canonical_query = "&".join(
         f"{_rfc3986(name)}={_rfc3986(value)}" for name, value in sorted(query) if name != "X-Amz-Signature"
     )
@@ -148,38 +163,20 @@ def expected_signature(
     return hmac.new(_signing_key(secret, client.short_date, region), to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-def verify(
-    client: ClientSignature,
-    *,
-    access_key: str,
-    secret: str,
-    region: str,
-    method: str,
-    raw_path: str,
-    query: list[tuple[str, str]],
-    headers: Mapping[str, Any],
-) -> None:
+def verify(client: ClientSignature, request: SignedRequest, *, access_key: str, secret: str, region: str) -> None:
     """Raise SignatureError unless the request was signed with these credentials."""
     if not hmac.compare_digest(client.access_key, access_key):
         raise SignatureError("InvalidAccessKeyId", 403, "The Access Key Id you provided does not exist in our records.")
     try:
-        signed_at = datetime.strptime(client.long_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+        signed_at = _timestamp(client.long_date)
     except ValueError as err:
         raise SignatureError("AccessDenied", 403, "No date provided") from err
     if not client.presigned and abs(signed_at - time.time()) > MAX_CLOCK_SKEW:
         raise SignatureError(
             "RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large."
         )
-    expected = expected_signature(
-        client, secret=secret, region=region, method=method, raw_path=raw_path, query=query, headers=headers
-    )
-    if not hmac.compare_digest(expected, client.signature):
-        raise SignatureError(
-            "SignatureDoesNotMatch",
-            403,
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-        )
+    if not hmac.compare_digest(expected_signature(client, request, secret=secret, region=region), client.signature):
+        raise mismatch()
 
 
 class ChunkVerifier:
@@ -203,9 +200,5 @@ class ChunkVerifier:
         )
         expected = hmac.new(self._key, to_sign.encode(), hashlib.sha256).hexdigest()
         if signature is None or not hmac.compare_digest(expected, signature):
-            raise SignatureError(
-                "SignatureDoesNotMatch", 403,
-                "The request signature we calculated does not match the signature you provided. "
-                "Check your key and signing method.",
-            )
+            raise mismatch()
         self._previous = signature

@@ -41,7 +41,7 @@ def client_for(server: SupabaseServer, **overrides: Any) -> Any:
         "region_name": server.s3_region,
         **overrides,
     }
-    config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version="s3v4")
+    config = Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}, signature_version="s3v4")
     return boto3.client("s3", config=config, **settings)
 
 
@@ -242,6 +242,17 @@ def test_aws_chunked_upload_with_chunk_signatures(supabase_server: SupabaseServe
     tampered = _signed_chunked_put(supabase_server, tampered_url, pieces, tamper=True)
     assert tampered.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in tampered.text
     assert error_of(lambda: s3.head_object(Bucket=supabase_bucket, Key="chunked/tampered.bin"))[1] == 404
+
+
+def test_injected_faults_answer_in_s3_xml(s3: Any, supabase_bucket: str, supabase_faults: Callable[..., Any]) -> None:
+    s3.put_object(Bucket=supabase_bucket, Key="f.txt", Body=b"fault")
+    supabase_faults({"method": "GET", "path": f"/s3/{supabase_bucket}/f.txt", "action": "status", "status": 503, "retry_after": 2})
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(Bucket=supabase_bucket, Key="f.txt")
+    response = caught.value.response
+    assert (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]) == (503, "DatabaseConnectionLimit")
+    assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "2"
+    assert s3.get_object(Bucket=supabase_bucket, Key="f.txt")["Body"].read() == b"fault"  # the rule fired once
 
 
 KEYS = sorted(

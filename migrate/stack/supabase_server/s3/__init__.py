@@ -121,8 +121,7 @@ class S3Api:
         except S3Error as err:
             response = error_document(err, resource)
         except StorageError as err:
-            code = err.code or "InvalidRequest"
-            response = error_document(S3Error(code, _STORAGE_TO_S3.get(code, err.status), err.message), resource)
+            response = s3_error_response(err, resource)
         except MalformedBody as err:
             response = error_document(S3Error("IncompleteBody", 400, str(err)), resource)
         if request.method == "HEAD":
@@ -497,3 +496,11 @@ class S3Api:
         for obj in removed:
             self.api.blobs.delete(obj.version)
         return document("DeleteResult", {"Deleted": [] if quiet else [{"Key": key} for key in keys]})
+
+
+def s3_error_response(err: StorageError, resource: str) -> Response:
+    """A storage error (or an injected fault) as the S3 endpoint answers it: XML, the error's own status."""
+    code = err.code or "InvalidRequest"
+    # Storage's REST errors travel as HTTP 400 with the real status in the body; S3 sends the real one.
+    status = err.http_status or _STORAGE_TO_S3.get(code, err.status)
+    return error_document(S3Error(code, status, err.message, headers=dict(err.headers)), resource.strip("/"))

@@ -233,12 +233,7 @@ def test_check_destination_marks_objects_already_there(supabase_server: Any, upl
 
 def _with_destination(plan: Any, seaweed: Any) -> Any:
     """Point a plan's destination at the SeaweedFS fixture (credentials as the plan loader would resolve them)."""
-    import dataclasses
-
-    destination = dataclasses.replace(
-        plan.destination,
-        endpoint_url=seaweed.endpoint_url,
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
+    destination = plan.destination.model_copy(
+        update={"endpoint_url": seaweed.endpoint_url, "access_key_id": seaweed.access_key, "secret_access_key": seaweed.secret_key}
     )
-    return dataclasses.replace(plan, destination=destination)
+    return plan.model_copy(update={"destination": destination})

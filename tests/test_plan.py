@@ -846,6 +846,7 @@ def test_filters_tiers_and_settings_load():
         "  max_attempts: 3\n"
         "  checksum_algorithm: crc64nvme\n"
         "  max_bandwidth: 50MiB/s\n"
+        "  max_requests_per_second: 25.5\n"
         "verify: {mode: deep, concurrency: 8, sample: 250}\n"
         "costs:\n"
         "  currency: EUR\n"
@@ -876,6 +877,7 @@ def test_filters_tiers_and_settings_load():
         "CRC64NVME",
         50 * MiB,
     )
+    assert t.max_requests_per_second == 25.5
     assert (plan.verify.mode, plan.verify.concurrency, plan.verify.sample) == ("deep", 8, 250)
     c = plan.costs
     assert c.currency == "EUR"
@@ -953,3 +955,48 @@ def test_fingerprint_ignores_tuning_name_and_secrets():
     assert parse("name: renamed\n" + FINGERPRINTED).fingerprint() == base
     assert parse(FINGERPRINTED + "verify: {mode: deep}\n").fingerprint() == base
     assert parse(FINGERPRINTED, {**ENV, "SUPABASE_SERVICE_ROLE_KEY": "eyJx.eyJy.other"}).fingerprint() == base
+
+
+@pytest.mark.parametrize(
+    ("name", "fingerprint"),
+    [
+        ("app-assets.yaml", "db4b8dfaec95acb33cfc68437edf810e2f226d6b382edcb73f9a77094e8d9dbe"),
+        ("plugin-registry.yaml", "e21ef799a58ce73ac5614e8f0ab81278d440419e073d1ed0384c49ac9c27c070"),
+    ],
+)
+def test_fingerprints_match_those_of_earlier_versions_so_runs_resume_after_an_upgrade(name, fingerprint):
+    # Computed by migrate at d2ea3b9 (the plan as dataclasses) with this environment.
+    environ = {**ENV, "SUPABASE_DB_URL": "postgresql://u:pw@h/db"}
+    assert load_plan(PLANS / name, environ=environ).fingerprint() == fingerprint
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("rules: [5]\n", "plans/x.yaml:9: rules[0]: expected a rule (a mapping with name, match and to), got the number 5"),
+        ("tiering: [x]\n", "plans/x.yaml:9: tiering[0]: expected a tier (a mapping with storage_class and a condition), got the text 'x'"),
+        ("filters: 5\n", "plans/x.yaml:9: filters: expected a mapping, got the number 5"),
+        ("<<: [1]\n", "plans/x.yaml:9: expected a mapping to merge, got the number 1"),
+    ],
+)
+def test_a_list_item_of_the_wrong_kind_says_what_each_item_is(extra, message):
+    assert str(error_of(MINIMAL + extra)) == message
+
+
+def test_a_choice_that_expands_to_nothing_takes_the_default():
+    plan = parse(MINIMAL + "  on_conflict: ${MODE:-}\nunmatched: ''\n")
+    assert (plan.destination.on_conflict, plan.unmatched) == ("skip", "keep")
+    assert str(error_of(MINIMAL + "tiering:\n  - {min_size: 1, storage_class: ''}\n")).startswith(
+        "plans/x.yaml:10: tiering[0].storage_class: required key is missing; one of: STANDARD,"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be more than 0 requests per second, got 0"),
+        ("fast", "expected a number of requests per second, got the text 'fast'"),
+    ],
+)
+def test_max_requests_per_second_is_a_positive_number(value, message):
+    assert str(error_of(MINIMAL + f"transfer:\n  max_requests_per_second: {value}\n")) == f"plans/x.yaml:10: transfer.max_requests_per_second: {message}"

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from migrate.stack.supabase_server import errors, listing, rendering
 from migrate.stack.supabase_server.auth import (
@@ -20,7 +20,7 @@ from migrate.stack.supabase_server.auth import (
     Principal,
     TokenRejected,
 )
-from migrate.stack.supabase_server.blobs import BlobStore, BlobTooLarge
+from migrate.stack.supabase_server.blobs import BlobStore, BlobTooLarge, Incoming
 from migrate.stack.supabase_server.catalog import Bucket, Catalog, StoredObject, iso_timestamp
 from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.faults import FaultInjector, InvalidFaultRule, rules_from_json
@@ -60,17 +60,6 @@ MAX_USER_METADATA = 1024 * 1024  # uploader.ts MAX_CUSTOM_METADATA_SIZE
 def js_iso_now() -> str:
     """Now, as the real server's JSON writes timestamps."""
     return iso_timestamp(datetime.now(timezone.utc)) or ""
-
-
-@dataclass
-class Incoming:
-    """An upload's payload and the metadata that came with it."""
-
-    mimetype: str
-    cache_control: str
-    user_metadata: Any
-    chunks: Iterator[bytes]
-    declared_length: int | None
 
 
 def _route(pattern: str) -> re.Pattern[str]:

@@ -32,6 +32,7 @@ import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
+from migrate.stack.supabase_server.blobs import Incoming
 from migrate.stack.supabase_server.catalog import StoredObject
 from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.rendering import last_modified, normalize_content_type
@@ -40,6 +41,7 @@ from migrate.stack.supabase_server.s3.chunked import AwsChunkedBody
 from migrate.stack.supabase_server.s3.listing import MAX_KEYS, Listing, encode_token, list_objects
 from migrate.stack.supabase_server.s3.multipart import Multipart
 from migrate.stack.supabase_server.s3.xml import S3_NAMESPACE, S3Error, document, error_document, iso_time
+from migrate.stack.supabase_server.validation import is_valid_bucket_name
 from migrate.stack.supabase_server.wire import (
     FileBody,
     MalformedBody,
@@ -53,7 +55,7 @@ from migrate.stack.supabase_server.wire import (
 )
 
 if TYPE_CHECKING:
-    from migrate.stack.supabase_server.routes import Incoming, StorageApi
+    from migrate.stack.supabase_server.routes import StorageApi
 
 PREFIX = "/storage/v1"
 META_PREFIX = "x-amz-meta-"
@@ -214,8 +216,6 @@ class S3Api:
 
     def create_bucket(self, request: Request, bucket_id: str) -> Response:
         """s3-handler.ts createBucket: public when `x-amz-acl: public-read`; answers Location."""
-        from migrate.stack.supabase_server.validation import is_valid_bucket_name
-
         if not is_valid_bucket_name(bucket_id):
             raise S3Error("InvalidBucketName", 400, "The specified bucket is not valid.")
         request.body.drain(MAX_XML_BODY)  # an optional CreateBucketConfiguration
@@ -392,9 +392,7 @@ class S3Api:
             return body.chunks(), int(declared) if declared and declared.isdigit() else None
         return request.body.chunks(), request.body.length
 
-    def _incoming(self, request: Request, *, user_metadata: dict[str, str] | None = None) -> "Incoming":
-        from migrate.stack.supabase_server.routes import Incoming
-
+    def _incoming(self, request: Request, *, user_metadata: dict[str, str] | None = None) -> Incoming:
         chunks, length = self._chunks(request)
         return Incoming(
             mimetype=request.header("Content-Type") or "application/octet-stream",

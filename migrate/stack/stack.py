@@ -132,6 +132,12 @@ def _project_keys(state: StackState) -> "ProjectKeys":
     return project_keys(state.jwt_secret)
 
 
+def _s3_region() -> str:
+    from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION  # the server package is loaded lazily
+
+    return DEFAULT_S3_REGION
+
+
 def _derived_secrets(state: StackState) -> tuple[str, ...]:
     keys = _project_keys(state)
     return (keys.secret_key, keys.publishable_key, keys.s3_secret_access_key)
@@ -701,6 +707,11 @@ def environment(state: StackState) -> dict[str, str]:
         "SUPABASE_SERVICE_ROLE_KEY": state.service_key,
         "SUPABASE_ANON_KEY": state.anon_key,
         "SUPABASE_DB_URL": state.database_url,
+        # The S3 protocol endpoint of the bundled server (plans/s3-to-s3.yaml reads these).
+        "SUPABASE_S3_ENDPOINT": f"{state.supabase.url}/storage/v1/s3",
+        "SUPABASE_S3_REGION": _s3_region(),
+        "SUPABASE_S3_ACCESS_KEY_ID": keys.s3_access_key_id,
+        "SUPABASE_S3_SECRET_ACCESS_KEY": keys.s3_secret_access_key,
         # boto3/botocore and the AWS CLI pick the endpoint up from this one;
         # the bundled plans read MIGRATE_DEST_ENDPOINT_URL / MIGRATE_DEST_REGION.
         "AWS_ENDPOINT_URL_S3": state.s3.endpoint_url,

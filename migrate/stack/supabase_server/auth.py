@@ -21,7 +21,9 @@
   Storage's jose answers: AccessDenied "Invalid Compact JWS", HTTP 400 with
   statusCode "403", as supabase/cli#4181 shows for the local gateway); with
   no `apikey` at all the gateway itself answers 401 "No API key found in
-  request" (supabase.com/kb .../auth-error-401-unauthorized_missing_api_key).
+  request" (supabase.com/kb .../auth-error-401-unauthorized_missing_api_key),
+  and an `apikey` it does not know gets its 401 "Invalid API key" (the
+  gateway's wording, e.g. nuxt-modules/supabase#195).
 - src/internal/auth/jwt.ts `signJWT`/`verifyJWT` and
   src/storage/object.ts `signObjectUrl`: signed URLs carry a JWT with the
   `url` ("bucket/key") and `exp` claims, signed with the same secret.
@@ -139,14 +141,15 @@ class Gatekeeper:
         # distinct token (until it expires) keeps HMAC and JSON work off the hot path.
         self._verified: dict[str, tuple[float, Principal]] = {}
 
-    def principal(self, headers: HeaderSource, *, anonymous_ok: bool = False) -> Principal:
+    def principal(self, headers: HeaderSource, *, anonymous_ok: bool = False, apikey_param: str | None = None) -> Principal:
         """Who the request is; raises TokenRejected (Storage) or GatewayRejected (gateway).
 
-        Without `Authorization` the gateway turns the `apikey` header into the
-        Bearer token Storage reads (a legacy JWT as it is, a new key into its role).
+        Without `Authorization` the gateway turns the `apikey` header (or the
+        `apikey` URL parameter) into the Bearer token Storage reads (a legacy JWT
+        as it is, a new key into its role).
         """
         authorization = (headers.get("Authorization") or "").strip()
-        apikey = (headers.get("apikey") or "").strip()
+        apikey = (headers.get("apikey") or apikey_param or "").strip()
         if authorization:
             token = _BEARER.sub("", authorization, count=1).strip()
             if is_new_api_key(token) and not apikey:
@@ -177,9 +180,3 @@ class Gatekeeper:
         expires = principal.claims.get("exp")
         self._verified[token] = (float(expires) if isinstance(expires, (int, float)) else time.time() + 60, principal)
         return principal
-
-
-def sign_object_url(secret: str, url: str, expires_in: int) -> str:
-    """The token of a signed download URL for `url` ("bucket/key")."""
-    now = int(time.time())
-    return jwt.encode({"url": url, "iat": now, "exp": now + expires_in}, secret, algorithm=ALGORITHM)

@@ -20,6 +20,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+# The S3 endpoint signs with the project's region (config.ts storageS3Region);
+# us-east-1 is hosted Supabase's "East US (North Virginia)", the Americas
+# general region (supabase/supabase apps/docs/content/guides/platform/regions.mdx).
+DEFAULT_S3_REGION = "us-east-1"
 SECRET_KEY_PREFIX = "sb_secret_"
 PUBLISHABLE_KEY_PREFIX = "sb_publishable_"
 NEW_KEY_PREFIX = "sb_"

@@ -56,6 +56,8 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         reports_dir=args.reports_dir,
         check_destination=args.check_destination,
         use_catalog=False if args.rest else None,
+        audit_source=args.audit_source,
+        audit_sample=args.sample,
         progress=TqdmProgress(enabled=None if not args.json else False),
     )
     if args.json:
@@ -66,7 +68,17 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         print(f"Manifest: {result.run_dir.manifest}")
         print(f"Summary:  {result.report_dir / 'summary.md'}")
     if not result.runnable:
-        print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        if result.collisions:
+            print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        else:
+            print(
+                f"migrate: {result.unwritable} objects cannot be written to S3 as they are (see Problems above); "
+                f"exclude them in {args.plan} (filters.exclude) or fix them at the source, and plan again",
+                file=sys.stderr,
+            )
+        return ExitStatus.INCOMPLETE
+    if result.source_audit is not None and result.source_audit.missing:
+        print(f"migrate: {len(result.source_audit.missing)} objects have a catalog row but no bytes at the source (see {result.report_dir / 'source-audit.csv'})", file=sys.stderr)
         return ExitStatus.INCOMPLETE
     if not args.json:
         print(f"Nothing was written to the destination. Next: migrate run {args.plan}")
@@ -78,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.estimate import human_size
     from migrate.progress import TqdmProgress
     from migrate.pipeline import run_migration
+    from migrate.transfer import SOURCE_CHANGED
 
     plan = _load(args)
     executor = _executor(args, plan)
@@ -115,6 +128,9 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     if result.interrupted:
         print(f"migrate: interrupted; finished objects and parts are journaled. Rerun `migrate run {args.plan}` to continue.", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    changed = sum(1 for failure in result.failures if SOURCE_CHANGED in failure.error)
+    if changed:
+        print(f"migrate: {changed} objects changed at the source since the plan; run `migrate run --replan {args.plan}` to plan them again and copy them", file=sys.stderr)
     if result.failures:
         print(f"migrate: {len(result.failures)} objects were not migrated; rerun `migrate run {args.plan}` to retry them", file=sys.stderr)
         return ExitStatus.INCOMPLETE
@@ -255,6 +271,8 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     _add_common(plan)
     plan.add_argument("--check-destination", action="store_true", help="HEAD the destination to mark objects already there (reads only)")
     plan.add_argument("--rest", action="store_true", help="inventory through the REST API even when the plan has a database_url")
+    plan.add_argument("--audit-source", action="store_true", help="read the first byte of every listed object: find catalog rows whose bytes are gone (exit 3)")
+    plan.add_argument("--sample", type=int, help="with --audit-source: read a random sample of N objects instead of all")
     plan.add_argument("--json", action="store_true", help="print the summary as JSON")
     plan.set_defaults(func=cmd_plan)
 

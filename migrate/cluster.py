@@ -427,7 +427,7 @@ def _recover(shard: Shard, *, destination: Any, journal: TransferJournal, option
 
     Returns (aborted uploads, recognised objects).
     """
-    from migrate.transfer import is_plain_md5
+    from migrate.checksums import is_plain_md5
 
     aborted = recognised = 0
     for record in shard.records:

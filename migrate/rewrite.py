@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import polars as pl
 
 from migrate.filters import object_filter, tier_selector
+from migrate.metadata import metadata_problems
 from migrate.patterns import (  # re-exported: the rewriter's grammar, kept below the plan
     BUCKET_PLACEHOLDER,
     INFER,
@@ -115,12 +116,18 @@ class RecordBuilder:
             record.reason = excluded
             return record
         tier = self._tier(bucket, info)
-        return apply_rewrite(
+        record = apply_rewrite(
             record,
             self.rewriter.rewrite(bucket, info.key),
             default_storage_class=self._default_storage_class,
             tier_storage_class=tier.storage_class if tier is not None else None,
         )
+        if record.action == Action.COPY.value:
+            # Metadata S3 cannot carry is reported now, not discovered as a failed write.
+            problems = metadata_problems(record.user_metadata)
+            if problems:
+                record.action, record.reason = Action.INVALID_METADATA.value, "; ".join(problems)
+        return record
 
 
 def apply_rewrite(

@@ -27,6 +27,7 @@ S3_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
 ENV = {
     "SUPABASE_URL": "http://127.0.0.1:54321",
     "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+    "SUPABASE_SECRET_KEY": SERVICE_KEY,  # plans/*.yaml read the secret key variable; a legacy JWT is accepted there
     "SRC_KEY_ID": "GK31c2f218a2e44f485b94239e",
     "SRC_SECRET": S3_SECRET,
     "PGPASSWORD_FOR_TEST": "catalog-pw-9f8e7d",
@@ -808,7 +809,7 @@ def test_parse_size_refuses_unclear_sizes(value, message):
         ("transfer:\n  part_size: 6GiB\n", "plans/x.yaml:10: transfer.part_size: must be at most 5 GiB, got 6 GiB"),
         ("transfer:\n  multipart_threshold: 4MiB\n", "plans/x.yaml:10: transfer.multipart_threshold: must be at least 5 MiB, got 4 MiB"),
         ("transfer:\n  part_size: 1.5\n", "plans/x.yaml:10: transfer.part_size: expected a size such as 16MiB or a number of bytes, got the number 1.5"),
-        ("transfer:\n  checksum_algorithm: md5\n", "plans/x.yaml:10: transfer.checksum_algorithm: 'md5' is not one of: SHA256, CRC64NVME"),
+        ("transfer:\n  checksum_algorithm: md5\n", "plans/x.yaml:10: transfer.checksum_algorithm: 'md5' is not one of: SHA256, CRC32, CRC32C, CRC64NVME"),
         ("filters:\n  min_size: 2MiB\n  max_size: 1MiB\n", "plans/x.yaml:10: filters.min_size: min_size (2 MiB) is larger than max_size (1 MiB)"),
         ("filters:\n  modified_after: 2025-01-01\n  modified_before: 2024-01-01\n", "plans/x.yaml:10: filters.modified_after: modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)"),
         ("filters:\n  modified_after: yesterday\n", "plans/x.yaml:10: filters.modified_after: 'yesterday' is not an ISO 8601 date; write e.g. 2024-01-31 or 2024-01-31T12:00:00Z"),

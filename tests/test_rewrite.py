@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migrate.plan import Rule, RuleMetadata, Tier, load_plan, parse_plan
+from migrate.plan import Rule, RuleMetadata, load_plan, parse_plan
 from migrate.records import Action, ObjectRecord, records_to_frame
 from migrate.rewrite import (
     TemplateError,
@@ -28,6 +28,7 @@ PLANS = Path(__file__).resolve().parent.parent / "plans"
 DEMO_ENV = {
     "SUPABASE_URL": "http://127.0.0.1:54321",
     "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXZhbHVl",
+    "SUPABASE_SECRET_KEY": "sb_secret_demo-key-for-the-example-plans",  # plans/*.yaml read the secret key variable
 }
 
 
@@ -270,15 +271,14 @@ def test_rewriting_100k_keys_is_fast():
         dest_prefix="migrated/",
     )
     keys = [f"plugins/plugin-{i % 500}/{i % 37}.{i % 11}.0/files/pkg-{i}.tar.gz" for i in range(100_000)]
-    # CPU time, best of three: other test sessions on the machine must not make this flaky.
-    timings = []
-    for _ in range(3):
-        started = time.process_time()
-        results = [rw.rewrite("plugins", k) for k in keys]
-        timings.append(time.process_time() - started)
+    # A generous bound on CPU time (about 0.4 s here), not a speed figure (bench/ has those):
+    # it catches only a pathological slowdown such as recompiling patterns per key.
+    started = time.process_time()
+    results = [rw.rewrite("plugins", k) for k in keys]
+    cpu = time.process_time() - started
     assert results[123].dest_key == "migrated/registry/plugin-123/v12.2.0/files/pkg-123.tar.gz"
     assert all(r.rule == "packages" for r in results)
-    assert min(timings) < 2.0, f"100k rewrites took {min(timings):.2f}s of CPU"
+    assert cpu < 20.0, f"100k rewrites took {cpu:.2f}s of CPU"
 
 
 # --------------------------------------------------------------------------- collisions
@@ -492,4 +492,21 @@ def test_rule_metadata_defaults_leave_source_headers_alone():
     rw = compile_rules([rule("r", "{x**}", "{x}")])
     result = rw.rewrite("b", "a.bin")
     assert result.metadata == RuleMetadata()
-    assert Tier(name="t", storage_class="GLACIER", min_size=1).storage_class == "GLACIER"
+
+
+
+def test_a_tier_sets_the_storage_class_the_builder_writes():
+    plan = parse_plan(
+        """
+version: 1
+source: {type: supabase, url: "${SUPABASE_URL}", key: "${SUPABASE_SERVICE_ROLE_KEY}", buckets: [docs]}
+destination: {bucket: dest-bucket}
+tiering:
+  - {name: t, min_size: 1, storage_class: GLACIER}
+""",
+        source_name="t.yaml",
+        environ=DEMO_ENV,
+    )
+    builder = compile_plan(plan)
+    assert builder.build("docs", _info("a.bin", size=1)).storage_class == "GLACIER"
+    assert builder.build("docs", _info("empty.bin", size=0)).storage_class != "GLACIER"  # below the tier's min_size

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from migrate.checksums import CHECKSUM_SIZES, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.plan.endpoints import STORAGE_CLASSES, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
@@ -149,10 +150,15 @@ class RuleMetadata:
     content_disposition: str | None = None
     storage_class: str | None = None
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    # SSE for the rule's objects, overriding destination.server_side_encryption/kms_key_id.
+    server_side_encryption: str | None = None
+    kms_key_id: str | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not (self.content_type or self.cache_control or self.content_disposition or self.storage_class or self.metadata)
+        return not (
+            self.content_type or self.cache_control or self.content_disposition or self.storage_class or self.metadata or self.server_side_encryption
+        )
 
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
@@ -211,6 +217,10 @@ class Rule(PlanModel):
     cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
     content_disposition: _HEADER = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
+    server_side_encryption: choice("AES256", "aws:kms") | None = Field(  # type: ignore[valid-type]
+        None, description="Server-side encryption of matching objects, overriding the destination's."
+    )
+    kms_key_id: OptText = Field(None, description="KMS key for matching objects; only with `server_side_encryption: aws:kms`.")
     user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
     )
@@ -222,6 +232,14 @@ class Rule(PlanModel):
             meta = data.pop("metadata")
             data = {**vars(meta), **data, "metadata": meta.metadata}
         return data
+
+    @model_validator(mode="after")
+    def _kms(self) -> "Rule":
+        if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
+            fail("aws:kms needs rules[].kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
+        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
+            fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
+        return self
 
     @model_validator(mode="after")
     def _pattern_and_target(self, info: ValidationInfo) -> "Rule":
@@ -307,6 +325,12 @@ class Tier(_Bounds):
 # --------------------------------------------------------------------------- settings
 
 
+def _installed_checksum(algorithm: str) -> str:
+    """Refused at load time when this installation cannot compute it, with the fix."""
+    problem = checksum_problem(algorithm)
+    return fail(problem) if problem else algorithm
+
+
 def _per_second(value: Any) -> float:
     number = yaml_number(value, (int, float), "a number of requests per second")
     return float(number) if 0 < number < float("inf") else fail(f"must be more than 0 requests per second, got {value}")
@@ -321,7 +345,9 @@ class TransferSettings(PlanModel):
         None, validate_default=True, description="Objects this large or larger go up in parts; default: the larger of 64 MiB and part_size."
     )
     max_attempts: count(1, 100) = Field(5, description="Attempts per request on transient faults.")  # type: ignore[valid-type]
-    checksum_algorithm: choice("SHA256", "CRC64NVME") = Field("SHA256", description="Checksum S3 checks on upload and stores.")  # type: ignore[valid-type]
+    checksum_algorithm: Annotated[choice(*CHECKSUM_SIZES), AfterValidator(_installed_checksum)] = Field(  # type: ignore[valid-type]
+        "SHA256", description="Checksum S3 checks on upload and stores: SHA256, CRC32, CRC32C or CRC64NVME (multipart objects also get a full-object CRC)."
+    )
     max_bandwidth: size(64 * KiB, per_second=True) = Field(None, description="Cap on bytes per second, all workers together (`100MB/s`).")  # type: ignore[valid-type]
     max_requests_per_second: typed(float | None, _per_second, {"type": "number", "exclusiveMinimum": 0}) = Field(  # type: ignore[valid-type]
         None, description="Cap on requests per second, all workers together (like rclone's --tpslimit); none: unlimited."
@@ -395,12 +421,17 @@ class CostTable(PlanModel):
         return self.storage_per_gb_month.get(storage_class or "STANDARD")
 
 
+#: Rule keys added after plans were first fingerprinted: left out while unset, so earlier runs still resume.
+_LATER_RULE_KEYS = frozenset({"server_side_encryption", "kms_key_id"})
+
+
 def _normalise(value: Any) -> Any:
     # The shape the plan had as dataclasses, so that fingerprints of existing runs still match.
     if isinstance(value, BaseModel):
         out = {name: _normalise(getattr(value, name)) for name, info in type(value).model_fields.items() if not info.exclude}
         if isinstance(value, Rule):
-            out = {k: v for k, v in out.items() if k not in vars(value.metadata) and k != "user_metadata"} | {"metadata": _normalise(vars(value.metadata))}
+            metadata = {k: v for k, v in vars(value.metadata).items() if v is not None or k not in _LATER_RULE_KEYS}
+            out = {k: v for k, v in out.items() if k not in vars(value.metadata) and k != "user_metadata"} | {"metadata": _normalise(metadata)}
         if isinstance(value, SupabaseSource):
             out["database_url"] = value.database_url_redacted
         return out

@@ -86,7 +86,7 @@ def test_kill_loop_at_random_moments_and_protocol_steps_ends_complete(env: Env) 
     """At least 10 SIGKILLs (seeded), some at exact steps (between CreateMultipartUpload and its journal write, ...), then resume."""
     env.upload(BIG, offset=100)
     # Slowed down so that random kills land mid-transfer (the limit is enforced, see test_transfer's rate-limit test).
-    env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 2MiB/s}"))
+    env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 1MiB/s}"))
     assert _run(env, "plan")[0] == 0
     rng = random.Random(20261201)
     steps = ["after-create-multipart", "after-first-part", "after-complete", "after-put", "after-create-multipart", "after-probe-write"]

@@ -220,11 +220,18 @@ def call_with_retries(
         sleep=sleep,
         reraise=True,
     )
-    for attempt in retrying:
-        with attempt:
-            if throttle is not None:
-                throttle.wait()
-            result = func()
-            if throttle is not None:
-                throttle.on_success()
+    try:
+        for attempt in retrying:
+            with attempt:
+                if throttle is not None:
+                    throttle.wait()
+                result = func()
+                if throttle is not None:
+                    throttle.on_success()
+    finally:
+        # Free tenacity's per-call threading.local by reference count, here: left in a cycle (Retrying ->
+        # local -> iter_state -> bound methods, or an exception's traceback), the cyclic GC frees it later,
+        # and CPython 3.11 deadlocks when that happens inside sys._current_frames(), which Dask's worker
+        # profiler calls every few ms (python/cpython#106883, fixed in 3.11.9). Seen: a Dask worker, every thread in take_gil.
+        vars(retrying).pop("_local", None)
     return result  # type: ignore[possibly-undefined]

@@ -48,3 +48,36 @@ def test_permanent_errors_are_not_retried() -> None:
     with pytest.raises(ObjectError):
         call_with_retries(broken, max_attempts=5)
     assert calls == 1
+
+
+def test_no_threading_local_is_left_for_the_cyclic_garbage_collector() -> None:
+    """Each call's tenacity state dies by reference count: a threading.local freed by the cyclic GC can
+    deadlock CPython 3.11 inside sys._current_frames() (Dask's worker profiler calls it all the time)."""
+    import gc
+    import threading
+
+    def locals_alive() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, threading.local))
+
+    attempts = {"n": 0}
+
+    def flaky() -> str:
+        attempts["n"] += 1
+        if attempts["n"] % 2:
+            raise TransientError("once", retry_after=0.0)
+        return "ok"
+
+    def broken() -> None:
+        raise ObjectError("gone")
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = locals_alive()
+        for _ in range(50):
+            assert call_with_retries(flaky, max_attempts=3, max_wait=0.0) == "ok"
+            with pytest.raises(ObjectError):
+                call_with_retries(broken, max_attempts=3)
+        assert locals_alive() - before < 5
+    finally:
+        gc.enable()

@@ -577,4 +577,6 @@ class S3Store(SourceStore):
             kwargs["UploadIdMarker"] = response.get("NextUploadIdMarker")
 
     def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
         self.client.close()

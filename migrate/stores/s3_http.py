@@ -133,7 +133,11 @@ class S3HttpClient:
         self.timeout = timeout
         self._translate = translate
         self.signer = SigV4Signer(credentials)
-        self._local = threading.local()
+        # Keep-alive connections, one pool per thread. Not a threading.local: CPython 3.11 can deadlock
+        # when the garbage collector frees a threading.local while other threads run (its dealloc takes
+        # an interpreter lock while holding the GIL); a Dask worker hung that way, every thread in take_gil.
+        self._pools: dict[int, dict[tuple[str, str], http.client.HTTPConnection]] = {}
+        self._pools_lock = threading.Lock()
         verify = resolution.verify
         if verify is False:
             self._ssl = ssl._create_unverified_context()  # the user turned verification off (verify=False), as in botocore
@@ -142,8 +146,25 @@ class S3HttpClient:
             self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
 
     # -- connections -------------------------------------------------------
+    def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
+        """This thread's connections (a thread that reuses a finished thread's id inherits its idle ones)."""
+        ident = threading.get_ident()
+        pool = self._pools.get(ident)
+        if pool is None:
+            with self._pools_lock:
+                pool = self._pools.setdefault(ident, {})
+        return pool
+
+    def close(self) -> None:
+        """Close every thread's connections."""
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            for conn in list(pool.values()):
+                conn.close()
+
     def _connection(self, address: BucketAddress) -> http.client.HTTPConnection:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+        pool = self._pool()
         slot = (address.scheme, address.host)
         conn = pool.get(slot)
         if conn is None:
@@ -175,7 +196,7 @@ class S3HttpClient:
         return conn
 
     def _drop(self, address: BucketAddress) -> None:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+        pool = self._pool()
         conn = pool.pop((address.scheme, address.host), None)
         if conn is not None:
             conn.close()

@@ -62,7 +62,8 @@ class S3Resolution:
         self._regional: dict[str, Any] = {}
         self._addresses: dict[str, BucketAddress] = {}
         self._lock = threading.Lock()
-        self._capture = threading.local()
+        # Requests captured by `prepared`, per thread (not a threading.local: see S3HttpClient._pools).
+        self._sinks: dict[int, list[Any]] = {}
         client.meta.events.register_first("before-send.s3", self._before_send)
         http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
         # botocore's URLLib3Session keeps what it resolved: `verify` (True,
@@ -71,7 +72,7 @@ class S3Resolution:
         self._proxy_config = getattr(http_session, "_proxy_config", None)
 
     def _before_send(self, request: Any, **_: Any) -> AWSResponse | None:
-        sink = getattr(self._capture, "sink", None)
+        sink = self._sinks.get(threading.get_ident())
         if sink is None:
             return None  # a real request of the boto3 path
         sink.append(request)
@@ -80,13 +81,13 @@ class S3Resolution:
     def prepared(self, client: Any, operation: str, **params: Any) -> Any:
         """The request botocore would send for `operation` (signed, not sent)."""
         sink: list[Any] = []
-        self._capture.sink = sink
+        self._sinks[threading.get_ident()] = sink
         try:
             getattr(client, operation)(**params)
         except Exception:  # noqa: BLE001 - the fake answer may not parse; the request was caught already
             pass
         finally:
-            self._capture.sink = None
+            self._sinks.pop(threading.get_ident(), None)
         if not sink:
             raise RuntimeError(f"botocore sent no {operation} request to capture")
         return sink[-1]

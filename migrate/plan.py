@@ -240,9 +240,12 @@ class S3Source(_S3Access, _SourceBase):
 
 @dataclass(frozen=True, kw_only=True)
 class Destination(_S3Access):
-    """The S3 bucket objects are copied into, and how they are written."""
+    """The S3 bucket (or local folder, `type: local`) objects are copied into, and how they are written."""
 
     bucket: str
+    # "s3", or "local": a folder on this machine (`path`), buckets as its subfolders (migrate.stores.local).
+    type: str = "s3"
+    path: str | None = None
     # "" or ends with "/": every destination key starts with it.
     prefix: str = ""
     # Resolved from `bucket_prefix: auto|always|never`: kept unmatched keys go below "<bucket>/".
@@ -251,6 +254,35 @@ class Destination(_S3Access):
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     on_conflict: str = "skip"
+
+
+# -- backup (migrate backup; see migrate/backup/) ------------------------------------------
+BACKUP_TARGET_TYPES: tuple[str, ...] = ("local", "s3")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupTarget(_S3Access):
+    """One place every snapshot is written to: a local folder (`path`) or an S3 bucket (+ `prefix`)."""
+
+    type: str
+    name: str
+    path: str | None = None
+    bucket: str | None = None
+    # "" or ends with "/": the snapshot layout (bodies/, snapshots/) lives below it.
+    prefix: str = ""
+    storage_class: str | None = None
+    server_side_encryption: str | None = None
+    kms_key_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupSettings:
+    """`backup:`: where snapshots go and how many survive a prune (migrate.retention)."""
+
+    targets: tuple[BackupTarget, ...]
+    keep: int = 3
+    keep_daily: int = 0
+    keep_weekly: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -362,7 +394,8 @@ class Plan:
     path: str | None
     version: int = PLAN_VERSION
     source: SupabaseSource | S3Source
-    destination: Destination
+    # None only in a backup-only plan (`backup:` given, no `destination:`).
+    destination: Destination | None
     rules: tuple[Rule, ...] = ()
     unmatched: str = "keep"
     filters: Filters = field(default_factory=Filters)
@@ -370,6 +403,13 @@ class Plan:
     transfer: TransferSettings = field(default_factory=TransferSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     costs: CostTable = field(default_factory=CostTable)
+    backup: "BackupSettings | None" = None
+
+    def require_destination(self) -> Destination:
+        """The destination, or a PlanError for a backup-only plan used with plan/run/verify."""
+        if self.destination is None:
+            raise PlanError("has no destination: section (a backup-only plan); add one, or use `migrate backup`", path=self.path, key="destination")
+        return self.destination
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
@@ -1067,6 +1107,7 @@ class _Reader:
             "transfer",
             "verify",
             "costs",
+            "backup",
         )
         top.entries = {k: v for k, v in top.entries.items() if not k.startswith("x-")}
         top.check_keys(allowed)
@@ -1076,9 +1117,10 @@ class _Reader:
             raise self.error("required key is missing; say where objects come from (type: supabase or s3)", root, "source")
         source = self.source(source_node)
         destination_node = top.value("destination")
-        if destination_node is None:
+        backup = self.backup(top)
+        if destination_node is None and backup is None:
             raise self.error("required key is missing; name at least the S3 bucket to copy into", root, "destination")
-        destination = self.destination(destination_node, source)
+        destination = self.destination(destination_node, source) if destination_node is not None else None
         rules = self.rules(top, source)
         unmatched = self.choice(top, "unmatched", UNMATCHED, default="keep")
         filters = self.filters(top)
@@ -1098,6 +1140,7 @@ class _Reader:
             transfer=transfer,
             verify=verify,
             costs=costs,
+            backup=backup,
         )
 
     def version(self, top: _Map) -> None:
@@ -1320,9 +1363,12 @@ class _Reader:
 
     def destination(self, node: Node, source: SupabaseSource | S3Source) -> Destination:
         m = self.mapping(node, "destination", what="a mapping with at least bucket:")
+        if self.choice(m, "type", ("s3", "local"), default="s3") == "local":
+            return self.local_destination(m, source)
         m.check_keys(
             _S3_ACCESS_KEYS
             + (
+                "type",
                 "bucket",
                 "prefix",
                 "bucket_prefix",
@@ -1374,6 +1420,98 @@ class _Reader:
             server_side_encryption=sse,
             kms_key_id=kms_key_id,
             on_conflict=on_conflict,
+            **self.s3_access(m),
+        )
+
+    # -- local destinations and backup targets (migrate.stores.local, migrate.backup) ----------
+    def local_path(self, m: _Map) -> str:
+        path = self.string(m, "path", required=True, hint="the folder to write into, e.g. path: /var/backups/storage")
+        assert path is not None
+        if "\x00" in path or not path.strip():
+            raise self.error("is not a usable folder path", m.value("path"), m.path("path"))
+        return path.strip()
+
+    def s3_bucket_name(self, m: _Map, *, hint: str) -> str:
+        bucket = self.string(m, "bucket", required=True, hint=hint)
+        assert bucket is not None
+        bucket = bucket.strip()
+        if not _S3_BUCKET.match(bucket) or ".." in bucket:
+            raise self.error(
+                f"{bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', "
+                "starting and ending with a letter or digit)",
+                m.value("bucket"),
+                m.path("bucket"),
+            )
+        return bucket
+
+    def local_destination(self, m: _Map, source: SupabaseSource | S3Source) -> Destination:
+        # No storage classes, encryption or credentials for a folder: refused, never ignored.
+        m.check_keys(("type", "path", "bucket", "prefix", "bucket_prefix", "on_conflict"))
+        mode = self.choice(m, "bucket_prefix", BUCKET_PREFIX, default="auto")
+        names = source.bucket_names
+        return Destination(
+            type="local",
+            path=self.local_path(m),
+            bucket=self.s3_bucket_name(m, hint="the subfolder of path to write into, e.g. bucket: storage"),
+            prefix=self.destination_prefix(m),
+            bucket_prefix=(names is None or len(names) != 1) if mode == "auto" else mode == "always",
+            on_conflict=self.choice(m, "on_conflict", ON_CONFLICT, default="skip"),
+        )
+
+    def backup(self, top: _Map) -> BackupSettings | None:
+        node = top.value("backup")
+        if node is None:
+            return None
+        m = self.mapping(node, "backup", what="a mapping with targets: and keep:")
+        m.check_keys(("targets", "keep", "keep_daily", "keep_weekly"))
+        targets_node = m.value("targets")
+        if not isinstance(targets_node, SequenceNode) or not targets_node.value:
+            raise self.error(
+                "expected a non-empty list of targets, e.g. [{type: local, path: /backups}, {type: s3, bucket: b}]",
+                targets_node if targets_node is not None else node,
+                m.path("targets"),
+            )
+        targets: list[BackupTarget] = []
+        for index, item in enumerate(targets_node.value):
+            target = self.backup_target(item, f"{m.path('targets')}[{index}]")
+            if any(t.name == target.name for t in targets):
+                raise self.error(f"target {target.name!r} is listed twice; give each target its own name:", item, f"{m.path('targets')}[{index}]")
+            targets.append(target)
+        return BackupSettings(
+            targets=tuple(targets),
+            keep=self.integer(m, "keep", default=3, minimum=1, maximum=10_000),
+            keep_daily=self.integer(m, "keep_daily", default=0, minimum=0, maximum=10_000),
+            keep_weekly=self.integer(m, "keep_weekly", default=0, minimum=0, maximum=10_000),
+        )
+
+    def backup_target(self, node: Node, key: str) -> BackupTarget:
+        m = self.mapping(node, key, what="a mapping with type: local (path:) or type: s3 (bucket:)")
+        kind = self.choice(m, "type", BACKUP_TARGET_TYPES, default=_REQUIRED, hint="local writes to a folder, s3 to a bucket")
+        name = self.string(m, "name")
+        if kind == "local":
+            m.check_keys(("type", "name", "path"))
+            path = self.local_path(m)
+            return BackupTarget(type="local", name=(name or f"local:{path}").strip(), path=path)
+        m.check_keys(_S3_ACCESS_KEYS + ("type", "name", "bucket", "prefix", "storage_class", "server_side_encryption", "kms_key_id"),
+                     credentials_hint=_S3_CREDENTIALS_HINT)
+        bucket = self.s3_bucket_name(m, hint="the S3 bucket snapshots go to")
+        prefix = self.destination_prefix(m)
+        sse = self.choice(m, "server_side_encryption", SERVER_SIDE_ENCRYPTION, default=None)
+        kms_key_id = self.string(m, "kms_key_id")
+        if (sse == "aws:kms") != (kms_key_id is not None):
+            raise self.error(
+                "aws:kms needs kms_key_id (a key id, ARN or alias/NAME), and kms_key_id needs server_side_encryption: aws:kms",
+                m.value("kms_key_id") or m.value("server_side_encryption") or node,
+                m.path("kms_key_id"),
+            )
+        return BackupTarget(
+            type="s3",
+            name=(name or f"s3://{bucket}/{prefix}").strip(),
+            bucket=bucket,
+            prefix=prefix,
+            storage_class=self.choice(m, "storage_class", STORAGE_CLASSES, default=None),
+            server_side_encryption=sse,
+            kms_key_id=kms_key_id,
             **self.s3_access(m),
         )
 
@@ -1755,6 +1893,8 @@ _S3_CREDENTIALS_HINT = (
 )
 
 __all__ = [
+    "BackupSettings",
+    "BackupTarget",
     "BucketSelection",
     "CostTable",
     "Destination",

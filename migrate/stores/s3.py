@@ -520,6 +520,10 @@ class S3Store(SourceStore):
         except Exception:  # noqa: BLE001 - any doubt: do not rely on it
             return False
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one object (a missing key is not an error, as in S3)."""
+        self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+
     def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str]]:
         """(key, upload_id) of every unfinished multipart upload under `prefix`."""
         uploads: list[tuple[str, str]] = []

@@ -5,8 +5,8 @@ Every target (a local folder or an S3 bucket + prefix) holds::
     <prefix>bodies/<h[:2]>/<h>               object bodies, stored once by SHA-256 (hex h)
     <prefix>snapshots/<snapshot id>.parquet  one manifest per complete snapshot
 
-A snapshot id is its UTC time plus a random suffix (`20261201T130405Z-1a2b3c`),
-so ids sort by time. A manifest is written only after every body it names
+A snapshot id is its UTC time (to the microsecond) plus a random suffix
+(`20261201T130405.123456Z-1a2b3c`), so ids sort by time. A manifest is written only after every body it names
 is on the target: a snapshot is visible exactly when it is complete. Bodies
 are immutable, so an unchanged object costs a manifest row, nothing more.
 """
@@ -49,19 +49,19 @@ SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 LOCAL_BUCKET = "backup"  # the name a local target's folder answers to (see LocalStore(bucket=...))
-_SNAPSHOT_ID = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{6}\Z")
+_SNAPSHOT_ID = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]{6}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def new_snapshot_id(now: datetime) -> str:
-    return f"{now.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{now.astimezone(timezone.utc):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
 
 
 def snapshot_time(snapshot_id: str) -> datetime | None:
     found = _SNAPSHOT_ID.match(snapshot_id)
     if not found:
         return None
-    return datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(found.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=timezone.utc)
 
 
 def manifest_bytes(rows: list[dict[str, Any]]) -> bytes:

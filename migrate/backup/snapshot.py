@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import threading
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -172,6 +173,15 @@ class SnapshotWriter:
         self.previous: dict[tuple[str, str], tuple[str, str]] = {}
         self.objects_read = 0
         self._lock = threading.Lock()
+        self._body_locks: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def _writing(self, sha256: str) -> Iterator[None]:
+        """One writer per body at a time: two objects with the same bytes store it once."""
+        with self._lock:
+            lock = self._body_locks.setdefault(sha256, threading.Lock())
+        with lock:
+            yield
 
     def _retry(self, func: Any) -> Any:
         return call_with_retries(func, max_attempts=self.max_attempts)
@@ -267,7 +277,8 @@ class SnapshotWriter:
             ))
             live.stored(sha, len(body))
 
-        self._each_target(self.live(), write)
+        with self._writing(sha):
+            self._each_target(self.live(), write)
         return sha
 
     def _read_range(self, bucket: str, info: ObjectInfo, offset: int, length: int) -> bytes:
@@ -288,9 +299,15 @@ class SnapshotWriter:
             for offset, length in ranges:
                 hasher.update(self._read_range(bucket, info, offset, length))
             sha = hasher.hexdigest()
+        with self._writing(sha):
+            self._upload_large(bucket, info, sha, ranges, part_size)
+        return sha
+
+    def _upload_large(self, bucket: str, info: ObjectInfo, sha: str, ranges: list[tuple[int, int]], part_size: int) -> None:
+        """Pass 2: every part read once, sent to each target missing the body; completed only if it hashes to `sha`."""
         needing = [t for t in self.live() if not t.has(sha, info.size)]
         if not needing:
-            return sha
+            return
         uploads: dict[int, tuple[str, dict[int, CompletedPart], ObjectRecord]] = {}
 
         def start(live: _LiveTarget) -> None:
@@ -337,7 +354,6 @@ class SnapshotWriter:
             live.stored(sha, info.size)
 
         self._each_target(finished, complete)
-        return sha
 
     def _start_upload(self, target: Target, sha: str, size: int, part_size: int) -> tuple[str, dict[int, CompletedPart], ObjectRecord]:
         """Continue this body's upload from the journal (checked with ListParts), or create one."""

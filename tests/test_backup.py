@@ -241,7 +241,8 @@ def test_verify_finds_missing_and_corrupt_bodies(world: World) -> None:
     # Restore refuses the corrupt body rather than writing it.
     fresh = world.fresh_bucket()
     result = world.migrate("restore", "--target", "1", "--to", f"supabase:{fresh}", "--yes", expect=3)
-    assert [f["key"] for f in result["failures"]] == ["img/logo.png"]
+    # Both keys share that body: both are refused, nothing else is.
+    assert sorted(f["key"] for f in result["failures"]) == ["img/copy-of-logo.png", "img/logo.png"]
     assert world.http.get(f"/object/info/{fresh}/img/logo.png").status_code != 200
 
 
@@ -339,8 +340,9 @@ def test_sigkill_during_prune_leaves_every_kept_snapshot_restorable(world: World
 
 
 def test_sse_kms_and_storage_class_are_sent_on_every_s3_body_and_manifest(world: World) -> None:
-    """SeaweedFS has no KMS: what we can prove locally is the headers we send (recorded by a proxy in front of
-    it); that AWS then encrypts with the key is AWS's side (s3 PutObject / CreateMultipartUpload docs)."""
+    """SeaweedFS has no KMS (it answers 500 to aws:kms), so what we prove locally is the headers we send,
+    recorded by a proxy in front of it; that AWS then encrypts with the key is AWS's side (S3 PutObject /
+    CreateMultipartUpload: x-amz-server-side-encryption, -aws-kms-key-id, x-amz-storage-class)."""
     from migrate.stack.faultproxy import FaultProxy
 
     class Recording(FaultProxy):
@@ -350,19 +352,30 @@ def test_sse_kms_and_storage_class_are_sent_on_every_s3_body_and_manifest(world:
             self.seen.append((handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()}))
             super()._forward(handler)
 
+    def writes() -> list[tuple[str, str, dict[str, str]]]:
+        found = [(m, p, h) for m, p, h in Recording.seen if "/snaps/" in p and ((m == "PUT" and "partNumber=" not in p) or (m == "POST" and "uploads" in p))]
+        Recording.seen.clear()
+        return found
+
     host, port = world.seaweed.endpoint_url.rsplit("//", 1)[1].split(":")
     with Recording(host, int(port)) as proxy:
-        world.write_plan(endpoint=proxy.endpoint_url, s3_extra=", storage_class: STANDARD_IA, server_side_encryption: aws:kms, kms_key_id: alias/backups")
-        result = world.migrate(expect=None)
-    writes = [(m, p, h) for m, p, h in proxy.seen if (m == "PUT" and "partNumber=" not in p) or (m == "POST" and "uploads" in p)]
-    assert any("/snaps/bodies/" in p for _, p, _ in writes) and any(m == "POST" for m, _, _ in writes)
-    for method, path, headers in writes:
-        if "/snaps/" not in path:
-            continue
-        assert headers.get("x-amz-server-side-encryption") == "aws:kms", (method, path)
-        assert headers.get("x-amz-server-side-encryption-aws-kms-key-id") == "alias/backups", (method, path)
-        assert headers.get("x-amz-storage-class") == "STANDARD_IA", (method, path)
-    assert result["targets"][0]["snapshot_written"]
+        # A storage class SeaweedFS accepts: the whole snapshot lands, every write carries the class.
+        world.write_plan(endpoint=proxy.endpoint_url, s3_extra=", storage_class: STANDARD_IA")
+        result = world.migrate()
+        sent = writes()
+        assert any("/snaps/bodies/" in p for _, p, _ in sent) and any("/snaps/snapshots/" in p for _, p, _ in sent)
+        assert any(m == "POST" for m, _, _ in sent), "the large body goes multipart"
+        assert all(h.get("x-amz-storage-class") == "STANDARD_IA" for _, _, h in sent)
+        assert all("x-amz-server-side-encryption" not in h for _, _, h in sent)
+        # SSE-KMS: the headers go out on every body write; SeaweedFS refuses them, which is reported (exit 3).
+        world.upload("docs/kms.txt", b"secret", "text/plain", "max-age=1", {})
+        world.write_plan(endpoint=proxy.endpoint_url, s3_extra=", server_side_encryption: aws:kms, kms_key_id: alias/backups")
+        result = world.migrate(expect=3)
+        sent = writes()
+    assert sent and all(h.get("x-amz-server-side-encryption") == "aws:kms" for _, _, h in sent)
+    assert all(h.get("x-amz-server-side-encryption-aws-kms-key-id") == "alias/backups" for _, _, h in sent)
+    local, s3 = result["targets"]
+    assert local["snapshot_written"] and not s3["snapshot_written"] and s3["error"]
 
 
 def test_backup_plan_keys_are_checked(tmp_path: Path) -> None:

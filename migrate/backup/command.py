@@ -143,14 +143,38 @@ def _prune(args: argparse.Namespace, plan: Any) -> ExitStatus:
     return ExitStatus.INCOMPLETE if any(o.error for o in outcomes) else ExitStatus.OK
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Options anywhere between the words: `migrate backup restore --to X PLAN` as well as `... PLAN --to X`.
+
+    argparse's own `parse_known_intermixed_args` does this; a subcommand's
+    parser is reached through `parse_known_args`, so route that through it once.
+    """
+
+    _inside = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `migrate backup ...` to the CLI."""
-    parser = subparsers.add_parser(
-        "backup",
-        help="snapshot the plan's source to every backup target; list, verify, restore, prune",
-        description="migrate backup PLAN takes a snapshot (then prunes); migrate backup list|verify|restore|prune PLAN. "
-        "See README.md, 'Backups'.",
-    )
+    default_class = subparsers._parser_class  # noqa: SLF001 - one parser of ours needs intermixed words and options
+    subparsers._parser_class = _IntermixedParser  # noqa: SLF001
+    try:
+        parser = subparsers.add_parser(
+            "backup",
+            help="snapshot the plan's source to every backup target; list, verify, restore, prune",
+            description="migrate backup PLAN takes a snapshot (then prunes); migrate backup list|verify|restore|prune PLAN. "
+            "See README.md, 'Backups'.",
+        )
+    finally:
+        subparsers._parser_class = default_class  # noqa: SLF001
     parser.add_argument("words", nargs="+", metavar="[ACTION] PLAN", help="an action (list, verify, restore, prune) or none, then the plan file")
     parser.add_argument("--state-dir", help="where backup state lives (default .migrate, or $MIGRATE_STATE_DIR)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

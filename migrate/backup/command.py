@@ -73,7 +73,7 @@ def _backup(args: argparse.Namespace, plan: Any) -> ExitStatus:
     _emit(args, result.to_dict(), lines)
     if result.ok:
         return ExitStatus.OK
-    if not any(t.snapshot_written for t in result.targets) and not result.failures:
+    if all(t.lost for t in result.targets):
         return ExitStatus.FATAL
     return ExitStatus.INCOMPLETE
 

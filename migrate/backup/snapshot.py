@@ -74,6 +74,8 @@ class TargetOutcome:
 
     name: str
     ok: bool = True
+    # True when the whole target was unusable (missing folder or bucket, access denied), not just some objects.
+    lost: bool = False
     error: str | None = None
     bodies_written: int = 0
     bytes_written: int = 0
@@ -153,6 +155,7 @@ class _LiveTarget:
             self.outcome.error = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
             if whole_target:
                 self.alive = False
+                self.outcome.lost = True
             else:
                 self.outcome.failed_objects += 1
 
@@ -174,6 +177,7 @@ class SnapshotWriter:
         self.objects_read = 0
         self._lock = threading.Lock()
         self._body_locks: dict[str, threading.Lock] = {}
+        self.used_uploads: set[str] = set()
 
     @contextmanager
     def _writing(self, sha256: str) -> Iterator[None]:
@@ -364,6 +368,7 @@ class SnapshotWriter:
             try:
                 remote = target.retry(lambda: target.store.list_parts(target.bucket, target.body_key(sha), previous.upload_id))
                 done = {n: p for n, p in self.journal.parts(previous.upload_id).items() if remote.get(n, {}).get("size") == p.size}
+                self.used_uploads.add(previous.upload_id)
                 return previous.upload_id, done, record
             except UploadGone:
                 self.journal.forget_parts(previous.upload_id)
@@ -372,6 +377,7 @@ class SnapshotWriter:
             target.bucket, target.body_key(sha), checksum_algorithm="SHA256", **target.write_args()
         ))
         self.journal.set_upload(record, upload_id, part_size)
+        self.used_uploads.add(upload_id)
         return upload_id, {}, record
 
     def _abort(self, target: Target, sha: str, upload: tuple[str, dict[int, CompletedPart], ObjectRecord]) -> None:
@@ -398,6 +404,23 @@ class SnapshotWriter:
                     target.store.clean_temporary()
             except MigrateError as err:
                 log.warning("backup target %s: could not list unfinished uploads: %s", target.name, err)
+
+    def abort_unused_uploads(self) -> None:
+        """After a complete pass: journaled uploads this backup did not continue are no longer needed; abort them."""
+        targets = {live.target.name: live for live in self.live()}
+        for row in self.journal.open_uploads():
+            live = targets.get(row.source_bucket[1:]) if row.source_bucket.startswith("@") else None
+            if live is None or row.upload_id in self.used_uploads or row.state == STATE_DONE:
+                continue
+            try:
+                live.target.store.abort_multipart_upload(row.dest_bucket, row.dest_key, row.upload_id)
+                live.outcome.aborted_uploads += 1
+            except MigrateError as err:
+                log.warning("could not abort upload %s on %s: %s", row.upload_id, live.target.name, err)
+                continue
+            record = ObjectRecord(source_bucket=row.source_bucket, source_key=row.source_key, size=row.size, dest_bucket=row.dest_bucket, dest_key=row.dest_key)
+            self.journal.failed(record, "aborted: no longer needed", keep_upload=False)
+            self.journal.forget_parts(row.upload_id)
 
     # -- the whole source ---------------------------------------------------
     def source_pages(self) -> Iterator[tuple[str, list[ObjectInfo]]]:
@@ -487,6 +510,8 @@ def take_backup(
                 writer.abort_unknown_uploads()
                 writer.load_previous()
                 rows = writer.run(result)
+                if not result.failures:
+                    writer.abort_unused_uploads()
         finally:
             if owns_source:
                 source.close()

@@ -255,6 +255,24 @@ def test_a_lost_local_target_does_not_stop_the_s3_one(world: World, capsys: pyte
     assert len(world.s3_keys("snaps/snapshots/")) == 1
 
 
+def test_a_target_missing_one_body_gets_no_snapshot_until_a_rerun_completes_it(world: World) -> None:
+    from migrate.stack.faultproxy import FaultProxy, FaultRule
+
+    sha = hashlib.sha256(SOURCE["docs/readme.txt"][0]).hexdigest()
+    host, port = world.seaweed.endpoint_url.rsplit("//", 1)[1].split(":")
+    with FaultProxy(host, int(port)) as proxy:
+        proxy.add(FaultRule(action="error500", method="PUT", path=f"/bodies/{sha[:2]}/{sha}", count=100))
+        world.write_plan(endpoint=proxy.endpoint_url)
+        result = world.migrate(expect=3)
+        local, s3 = result["targets"]
+        assert local["snapshot_written"] and not s3["snapshot_written"] and s3["failed_objects"] == 1
+        assert world.s3_keys("snaps/snapshots/") == []
+        proxy.clear()
+        rerun = world.migrate()
+    assert [t["bodies_written"] for t in rerun["targets"]] == [0, 1]
+    assert len(world.s3_keys("snaps/snapshots/")) == 1
+
+
 def test_every_target_lost_is_exit_4(world: World) -> None:
     shutil.rmtree(world.local)
     world.write_plan(endpoint="http://127.0.0.1:9")

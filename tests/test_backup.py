@@ -314,6 +314,7 @@ def test_sigkill_during_backup_leaves_everything_restorable_and_the_rerun_comple
     assert world.migrate("verify", "--deep")["ok"]
     rerun = world.migrate()
     assert rerun["ok"]
+    assert rerun["targets"][0]["resumed_parts"] >= 1, "the large upload continues from its last part"
     assert world.s3.list_multipart_uploads(Bucket=world.s3_bucket).get("Uploads", []) == []
     assert not any(uploads.iterdir())
     fresh = world.fresh_bucket()

@@ -82,6 +82,7 @@ class TargetOutcome:
     snapshot_written: bool = False
     failed_objects: int = 0
     aborted_uploads: int = 0
+    resumed_parts: int = 0  # multipart parts an earlier, interrupted backup had already sent
     pruned: "PruneOutcome | None" = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -315,7 +316,7 @@ class SnapshotWriter:
         uploads: dict[int, tuple[str, dict[int, CompletedPart], ObjectRecord]] = {}
 
         def start(live: _LiveTarget) -> None:
-            uploads[id(live)] = self._start_upload(live.target, sha, info.size, part_size)
+            uploads[id(live)] = self._start_upload(live, sha, info.size, part_size)
 
         self._each_target(needing, start)
         hasher = hashlib.sha256()
@@ -359,8 +360,9 @@ class SnapshotWriter:
 
         self._each_target(finished, complete)
 
-    def _start_upload(self, target: Target, sha: str, size: int, part_size: int) -> tuple[str, dict[int, CompletedPart], ObjectRecord]:
+    def _start_upload(self, live: _LiveTarget, sha: str, size: int, part_size: int) -> tuple[str, dict[int, CompletedPart], ObjectRecord]:
         """Continue this body's upload from the journal (checked with ListParts), or create one."""
+        target = live.target
         record = ObjectRecord(source_bucket=f"@{target.name}", source_key=sha, size=size, dest_bucket=target.bucket, dest_key=target.body_key(sha))
         fingerprint = f"{sha}:{part_size}"
         previous = self.journal.row(record.source_bucket, sha)
@@ -369,6 +371,8 @@ class SnapshotWriter:
                 remote = target.retry(lambda: target.store.list_parts(target.bucket, target.body_key(sha), previous.upload_id))
                 done = {n: p for n, p in self.journal.parts(previous.upload_id).items() if remote.get(n, {}).get("size") == p.size}
                 self.used_uploads.add(previous.upload_id)
+                with live.lock:
+                    live.outcome.resumed_parts += len(done)
                 return previous.upload_id, done, record
             except UploadGone:
                 self.journal.forget_parts(previous.upload_id)

@@ -60,6 +60,14 @@ required)::
                max_attempts: 5, checksum_algorithm: SHA256, max_bandwidth: 100MB/s}
     verify: {mode: fast, concurrency: 16, sample: 1000}   # sample: 1000 objects or "5%"
     costs: {currency: USD, storage_per_gb_month: {STANDARD: 0.023}, put_per_1000: 0.005, get_per_1000: 0.0004}
+    backup:                          # migrate backup (then destination: may be left out)
+      targets:
+        - {type: local, path: /var/backups/storage, name: disk}
+        - {type: s3, bucket: my-backups, prefix: storage/, storage_class: STANDARD_IA,
+           server_side_encryption: aws:kms, kms_key_id: alias/backups}   # + the S3 access keys above
+      keep: 3                        # and optionally keep_daily: N, keep_weekly: N
+    # destination: {type: local, path: /srv/copy, bucket: mirror, prefix:, bucket_prefix:, on_conflict:}
+    # writes into a folder (migrate.stores.local) instead of S3.
 
 Decisions worth knowing:
 

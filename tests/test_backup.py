@@ -119,6 +119,9 @@ backup:
     def s3_bodies(self) -> set[str]:
         return {k.rsplit("/", 1)[-1] for k in self.s3_keys("snaps/bodies/")}
 
+    def snapshots_names(self) -> list[str]:
+        return list(self.snapshots())
+
     def snapshots(self) -> dict[str, list[str]]:
         listing = self.migrate("list")
         return {t["target"]: [s["snapshot_id"] for s in t["snapshots"]] for t in listing["targets"]}
@@ -300,6 +303,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
 def test_sigkill_during_backup_leaves_everything_restorable_and_the_rerun_completes(world: World, supabase_faults: Callable[..., Any]) -> None:
     world.migrate()
     before = world.snapshots()
+    state_before = dict(world.current)
     world.upload("big/archive.tar", _body("big-2", 11 * MiB + 5), "application/x-tar", "max-age=8", {"part": "again"})
     world.upload("docs/new.txt", b"new", "text/plain", "max-age=1", {})
     # Slow every ranged read of the big object so the kill lands inside its multipart upload.
@@ -312,6 +316,10 @@ def test_sigkill_during_backup_leaves_everything_restorable_and_the_rerun_comple
     world.http.delete("/_faults")
     assert world.snapshots() == before, "a killed backup must not leave a visible snapshot"
     assert world.migrate("verify", "--deep")["ok"]
+    for target in ("1", "2"):
+        fresh = world.fresh_bucket()
+        world.migrate("restore", "--target", target, "--to", f"supabase:{fresh}", "--yes")
+        world.assert_restored(fresh, state_before)
     rerun = world.migrate()
     assert rerun["ok"]
     assert rerun["targets"][0]["resumed_parts"] >= 1, "the large upload continues from its last part"
@@ -339,9 +347,10 @@ def test_sigkill_during_prune_leaves_every_kept_snapshot_restorable(world: World
     host, port = world.seaweed.endpoint_url.rsplit("//", 1)[1].split(":")
     with SlowDeletes(host, int(port)) as proxy:
         world.write_plan(endpoint=proxy.endpoint_url, order="s3-first")
+        states: dict[str, tuple[bytes, str, str, dict[str, str]]] = {}
         for round_number in range(5):
             world.upload("docs/readme.txt", f"round {round_number}\n".encode(), "text/plain", "max-age=3", {})
-            world.migrate("--no-prune")
+            states[world.migrate("--no-prune")["snapshot_id"]] = world.current["docs/readme.txt"]
         child = subprocess.Popen(world.command("prune"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
         # Two manifests go first, then bodies: kill once a body deletion is under way.
         _wait_for(lambda: any("/bodies/" in path for path in proxy.deletes))
@@ -351,6 +360,10 @@ def test_sigkill_during_prune_leaves_every_kept_snapshot_restorable(world: World
         remaining = world.snapshots()
         assert all(len(ids) >= 3 for ids in remaining.values())
         assert world.migrate("verify", "--deep")["ok"], "every snapshot still listed has every body"
+        for snapshot_id in remaining[world.snapshots_names()[0]]:
+            fresh = world.fresh_bucket()
+            world.migrate("restore", "--target", "1", "--snapshot", snapshot_id, "--to", f"supabase:{fresh}", "--yes")
+            world.assert_restored(fresh, {**world.current, "docs/readme.txt": states[snapshot_id]})
         pruned = world.migrate("prune")
         assert all(len(t["kept"]) == 3 for t in pruned["targets"])
         fresh = world.fresh_bucket()

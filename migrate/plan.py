@@ -1387,16 +1387,7 @@ class _Reader:
             ),
             credentials_hint=_S3_CREDENTIALS_HINT,
         )
-        bucket = self.string(m, "bucket", required=True, hint="name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")
-        assert bucket is not None
-        bucket = bucket.strip()
-        if not _S3_BUCKET.match(bucket) or ".." in bucket:
-            raise self.error(
-                f"{bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', "
-                "starting and ending with a letter or digit)",
-                m.value("bucket"),
-                m.path("bucket"),
-            )
+        bucket = self.s3_bucket_name(m, hint="name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")
         prefix = self.destination_prefix(m)
         mode = self.choice(m, "bucket_prefix", BUCKET_PREFIX, default="auto")
         if mode == "auto":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from migrate.errors import FatalError
-from migrate.rundir import state_root
+from migrate.rundir import plan_folder_name, state_root
 
 
 class LockHeld(FatalError):
@@ -36,8 +36,7 @@ class BackupState:
 
     @classmethod
     def for_plan(cls, plan_name: str, *, state_dir: str | Path | None = None) -> "BackupState":
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in plan_name) or "plan"
-        return cls(state_root(state_dir) / "backups" / safe)
+        return cls(state_root(state_dir) / "backups" / plan_folder_name(plan_name))
 
     @property
     def journal(self) -> Path:

@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_PARTS = 10_000
+_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -198,10 +200,14 @@ class SnapshotWriter:
     def load_previous(self) -> None:
         """Fingerprints -> sha256 from the newest manifest of each target (for when the journal is new)."""
         for live in self.live():
-            snapshots = live.target.list_snapshots()
-            if not snapshots:
+            try:
+                snapshots = live.target.list_snapshots()
+                if not snapshots:
+                    continue
+                frame = live.target.read_manifest(snapshots[-1].snapshot_id)
+            except (MigrateError, OSError) as err:  # only a shortcut: without it objects are read again
+                log.warning("backup target %s: cannot read its newest manifest (%s); unchanged objects are read again", live.target.name, err)
                 continue
-            frame = live.target.read_manifest(snapshots[-1].snapshot_id)
             for row in frame.iter_rows(named=True):
                 info = ObjectInfo(key=row["key"], size=row["size"], etag=row["source_etag"], last_modified=row["last_modified"])
                 self.previous.setdefault((row["source_bucket"], row["key"]), (identity(info), row["sha256"]))
@@ -266,6 +272,9 @@ class SnapshotWriter:
             body = b"".join(chunks)
             if len(body) != info.size:
                 raise IntegrityError(f"{what}: read {len(body)} bytes, listed {info.size} (changed while backing up?)")
+            # A plain-MD5 eTag (Supabase, single-part S3) checks the bytes read: a corrupt read is a failed attempt.
+            if info.etag and _PLAIN_MD5.fullmatch(info.etag) and hashlib.md5(body).hexdigest() != info.etag:
+                raise IntegrityError(f"{what}: bytes read do not match the source eTag")
             return body
 
         body = self._retry(read)
@@ -319,9 +328,10 @@ class SnapshotWriter:
             uploads[id(live)] = self._start_upload(live, sha, info.size, part_size)
 
         self._each_target(needing, start)
+        gave_up: set[int] = set()  # targets that failed a part of this body: no more parts for them this time
         hasher = hashlib.sha256()
         for number, (offset, length) in enumerate(ranges, 1):
-            active = [t for t in needing if t.alive and id(t) in uploads]
+            active = [t for t in needing if t.alive and id(t) in uploads and id(t) not in gave_up]
             if not active:
                 break
             data = self._read_range(bucket, info, offset, length)
@@ -334,6 +344,7 @@ class SnapshotWriter:
                 if number in done:
                     return
                 target = live.target
+                gave_up.add(id(live))  # until this part is in
                 etag = target.retry(lambda: target.store.upload_part(
                     target.bucket, target.body_key(sha), upload_id, number, data,
                     content_md5=md5, checksum=("SHA256", _b64(part_sha)), sha256_hex=part_sha.hex(),
@@ -341,6 +352,7 @@ class SnapshotWriter:
                 part = CompletedPart(number, len(data), etag, _b64(part_sha), part_sha.hex())
                 self.journal.part_done(upload_id, part)
                 done[number] = part
+                gave_up.discard(id(live))
 
             self._each_target(active, send)
         finished = [t for t in needing if t.alive and id(t) in uploads and len(uploads[id(t)][1]) == len(ranges)]

@@ -230,6 +230,19 @@ def test_restore_a_prefix_into_a_local_folder_and_an_s3_bucket(world: World, mak
         assert (got["ContentType"], got["CacheControl"], got["Metadata"]) == (content_type, cache_control, metadata)
 
 
+def test_source_faults_are_retried_and_the_snapshot_is_byte_exact(world: World, supabase_faults: Callable[..., Any]) -> None:
+    supabase_faults(
+        {"method": "GET", "path": "/object/authenticated/", "action": "status", "status": 503, "count": 2},
+        {"method": "GET", "path": "/object/authenticated/", "action": "truncate", "after_bytes": 100, "count": 2},
+    )
+    result = world.migrate()
+    assert result["ok"] and result["objects"] == len(SOURCE)
+    assert world.migrate("verify", "--deep")["ok"]
+    fresh = world.fresh_bucket()
+    world.migrate("restore", "--to", f"supabase:{fresh}", "--yes")
+    world.assert_restored(fresh, world.current)
+
+
 def test_verify_finds_missing_and_corrupt_bodies(world: World) -> None:
     world.migrate()
     assert world.migrate("verify")["ok"]

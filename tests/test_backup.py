@@ -177,6 +177,11 @@ def test_two_targets_get_each_snapshot_unchanged_costs_nothing_a_change_adds_one
     assert third["objects_read"] == 1
     assert [t["bodies_written"] for t in third["targets"]] == [1, 1]
     assert len(world.local_bodies()) == unique + 1 and len(world.s3_bodies()) == unique + 1
+    listing = world.migrate("list")["targets"]
+    total = sum(len(v[0]) for v in world.current.values())
+    for target in listing:
+        assert [(s["objects"], s["bytes"]) for s in target["snapshots"]][-1] == (len(SOURCE), total)
+        assert target["bodies"] == unique + 1
     snapshots = world.snapshots()
     assert [len(ids) for ids in snapshots.values()] == [3, 3]
     assert list(snapshots.values())[0] == list(snapshots.values())[1]
@@ -341,6 +346,20 @@ def test_sigkill_during_backup_leaves_everything_restorable_and_the_rerun_comple
     fresh = world.fresh_bucket()
     world.migrate("restore", "--target", "2", "--to", f"supabase:{fresh}", "--yes")
     world.assert_restored(fresh, world.current)
+
+
+def test_ctrl_c_during_backup_exits_130_and_the_rerun_completes(world: World, supabase_faults: Callable[..., Any]) -> None:
+    supabase_faults({"method": "GET", "path": "/object/authenticated/", "action": "latency", "delay_ms": 400, "count": None})
+    child = subprocess.Popen(world.command("--workers", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    _wait_for(lambda: (world.tmp / "state" / "backups" / f"bk-{world.bucket}" / "journal.sqlite").exists())
+    time.sleep(1.0)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "rerun" in err
+    world.http.delete("/_faults")
+    assert not (world.local / "snapshots").exists()
+    assert world.migrate()["ok"]
 
 
 def test_sigkill_during_prune_leaves_every_kept_snapshot_restorable(world: World) -> None:

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -230,4 +230,3 @@ destination: {type: local, path: /tmp/x, bucket: bkt, storage_class: GLACIER}
     assert plan.destination is not None and (plan.destination.type, plan.destination.path) == ("local", "/tmp/x")
 
 
-_unused: Callable[..., Any] | None = None

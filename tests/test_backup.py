@@ -226,6 +226,8 @@ def test_restore_a_prefix_into_a_local_folder_and_an_s3_bucket(world: World, mak
         info = store.head(world.bucket, key)
         assert info is not None and (info.content_type, info.cache_control, info.user_metadata) == SOURCE[key][1:]
     assert not (folder / world.bucket / "docs").exists()
+    again = world.migrate("restore", "--prefix", "img/", "--to", f"local:{folder}", "--yes", expect=3)
+    assert len(again["failures"]) == 2 and all("already exists" in f["error"] for f in again["failures"])
     dest = make_s3_bucket()
     result = world.migrate("restore", "--target", "2", "--to", f"s3://{dest}/again", "--yes")
     assert result["restored"] == len(SOURCE)

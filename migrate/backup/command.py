@@ -43,7 +43,7 @@ def cmd_backup(args: argparse.Namespace) -> ExitStatus:
     if args.sub_verbose:
         logging.getLogger().setLevel(logging.INFO)
     words = list(args.words)
-    action = words.pop(0) if words and words[0] in ACTIONS and len(words) == 2 else "backup"
+    action = words.pop(0) if words and words[0] in ACTIONS and len(words) >= 1 else "backup"
     if len(words) != 1:
         raise UserInputError("usage: migrate backup PLAN | migrate backup {list,verify,restore,prune} PLAN")
     for name, default in _DEFAULTS.items():

@@ -10,7 +10,9 @@
   cache control and user metadata. Without `yes` it only says what it would
   write (a dry run, like `migrate plan`). Every body is hashed while it
   streams and must match the manifest; a mismatch fails that object before
-  its last byte is sent, so no corrupt object is ever completed.
+  its last byte is sent, so no corrupt object is ever completed. A restore
+  never overwrites: a key that already exists is reported as failed (S3 and
+  folders: a conditional write; Supabase: no `x-upsert`).
 """
 
 from __future__ import annotations
@@ -265,14 +267,14 @@ class _Writer:
         settings = {"content_type": row["content_type"], "cache_control": row["cache_control"],
                     "content_disposition": row["content_disposition"], "metadata": metadata}
         if self.where.kind == "local":
-            self.store.put_stream(row["source_bucket"], key, verified_chunks(target, sha, size), **settings)
+            self.store.put_stream(row["source_bucket"], key, verified_chunks(target, sha, size), if_none_match=True, **settings)
             return
         dest_key = f"{self.where.prefix}{key}"
         s3_settings = {**settings, "storage_class": None, "sse": None, "kms_key_id": None}
         if size <= self.threshold:
             body = b"".join(verified_chunks(target, sha, size))
             self.store.put_object(self.where.bucket, dest_key, body, content_md5=hashlib.md5(body).digest(),
-                                  checksum=("SHA256", _hex_to_b64(sha)), sha256_hex=sha, **s3_settings)
+                                  checksum=("SHA256", _hex_to_b64(sha)), sha256_hex=sha, if_none_match=True, **s3_settings)
             return
         upload_id = self.store.create_multipart_upload(self.where.bucket, dest_key, **s3_settings)
         try:
@@ -289,7 +291,7 @@ class _Writer:
                 data = bytes(buffer)
                 etag = self.store.upload_part(self.where.bucket, dest_key, upload_id, number, data, content_md5=hashlib.md5(data).digest())
                 parts.append({"PartNumber": number, "ETag": f'"{etag}"'})
-            self.store.complete_multipart_upload(self.where.bucket, dest_key, upload_id, parts)
+            self.store.complete_multipart_upload(self.where.bucket, dest_key, upload_id, parts, if_none_match=True)
         except BaseException:
             self.store.abort_multipart_upload(self.where.bucket, dest_key, upload_id)
             raise

@@ -296,6 +296,17 @@ def test_a_target_missing_one_body_gets_no_snapshot_until_a_rerun_completes_it(w
     assert len(world.s3_keys("snaps/snapshots/")) == 1
 
 
+def test_no_secret_reaches_backup_files_or_output(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.write_plan(endpoint="http://127.0.0.1:9")  # the S3 target fails: its error is reported too
+    documents = [world.migrate(expect=3), world.migrate("list", expect=3)]
+    assert "127.0.0.1:9" in json.dumps(documents)  # the failure is reported, without secrets
+    out, err = capsys.readouterr()
+    secrets = [world.server.service_key, world.seaweed.secret_key]
+    texts = [out, err, json.dumps(documents)] + [p.read_bytes().decode("latin-1") for root in (world.tmp / "state", world.local) for p in root.rglob("*") if p.is_file()]
+    for secret in secrets:
+        assert not any(secret in text for text in texts)
+
+
 def test_every_target_lost_is_exit_4(world: World) -> None:
     shutil.rmtree(world.local)
     world.write_plan(endpoint="http://127.0.0.1:9")

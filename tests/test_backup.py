@@ -276,6 +276,12 @@ def test_a_lost_local_target_does_not_stop_the_s3_one(world: World, capsys: pyte
     assert not local["ok"] and "does not exist" in local["error"] and not local["snapshot_written"]
     assert s3["ok"] and s3["snapshot_written"]
     assert len(world.s3_keys("snaps/snapshots/")) == 1
+    capsys.readouterr()
+    assert main(["backup", str(world.plan), "--state-dir", str(world.tmp / "state"), "--no-prune"]) == 3
+    out = capsys.readouterr().out
+    assert "NO SNAPSHOT" in out and "does not exist" in out and "snapshot written" in out
+    assert main(["backup", "list", str(world.plan), "--state-dir", str(world.tmp / "state"), "-q"]) == 3
+    assert capsys.readouterr().out == ""
 
 
 def test_a_target_missing_one_body_gets_no_snapshot_until_a_rerun_completes_it(world: World) -> None:

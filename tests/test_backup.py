@@ -250,6 +250,39 @@ def test_source_faults_are_retried_and_the_snapshot_is_byte_exact(world: World, 
     world.assert_restored(fresh, world.current)
 
 
+def test_a_large_object_changed_between_the_two_passes_is_not_stored_and_no_upload_is_left(world: World) -> None:
+    """The source really changes (a new upload to the server) right after the hashing pass of the large object."""
+    from migrate.backup.snapshot import take_backup
+    from migrate.plan import load_plan
+    from migrate.stores.supabase import SupabaseStore
+
+    key = "big/archive.tar"
+    changed = _body("big-changed", 11 * MiB + 3)
+
+    class ChangesAfterHashing(SupabaseStore):
+        reads = 0
+
+        def open(self, bucket: str, name: str, *, offset: int = 0, length: int | None = None) -> Any:
+            if name == key:
+                ChangesAfterHashing.reads += 1
+                if ChangesAfterHashing.reads == 4:  # pass 1 read 3 parts; pass 2 starts
+                    world.upload(key, changed, "application/x-tar", "max-age=7", {"part": "multi"})
+            return super().open(bucket, name, offset=offset, length=length)
+
+    plan = load_plan(world.plan)
+    source = ChangesAfterHashing(world.server.url, world.server.service_key)
+    result = take_backup(plan, state_dir=world.tmp / "state", source=source, workers=1)
+    source.close()
+    assert [f[1] for f in result.failures] == [key] and "changed while being backed up" in result.failures[0][2]
+    assert not any(t.snapshot_written for t in result.targets)
+    assert world.s3.list_multipart_uploads(Bucket=world.s3_bucket).get("Uploads", []) == []
+    assert not any((world.local / ".migrate-store" / "uploads").iterdir())
+    assert world.migrate()["ok"]
+    fresh = world.fresh_bucket()
+    world.migrate("restore", "--to", f"supabase:{fresh}", "--yes")
+    world.assert_restored(fresh, world.current)
+
+
 def test_verify_finds_missing_and_corrupt_bodies(world: World) -> None:
     world.migrate()
     assert world.migrate("verify")["ok"]

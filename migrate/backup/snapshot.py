@@ -492,7 +492,7 @@ def take_backup(
 ) -> BackupResult:
     """One snapshot of the plan's source into every `backup.targets` entry; then prune (unless `prune=False`).
 
-    Holds the plan's backup lock throughout (`LockHeld`, exit 4, if another
+    Holds the plan's backup lock throughout (`RunLocked`, exit 4, if another
     backup or prune runs). Raises `FatalError` when no target is usable or
     the source cannot be read; a single lost target is reported in the result.
     """

@@ -462,8 +462,8 @@ class LocalStore(SourceStore):
                 uploads.append((info["key"], entry.name))
         return uploads
 
-    def supports_conditional_writes(self, bucket: str) -> bool:
-        """Always: `os.link` refuses an existing name atomically."""
+    def supports_conditional_writes(self, bucket: str, key: str | None = None) -> bool:
+        """Always: `os.link` refuses an existing name atomically (no probe object is written)."""
         return True
 
     def clean_temporary(self) -> int:

@@ -59,6 +59,8 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         reports_dir=args.reports_dir,
         check_destination=args.check_destination,
         use_catalog=False if args.rest else None,
+        audit_source=args.audit_source,
+        audit_sample=args.sample,
         progress=TqdmProgress(enabled=None if not args.json else False),
     )
     if args.json:
@@ -69,7 +71,17 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         print(f"Manifest: {result.run_dir.manifest}")
         print(f"Summary:  {result.report_dir / 'summary.md'}")
     if not result.runnable:
-        print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        if result.collisions:
+            print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        else:
+            print(
+                f"migrate: {result.unwritable} objects cannot be written to S3 as they are (see Problems above); "
+                f"exclude them in {args.plan} (filters.exclude) or fix them at the source, and plan again",
+                file=sys.stderr,
+            )
+        return ExitStatus.INCOMPLETE
+    if result.source_audit is not None and result.source_audit.missing:
+        print(f"migrate: {len(result.source_audit.missing)} objects have a catalog row but no bytes at the source (see {result.report_dir / 'source-audit.csv'})", file=sys.stderr)
         return ExitStatus.INCOMPLETE
     if not args.json:
         print(f"Nothing was written to the destination. Next: migrate run {args.plan}")
@@ -81,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.estimate import human_size
     from migrate.progress import TqdmProgress
     from migrate.pipeline import run_migration
+    from migrate.transfer import SOURCE_CHANGED
 
     plan = _load(args)
     outcome = run_migration(
@@ -109,6 +122,9 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     if result.interrupted:
         print(f"migrate: interrupted; finished objects and parts are journaled. Rerun `migrate run {args.plan}` to continue.", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    changed = sum(1 for failure in result.failures if SOURCE_CHANGED in failure.error)
+    if changed:
+        print(f"migrate: {changed} objects changed at the source since the plan; run `migrate run --replan {args.plan}` to plan them again and copy them", file=sys.stderr)
     if result.failures:
         print(f"migrate: {len(result.failures)} objects were not migrated; rerun `migrate run {args.plan}` to retry them", file=sys.stderr)
         return ExitStatus.INCOMPLETE
@@ -178,6 +194,14 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     return report.exit_status
 
 
+def cmd_schema(args: argparse.Namespace) -> ExitStatus:
+    """Print the JSON Schema of plan files (what editors use to complete and check them)."""
+    from migrate.plan import plan_json_schema
+
+    print(json.dumps(plan_json_schema(), indent=2, ensure_ascii=False))
+    return ExitStatus.OK
+
+
 def cmd_uploads(args: argparse.Namespace) -> ExitStatus:
     """Unfinished multipart uploads under the plan's planned keys; --abort aborts them (never while a run holds the plan)."""
     from migrate.pipeline import uploads_stage
@@ -211,6 +235,8 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     _add_common(plan)
     plan.add_argument("--check-destination", action="store_true", help="HEAD the destination to mark objects already there (reads only)")
     plan.add_argument("--rest", action="store_true", help="inventory through the REST API even when the plan has a database_url")
+    plan.add_argument("--audit-source", action="store_true", help="read the first byte of every listed object: find catalog rows whose bytes are gone (exit 3)")
+    plan.add_argument("--sample", type=int, help="with --audit-source: read a random sample of N objects instead of all")
     plan.add_argument("--json", action="store_true", help="print the summary as JSON")
     plan.set_defaults(func=cmd_plan)
 
@@ -234,6 +260,9 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     _add_common(status)
     status.add_argument("--failed", action="store_true", help="list the objects that failed and why")
     status.set_defaults(func=cmd_status)
+
+    schema = subparsers.add_parser("schema", help="print the JSON Schema of plan files, for editors", description=cmd_schema.__doc__)
+    schema.set_defaults(func=cmd_schema)
 
     uploads = subparsers.add_parser("uploads", help="list (or --abort) unfinished multipart uploads under the planned keys", description=cmd_uploads.__doc__)
     _add_common(uploads)

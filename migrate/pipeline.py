@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from migrate.encryption import EncryptionSettings
 from migrate.errors import MigrateError, StateDirectoryError, UserInputError
 from migrate.inventory import PlanResult, copy_records, load_manifest, plan_migration
 from migrate.journal import TransferJournal
@@ -182,6 +183,7 @@ def run_migration(
         checksum_algorithm=plan.transfer.checksum_algorithm,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         on_conflict=plan.destination.on_conflict,
         max_bandwidth=plan.transfer.max_bandwidth,
         max_requests_per_second=plan.transfer.max_requests_per_second,
@@ -203,6 +205,14 @@ def run_migration(
                 raise UserInputError(
                     f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
                     "fix the rules (see the plan summary) and run `migrate plan` again"
+                )
+            unwritable = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"]))
+            if unwritable.height:
+                first = unwritable.row(0, named=True)
+                raise UserInputError(
+                    f"{plan.path or plan.name}: {unwritable.height} planned objects cannot be written to S3 as they are "
+                    f"(first: {first['source_bucket']}/{first['source_key']}: {first['reason']}); "
+                    "exclude them with filters.exclude (or a rule with exclude: true), or fix them at the source, and run `migrate plan` again"
                 )
             copies = manifest.filter(pl.col("action") == "copy")
             if progress is not None:
@@ -246,9 +256,9 @@ def verify_plan(
 
     Uses the plan's manifest (or re-inventories the source first with
     `fresh`, which also refreshes the manifest) and the run journal when
-    there is one. With a Supabase `database_url`, the catalog is
-    cross-checked against the REST listing and the differences reported in
-    their own section. Nothing is written to the source or the destination.
+    there is one. For a Supabase source, catalog rows whose bytes are gone
+    (found by reading their first byte) are reported in their own section.
+    Nothing is written to the source or the destination.
     """
     run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
     if fresh:
@@ -267,6 +277,7 @@ def verify_plan(
         max_attempts=plan.transfer.max_attempts,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
         max_bandwidth=plan.transfer.max_bandwidth,
         max_requests_per_second=plan.transfer.max_requests_per_second,
@@ -276,7 +287,7 @@ def verify_plan(
     journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
     try:
         destination.check_bucket(plan.destination.bucket)
-        catalog_rows = catalog_rows_for_plan(plan, source)
+        catalog_rows = catalog_rows_for_plan(manifest, source, options)
         records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
         report = verify_migration(
             records,

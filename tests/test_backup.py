@@ -35,7 +35,7 @@ SOURCE: dict[str, tuple[bytes, str, str, dict[str, str]]] = {
     "docs/empty.txt": (b"", "text/plain", "no-cache", {}),
     "img/logo.png": (_body("logo", 3000), "image/png", "public, max-age=31536000", {"w": "32", "h": "32"}),
     "img/copy-of-logo.png": (_body("logo", 3000), "image/png", "max-age=5", {}),  # same bytes: one body
-    "odd/ünï cødé & ? %.bin": (_body("odd", 999), "application/octet-stream", "max-age=1", {"k": "v"}),
+    "odd/a key, with (odd) chars & ? @$=+;.bin": (_body("odd", 999), "application/octet-stream", "max-age=1", {"k": "v"}),
     "big/archive.tar": (_body("big", 11 * MiB + 3), "application/x-tar", "max-age=7", {"part": "multi"}),
 }
 

@@ -403,9 +403,20 @@ class LocalStore(SourceStore):
                 parts[int(entry.name)] = {"etag": md5.hexdigest(), "size": entry.stat().st_size}
         return parts
 
-    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], *, if_none_match: bool = False) -> str:
-        """Join the listed parts in order into the object (atomically); ETag as S3 computes it."""
+    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], *, if_none_match: bool = False,
+                                  full_object_checksum: tuple[str, str] | None = None, expected_size: int | None = None) -> str:
+        """Join the listed parts in order into the object (atomically); ETag as S3 computes it.
+
+        With `full_object_checksum` (algorithm, base64 CRC) the joined bytes are checked against it, as S3 does
+        for `ChecksumType=FULL_OBJECT`; `expected_size` is S3Store's folder-key check and means nothing here.
+        """
         folder, info = self._upload(bucket, key, upload_id)
+        crc_state: list[int] = [0]
+        crc = None
+        if full_object_checksum is not None:
+            from migrate.checksums import CHECKSUM_SIZES, _crc_function, b64_digest
+
+            crc = _crc_function(full_object_checksum[0])
         numbers = [int(part["PartNumber"]) for part in parts]
         if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
             raise ObjectError(f"{bucket}/{key}: parts must be listed once each, in ascending order")
@@ -420,6 +431,8 @@ class LocalStore(SourceStore):
                 with open(path, "rb") as handle:
                     for chunk in iter(lambda: handle.read(READ_CHUNK), b""):
                         md5.update(chunk)
+                        if crc is not None:
+                            crc_state[0] = crc(chunk, crc_state[0])
                         yield chunk
                 if part.get("ETag") and str(part["ETag"]).strip('"') != md5.hexdigest():
                     raise ObjectError(f"{bucket}/{key}: part {part['PartNumber']} ETag does not match")
@@ -429,6 +442,10 @@ class LocalStore(SourceStore):
 
         def with_etag() -> Iterator[bytes]:
             yield from joined()
+            if full_object_checksum is not None:
+                algorithm, expected = full_object_checksum
+                if b64_digest(crc_state[0].to_bytes(CHECKSUM_SIZES[algorithm], "big")) != expected:
+                    raise IntegrityError(f"{bucket}/{key}: the joined parts do not match the full-object {algorithm} sent")
             etag_holder.append(f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}")
 
         # The multipart ETag is only known at the end of the stream; write, then fix up the metadata.

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "migrate.backup.command",
     "migrate.stack.command",
     "migrate.demo",
 )
@@ -35,7 +36,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 def _load(args: argparse.Namespace) -> "Plan":
     from migrate.plan import load_plan
 
-    return load_plan(args.plan)
+    plan = load_plan(args.plan)
+    plan.require_destination()
+    return plan
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -38,14 +38,18 @@ def state_root(override: str | Path | None = None) -> Path:
     return Path(env) if env else DEFAULT_STATE_DIR
 
 
+def plan_folder_name(plan_name: str) -> str:
+    """A plan's name as a folder name (state of `run` and `backup` lives in folders named so)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in plan_name) or "plan"
+
+
 @dataclass(frozen=True)
 class RunDirectory:
     path: Path
 
     @classmethod
     def for_plan(cls, plan_name: str, *, state_dir: str | Path | None = None) -> "RunDirectory":
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in plan_name) or "plan"
-        return cls(state_root(state_dir) / "runs" / safe)
+        return cls(state_root(state_dir) / "runs" / plan_folder_name(plan_name))
 
     @property
     def manifest(self) -> Path:

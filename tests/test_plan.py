@@ -445,12 +445,12 @@ def test_literal_secret_access_key_in_an_env_key_is_refused_and_masked():
         (
             "  bucket_name: x\n",
             "plans/x.yaml:9: destination.bucket_name: unknown key; did you mean 'bucket'? expected one of: "
-            "access_key_id_env, bucket, bucket_prefix, endpoint_url, kms_key_id, on_conflict, prefix, profile, "
-            "region, secret_access_key_env, server_side_encryption, session_token_env, storage_class",
+            "access_key_id_env, bucket, bucket_prefix, endpoint_url, kms_key_id, on_conflict, path, prefix, profile, "
+            "region, secret_access_key_env, server_side_encryption, session_token_env, storage_class, type",
         ),
         (
             "rulez: []\n",
-            "plans/x.yaml:9: rulez: unknown key; did you mean 'rules'? expected one of: costs, destination, filters, "
+            "plans/x.yaml:9: rulez: unknown key; did you mean 'rules'? expected one of: backup, costs, destination, filters, "
             "name, rules, source, tiering, transfer, unmatched, verify, version",
         ),
         (

@@ -9,15 +9,15 @@ saying what is expected; never a traceback, never a secret.
 """
 
 from migrate.plan.loader import load_plan, parse_plan
-from migrate.plan.endpoints import STORAGE_CLASSES, BucketSelection, Destination, S3Source, SupabaseSource
+from migrate.plan.endpoints import BACKUP_TARGET_TYPES, STORAGE_CLASSES, BackupTarget, BucketSelection, Destination, S3Source, SupabaseSource
 from migrate.plan.model import (
-    DEFAULT_GET_PER_1000, DEFAULT_PUT_PER_1000, DEFAULT_STORAGE_PRICES, MAX_PART_SIZE, MIN_PART_SIZE, PLAN_VERSION, CostTable, Filters, Plan,
+    BackupSettings, DEFAULT_GET_PER_1000, DEFAULT_PUT_PER_1000, DEFAULT_STORAGE_PRICES, MAX_PART_SIZE, MIN_PART_SIZE, PLAN_VERSION, CostTable, Filters, Plan,
     RewriteRule, Rule, RuleMetadata, Tier, TransferSettings, VerifySettings, plan_json_schema,
 )
 from migrate.plan.values import GiB, KiB, MiB, TiB, format_size, parse_size
 
 __all__ = [
-    "BucketSelection", "CostTable", "Destination", "Filters", "Plan", "RewriteRule", "Rule", "RuleMetadata", "S3Source",
+    "BACKUP_TARGET_TYPES", "BackupSettings", "BackupTarget", "BucketSelection", "CostTable", "Destination", "Filters", "Plan", "RewriteRule", "Rule", "RuleMetadata", "S3Source",
     "STORAGE_CLASSES", "SupabaseSource", "Tier", "TransferSettings", "VerifySettings", "format_size", "load_plan",
     "parse_plan", "parse_size", "plan_json_schema",
 ]

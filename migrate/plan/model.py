@@ -29,7 +29,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from migrate.checksums import CHECKSUM_SIZES, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
-from migrate.plan.endpoints import STORAGE_CLASSES, Destination, Source, StorageClass, SupabaseSource
+from migrate.errors import PlanError
+from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
     describe, fail, format_size, price_value, shaped, size, text, typed, yaml_number,
@@ -68,7 +69,9 @@ class Plan(PlanModel):
     version: Annotated[typed(int, _version, {"const": PLAN_VERSION}), Say("start the plan with 'version: 1'")] = Field(description="Plan format version: 1.")
     name: OptText = Field(None, validate_default=True, description="Names the run directory; default: the file name without .yaml.")
     source: Annotated[Source, Say("say where objects come from (type: supabase or s3)")] = Field(description="Where objects come from.")
-    destination: Annotated[Destination, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(description="Where objects go.")
+    destination: Annotated[Destination | None, Say("name at least the S3 bucket to copy into", "a mapping with at least bucket:")] = Field(
+        None, description="Where objects go; may be left out of a backup-only plan (one with `backup:`)."
+    )
     rules: Annotated[tuple[Rule, ...], Say(expected="a list of rules (- name: ..., match: ..., to: ...)", item="a rule (a mapping with name, match and to)")] = Field((), description="Rewrite rules, tried in order.")
     unmatched: choice("keep", "exclude") = Field(  # type: ignore[valid-type]
         "keep", description="Keys no rule matches: `keep` (copied under their own key) or `exclude`."
@@ -80,6 +83,7 @@ class Plan(PlanModel):
     transfer: TransferSettings = Field(default_factory=lambda: TransferSettings(), description="Concurrency, part sizes, retries, checksum and bandwidth of `migrate run`.")
     verify: VerifySettings = Field(default_factory=lambda: VerifySettings(), description="Mode, concurrency and sample of `migrate verify`.")
     costs: CostTable = Field(default_factory=lambda: CostTable(), description="Prices for the cost estimate.")
+    backup: BackupSettings | None = Field(None, description="`migrate backup`: where snapshots of the source go and how many a prune keeps.")
     _path: str | None = PrivateAttr(None)
 
     @property
@@ -98,7 +102,9 @@ class Plan(PlanModel):
 
     @field_validator("destination")
     @classmethod
-    def _bucket_prefix(cls, destination: Destination, info: ValidationInfo) -> Destination:
+    def _bucket_prefix(cls, destination: Destination | None, info: ValidationInfo) -> Destination | None:
+        if destination is None:
+            return None
         # `auto` is decided from the plan alone, so a plan's keys do not depend on how many buckets exist at run time.
         names = info.data["source"].bucket_names if "source" in info.data else ()
         if destination.bucket_prefix is None and names != ():
@@ -118,6 +124,18 @@ class Plan(PlanModel):
                 fail(f"duplicate rule name {item.name!r} (also rules[{first}]); names are recorded in the manifest, so each must be unique", at=(index, "name"))
         return tuple(item if item.name else item.model_copy(update={"name": f"tier-{i + 1}"}) for i, item in enumerate(items))
 
+    @model_validator(mode="after")
+    def _destination_or_backup(self) -> "Plan":
+        if self.destination is None and self.backup is None:
+            fail("required key is missing; name at least the S3 bucket to copy into", at=("destination",))
+        return self
+
+    def require_destination(self) -> Destination:
+        """The destination, or a PlanError for a backup-only plan used with plan/run/verify."""
+        if self.destination is None:
+            raise PlanError("has no destination: section (a backup-only plan); add one, or use `migrate backup`", path=self.path, key="destination")
+        return self.destination
+
     def to_dict(self) -> dict[str, Any]:
         """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
         return _normalise(self)
@@ -133,6 +151,7 @@ class Plan(PlanModel):
         data = self.to_dict()
         for key in ("name", "verify", "costs"):
             data.pop(key)
+        data.pop("backup", None)  # where snapshots go never changes where objects go
         for key in ("concurrency", "max_attempts", "max_bandwidth", "max_requests_per_second"):
             data["transfer"].pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -423,6 +442,33 @@ class CostTable(PlanModel):
 
 #: Rule keys added after plans were first fingerprinted: left out while unset, so earlier runs still resume.
 _LATER_RULE_KEYS = frozenset({"server_side_encryption", "kms_key_id"})
+#: Keys of other sections added later, with the value they are left out at (same reason).
+_LATER_KEYS: dict[str, dict[str, Any]] = {"Plan": {"backup": None}, "Destination": {"type": "s3", "path": None}}
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def _distinct_targets(targets: tuple[BackupTarget, ...]) -> tuple[BackupTarget, ...]:
+    if not targets:
+        fail("expected a non-empty list of targets, e.g. [{type: local, path: /backups}, {type: s3, bucket: b}]")
+    for index, target in enumerate(targets):
+        if any(other.name == target.name for other in targets[:index]):
+            fail(f"target {target.name!r} is listed twice; give each target its own name:", at=(index,))
+    return targets
+
+
+class BackupSettings(PlanModel):
+    """`backup:` (`migrate backup`): where snapshots go and how many survive a prune (migrate.retention)."""
+
+    targets: Annotated[
+        tuple[BackupTarget, ...],
+        AfterValidator(_distinct_targets),
+        Say("list where snapshots go, e.g. targets: [{type: local, path: /backups}]", "a non-empty list of targets", "a target (type: local with path:, or type: s3 with bucket:)"),
+    ] = Field(description="Where every snapshot is written: `{type: local, path}` folders and `{type: s3, bucket, prefix, ...}` buckets.")
+    keep: count(1, 10_000) = Field(3, description="The newest snapshots a prune always keeps.")  # type: ignore[valid-type]
+    keep_daily: count(0, 10_000) = Field(0, description="Also keep the newest snapshot of each of this many days.")  # type: ignore[valid-type]
+    keep_weekly: count(0, 10_000) = Field(0, description="Also keep the newest snapshot of each of this many weeks.")  # type: ignore[valid-type]
 
 
 def _normalise(value: Any) -> Any:
@@ -434,6 +480,9 @@ def _normalise(value: Any) -> Any:
             out = {k: v for k, v in out.items() if k not in vars(value.metadata) and k != "user_metadata"} | {"metadata": _normalise(metadata)}
         if isinstance(value, SupabaseSource):
             out["database_url"] = value.database_url_redacted
+        for key, unset in _LATER_KEYS.get(type(value).__name__, {}).items():
+            if out.get(key, unset) == unset:
+                out.pop(key, None)
         return out
     if isinstance(value, (tuple, list)):
         return [_normalise(v) for v in value]

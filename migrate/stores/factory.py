@@ -46,5 +46,15 @@ def open_source(plan: "Plan", *, concurrency: int | None = None, use_catalog: bo
 
 
 def open_destination(plan: "Plan", *, concurrency: int | None = None) -> S3Store:
-    """The S3 store the plan writes to; one connection per worker."""
-    return S3Store(s3_location(plan.destination), max_connections=max(8, concurrency or plan.transfer.concurrency))
+    """The store the plan writes to: S3 (one connection per worker), or a local folder (`type: local`).
+
+    `LocalStore` offers the same put/multipart primitives as `S3Store`, so the
+    run stage treats both alike.
+    """
+    destination = plan.require_destination()
+    if destination.type == "local":
+        from migrate.stores.local import LocalStore
+
+        assert destination.path is not None
+        return LocalStore(destination.path)  # type: ignore[return-value]
+    return S3Store(s3_location(destination), max_connections=max(8, concurrency or plan.transfer.concurrency))

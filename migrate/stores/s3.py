@@ -537,7 +537,7 @@ class S3Store(SourceStore):
             pass
 
     def delete_object(self, bucket: str, key: str) -> None:
-        """Delete one key (used only for our own probe objects; never on the source)."""
+        """Delete one key (our own probe objects, and backup manifests and bodies on prune; never on the source)."""
         self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
 
     def supports_conditional_writes(self, bucket: str, key: str | None = None) -> bool:

@@ -438,5 +438,39 @@ class SupabaseStore(SourceStore):
 
         return self._retrying(probe, what=what, bucket=bucket)
 
+    def upload_object(
+        self,
+        bucket: str,
+        key: str,
+        chunks: Iterator[bytes],
+        *,
+        size: int,
+        content_type: str | None,
+        cache_control: str | None,
+        metadata: dict[str, str] | None,
+        upsert: bool = False,
+    ) -> None:
+        """Upload one object, streamed, with its metadata (restore from a backup).
+
+        supabase/storage src/storage/uploader.ts: a raw body is the file, its
+        Content-Type the mimetype, `cache-control` kept as sent, `x-metadata`
+        base64 JSON user metadata, `x-upsert: true` to replace an existing key.
+        """
+        import base64
+
+        what = f"supabase://{bucket}/{key}"
+        headers = {
+            "Content-Type": content_type or "application/octet-stream",
+            "Content-Length": str(size),
+            "x-upsert": "true" if upsert else "false",
+        }
+        if cache_control:
+            headers["cache-control"] = cache_control
+        if metadata:
+            headers["x-metadata"] = base64.b64encode(json.dumps(metadata).encode()).decode()
+        self._request(
+            "POST", f"/object/{urllib.parse.quote(bucket, safe='')}/{encode_key(key)}", what=what, bucket=bucket, content=chunks, headers=headers
+        )
+
     def close(self) -> None:
         self.http.close()

@@ -169,7 +169,7 @@ def test_a_signed_url_in_an_error_is_masked_everywhere(
         # Fast mode: the missing object's row quotes the failure the journal recorded.
         assert world("verify") == 3
         verified = capsys.readouterr()
-        assert proxy.answered == 2  # run's two attempts
+        assert proxy.answered >= 2  # the fault fired: run tried (at least) twice
     failed = [line for line in listing.out.splitlines() if "victim.bin" in line]
     assert len(failed) == 1 and f"/object/sign/{supabase_bucket}/victim.bin?token={MASK}" in failed[0], listing.out
     assert f"token={MASK}" in ran.err

@@ -9,6 +9,8 @@ returns an `ExitStatus`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import importlib
 import json
 import logging
@@ -111,6 +113,18 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
         if executor is not None:
             executor.close()
     result = outcome.result
+    args.json_payload = {
+        "run_dir": str(outcome.run_dir),
+        "replanned": outcome.replanned,
+        "copied": result.copied,
+        "bytes_copied": result.bytes_copied,
+        "already_migrated": result.already_done,
+        "skipped_existing": result.skipped_existing,
+        "failed": len(result.failures),
+        "failures": [{"source_bucket": f.source_bucket, "source_key": f.source_key, "error": redact(f.error)} for f in result.failures[:1000]],
+        "interrupted": result.interrupted,
+        "elapsed_seconds": round(result.elapsed, 3),
+    }
     if outcome.replanned:
         print(f"Planned first (no manifest yet, the plan changed, or --replan): {outcome.run_dir / 'manifest.parquet'}")
     rate = result.bytes_copied / result.elapsed / (1024 * 1024) if result.elapsed else 0.0
@@ -189,6 +203,12 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
         # Counted over the current manifest's copy objects only, so the lines add up to it.
         counts, outside = journal.counts_for(zip(copies["source_bucket"].to_list(), copies["source_key"].to_list()))
         settled = sum(n for n, _ in counts.values())
+        args.json_payload = {
+            "plan": plan.name,
+            "copy_objects": copies.height,
+            "counts": {state: {"objects": n, "bytes": b} for state, (n, b) in counts.items()},
+            "not_started": copies.height - settled,
+        }
         for state in ("done", "skipped", "in-progress", "failed"):
             objects, size = counts.get(state, (0, 0))
             print(f"  {state:<12} {objects:>9}  {human_size(size)}")
@@ -229,6 +249,7 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     finally:
         if executor is not None:
             executor.close()
+    args.json_payload = {"counts": report.counts(), "report_dir": str(report.path) if report.path else None, "mode": report.mode}
     print(report.summary_text())
     return report.exit_status
 
@@ -331,7 +352,70 @@ def build_parser() -> argparse.ArgumentParser:
     _register_stage_commands(subparsers)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for command in subparsers.choices.values():
+        _add_output_options(command)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """`--json`, `-q/--quiet` and `-v/--verbose` on every command (and on the subcommands below it)."""
+    taken = parser._option_string_actions  # noqa: SLF001 - a command may define its own (plan, uploads, backup)
+    if "--json" not in taken:
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (for scripts and CI)")
+    if "--quiet" not in taken:
+        parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    if "--verbose" not in taken:
+        parser.add_argument("-v", "--verbose", dest="sub_verbose", action="store_true", help="log what happens (secrets are masked)")
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in action.choices.values():
+                _add_output_options(child)
+
+
+class _Output:
+    """What `--json` and `-q` do to a command's printed lines: one JSON object, or nothing but errors.
+
+    Commands print for people; a command may also leave a structured result
+    in `args.json_payload`. A command that prints its own JSON object
+    (`plan --json`) keeps it as it is.
+    """
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.json = bool(getattr(args, "json", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.buffer = io.StringIO()
+
+    def __enter__(self) -> "_Output":
+        if self.json or self.quiet:
+            self._redirect = contextlib.redirect_stdout(self.buffer)
+            self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.json or self.quiet:
+            self._redirect.__exit__(None, None, None)
+
+    def finish(self, status: int, error: str | None = None) -> None:
+        if not self.json:
+            return
+        printed = self.buffer.getvalue()
+        try:
+            own = json.loads(printed) if printed.strip() else None
+        except ValueError:
+            own = None
+        if isinstance(own, dict) and error is None:
+            print(json.dumps(own))
+            return
+        payload: dict[str, object] = {"command": getattr(self.args, "command", None), "exit_code": int(status), "ok": int(status) == 0}
+        payload.update(getattr(self.args, "json_payload", None) or {})
+        if isinstance(own, dict):
+            payload["result"] = own
+        elif printed.strip():
+            payload["messages"] = [redact(line) for line in printed.splitlines() if line.strip()]
+        if error is not None:
+            payload["error"] = error
+        print(json.dumps(payload, default=str))
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -360,7 +444,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `migrate` console script. Returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose or bool(getattr(args, "sub_verbose", False)))
+    output = _Output(args)
+    error: str | None = None
+    status: int = ExitStatus.INTERNAL_ERROR
+    try:
+        with output:
+            status = _run_command(args)
+    finally:
+        if status != ExitStatus.OK and output.json:
+            error = getattr(args, "_error_line", None)
+        output.finish(status, error)
+    return int(status)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command; every exception becomes its exit code and one line on stderr (a bug: with its traceback)."""
     try:
         status = args.func(args)
     except BrokenPipeError:
@@ -372,13 +471,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("migrate: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
     except MigrateError as err:
-        print(error_line(err), file=sys.stderr)
+        args._error_line = error_line(err)
+        print(args._error_line, file=sys.stderr)
         return int(err.exit_status)
     except OSError as err:
         # The environment, not a bug: a read-only or full disk, a path that cannot be used.
         from migrate.rundir import state_error
 
-        print(error_line(state_error(err, Path(err.filename or "."))), file=sys.stderr)
+        args._error_line = error_line(state_error(err, Path(err.filename or ".")))
+        print(args._error_line, file=sys.stderr)
         return int(ExitStatus.FATAL)
     except Exception as err:  # noqa: BLE001 - the one place that catches everything
         # A bug: the only case that shows a traceback, and still masked.

@@ -322,3 +322,27 @@ def test_no_secret_reaches_manifests_journals_or_reports(env: Env, supabase_faul
             assert secret.encode() not in data, f"a secret is in {path}"
     for secret in secrets:
         assert secret not in captured.out + captured.err
+
+
+def test_every_stage_speaks_json_and_quiet(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json`: one JSON object on stdout per command; `-q`: nothing on stdout."""
+    assert env.migrate("plan", "--json") == 0
+    assert isinstance(json.loads(capsys.readouterr().out), dict)
+    assert env.migrate("run", "--json") == 0
+    ran = json.loads(capsys.readouterr().out)
+    assert (ran["command"], ran["exit_code"], ran["copied"], ran["failed"]) == ("run", 0, 7, 0)
+    assert ran["bytes_copied"] == sum(SOURCE.values())
+    assert env.migrate("status", "--json") == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["counts"]["done"]["objects"] == 7 and status["not_started"] == 0
+    assert env.migrate("verify", "--json") == 0
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["counts"]["match"] == 7 and verified["ok"] is True
+    assert env.migrate("run", "-q") == 0
+    assert capsys.readouterr().out == ""
+    # A failure is still one JSON object, with the one-line error in it (and on stderr).
+    env.plan.write_text(env.plan.read_text().replace("version: 1", "version: 7"))
+    assert env.migrate("status", "--json") == 2
+    captured = capsys.readouterr()
+    failed = json.loads(captured.out)
+    assert failed["exit_code"] == 2 and failed["error"].startswith("migrate: ") and len(captured.err.strip().splitlines()) == 1

@@ -23,9 +23,11 @@ from migrate.redact import redact
 
 if TYPE_CHECKING:
     from migrate.plan import Plan
+    from migrate.rundir import RunDirectory
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "migrate.cutover_commands",
     "migrate.stack.command",
     "migrate.demo",
 )
@@ -79,6 +81,13 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.transfer import run_migration
 
     plan = _load(args)
+    if args.delete_removed and not args.replan:
+        raise UserInputError("--delete-removed needs --replan: deletions are found by planning again")
+    from migrate.deletions import snapshot_manifest
+    from migrate.rundir import RunDirectory
+
+    run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
+    had_manifest = snapshot_manifest(run_dir)
     outcome = run_migration(
         plan,
         state_dir=args.state_dir,
@@ -88,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
         progress=TqdmProgress(enabled=False if args.no_progress else None),
     )
     result = outcome.result
+    if had_manifest and outcome.replanned:
+        _report_removed(args, run_dir, plan)
     if outcome.replanned:
         print(f"Planned first (no manifest yet, the plan changed, or --replan): {outcome.run_dir / 'manifest.parquet'}")
     rate = result.bytes_copied / result.elapsed / (1024 * 1024) if result.elapsed else 0.0
@@ -110,6 +121,33 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
         return ExitStatus.INCOMPLETE
     print(f"Everything planned is at the destination. Next: migrate verify {args.plan}")
     return ExitStatus.OK
+
+
+def _report_removed(args: argparse.Namespace, run_dir: "RunDirectory", plan: "Plan") -> None:
+    """The final delta's deletions: count objects deleted at the source; delete their copies only when asked."""
+    from migrate.deletions import delete_removed, pending_removals, record_removed, removal_counts
+    from migrate.estimate import human_size
+
+    record_removed(run_dir)
+    counts = removal_counts(run_dir)
+    if not counts["pending"]:
+        return
+    print(f"{counts['pending']} objects ({human_size(counts['pending_bytes'])}) were deleted at the source since an earlier plan; their copies are still at the destination.")
+    if not args.delete_removed:
+        print(f"  To remove them there: migrate run {args.plan} --replan --delete-removed")
+        return
+    if not args.yes:
+        for index, removal in enumerate(pending_removals(run_dir)):
+            if index == 20:
+                print(f"  ... and {counts['pending'] - 20} more")
+                break
+            print(f"  would delete s3://{removal.dest_bucket}/{removal.dest_key}")
+        print(f"Dry run: nothing was deleted. Delete them with: migrate run {args.plan} --replan --delete-removed --yes")
+        return
+    deleted = delete_removed(plan, state_dir=args.state_dir)
+    print(f"Deleted {deleted.deleted} objects ({human_size(deleted.bytes_deleted)}) at the destination; journaled in {run_dir.path / 'removals.sqlite'}.")
+    for key, code in list(deleted.failed.items())[:10]:
+        print(f"  not deleted: {key}: {code}", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> ExitStatus:
@@ -179,6 +217,8 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     run.add_argument("--workers", type=int, help="concurrent transfers (default: the plan's transfer.concurrency); 1 runs serially")
     run.add_argument("--replan", action="store_true", help="inventory the source again first, to pick up new or changed objects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--delete-removed", action="store_true", help="with --replan: delete at the destination what was deleted at the source (lists first; --yes deletes)")
+    run.add_argument("--yes", action="store_true", help="with --delete-removed: really delete")
     run.set_defaults(func=cmd_run)
 
     verify = subparsers.add_parser("verify", help="integrity audit of the destination into a report", description=cmd_verify.__doc__)

@@ -60,6 +60,19 @@ required)::
                max_attempts: 5, checksum_algorithm: SHA256, max_bandwidth: 100MB/s}
     verify: {mode: fast, concurrency: 16, sample: 1000}   # sample: 1000 objects or "5%"
     costs: {currency: USD, storage_per_gb_month: {STANDARD: 0.023}, put_per_1000: 0.005, get_per_1000: 0.0004}
+    cutover:                         # migrate urls / serve / presign
+      public_buckets: [avatars]      # public in Supabase: public URLs and 301s
+      public_base_url: https://assets.example.com   # default: the destination bucket's S3 URL
+      cdn_base_url: https://d111111abcdef8.cloudfront.net   # wins over public_base_url
+      presign_expires: 1h            # at most 7d
+      serve: {host: 127.0.0.1, port: 8787, jwt_secret_env: SUPABASE_JWT_SECRET,
+              secret_key_env: SUPABASE_SECRET_KEY, roles: [service_role]}
+    bucket:                          # migrate bucket apply
+      versioning: true
+      encryption: {algorithm: AES256}
+      lifecycle:
+        - {id: logs, prefix: logs/, transitions: [{days: 30, storage_class: STANDARD_IA}],
+           expiration_days: 365, abort_incomplete_multipart_days: 7}
 
 Decisions worth knowing:
 
@@ -354,6 +367,222 @@ class CostTable:
         return self.storage_per_gb_month.get(storage_class or "STANDARD")
 
 
+# --------------------------------------------------------------------------- cutover (issue 14)
+# The `cutover:` and `bucket:` sections: how old Supabase URLs map to new ones,
+# the redirect route, presigned URLs, and the destination bucket's lifecycle,
+# versioning and default encryption. Read by `_read_cutover` / `_read_bucket`.
+
+# SigV4 presigned URLs live at most 7 days (AWS S3 "Sharing objects with presigned URLs").
+MAX_PRESIGN_SECONDS = 7 * 86400
+LIFECYCLE_TRANSITION_CLASSES: tuple[str, ...] = (
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+)
+_DURATION = re.compile(r"\s*(?P<number>\d+)\s*(?P<unit>s|m|h|d|)\s*\Z", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: int | str) -> int:
+    """Seconds from an int or a string like `3600`, `15m`, `1h`, `7d`. Raises ValueError with a hint."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got true/false")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError(f"{value!r} is not a duration; write seconds or e.g. 15m, 1h, 7d")
+        seconds = int(found["number"]) * _DURATION_UNITS[found["unit"].lower()]
+    if not 1 <= seconds <= MAX_PRESIGN_SECONDS:
+        raise ValueError(f"must be between 1 second and 7 days (the S3 presigned URL limit), got {seconds} s")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The redirect route (`migrate serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    # NAMES of environment variables (never the values): the project's JWT
+    # secret (verifies JWTs and signed-URL tokens) and an optional sb_secret_ key.
+    jwt_secret_env: str | None = None
+    secret_key_env: str | None = None
+    # JWT roles that may open objects of private buckets. RLS policies are not
+    # evaluated by the route, so only roles that bypass them belong here by default.
+    roles: tuple[str, ...] = ("service_role",)
+
+
+@dataclass(frozen=True)
+class CutoverSettings:
+    """Where migrated objects are read from after the switch."""
+
+    # Source buckets that are public in Supabase: their objects get public URLs and 301s.
+    public_buckets: tuple[str, ...] = ()
+    # Base URL public objects are read at (default: the destination bucket's own S3 URL).
+    public_base_url: str | None = None
+    # A CDN in front of the bucket (e.g. https://d111111abcdef8.cloudfront.net); wins over public_base_url.
+    cdn_base_url: str | None = None
+    presign_expires: int = 3600
+    serve: ServeSettings = field(default_factory=ServeSettings)
+
+
+@dataclass(frozen=True)
+class LifecycleTransition:
+    days: int
+    storage_class: str
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """One lifecycle rule; on the bucket its ID is `migrate-<id>` so later applies know it is ours."""
+
+    id: str
+    prefix: str = ""
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+    transitions: tuple[LifecycleTransition, ...] = ()
+    expiration_days: int | None = None
+    noncurrent_expiration_days: int | None = None
+    abort_incomplete_multipart_days: int | None = None
+
+
+@dataclass(frozen=True)
+class DefaultEncryption:
+    algorithm: str  # AES256 or aws:kms
+    kms_key_id: str | None = None
+    bucket_key: bool = False
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """The destination bucket's configuration (`migrate bucket apply`). None: leave that part alone."""
+
+    versioning: bool | None = None
+    encryption: DefaultEncryption | None = None
+    lifecycle: tuple[LifecycleRule, ...] = ()
+    configured: bool = False  # the plan has a bucket: section at all
+
+
+def _read_cutover(reader: "_Reader", top: "_Map") -> CutoverSettings:
+    node = top.value("cutover")
+    if node is None:
+        return CutoverSettings()
+    m = reader.mapping(node, "cutover")
+    m.check_keys(("public_buckets", "public_base_url", "cdn_base_url", "presign_expires", "serve"))
+    expires = CutoverSettings.presign_expires
+    expires_node = m.value("presign_expires")
+    if expires_node is not None:
+        raw = reader.scalar_text(expires_node, m.path("presign_expires"), "a duration such as 1h")
+        try:
+            expires = parse_duration(int(raw) if expires_node.tag == _INT_TAG else raw)
+        except ValueError as err:
+            raise reader.error(str(err), expires_node, m.path("presign_expires")) from None
+    serve = ServeSettings()
+    serve_node = m.value("serve")
+    if serve_node is not None:
+        s = reader.mapping(serve_node, m.path("serve"))
+        s.check_keys(
+            ("host", "port", "jwt_secret_env", "secret_key_env", "roles"),
+            credentials_hint="write jwt_secret_env: SUPABASE_JWT_SECRET (the variable's name) and export it",
+        )
+        roles = tuple(value for value, _, _ in reader.string_list(s, "roles")) or ServeSettings.roles
+        serve = ServeSettings(
+            host=(reader.string(s, "host") or ServeSettings.host).strip(),
+            port=reader.integer(s, "port", default=ServeSettings.port, minimum=1, maximum=65535),
+            jwt_secret_env=reader.env_var_name(s, "jwt_secret_env"),
+            secret_key_env=reader.env_var_name(s, "secret_key_env"),
+            roles=roles,
+        )
+    return CutoverSettings(
+        public_buckets=tuple(value for value, _, _ in reader.string_list(m, "public_buckets")),
+        public_base_url=reader.http_url(m, "public_base_url", required=False),
+        cdn_base_url=reader.http_url(m, "cdn_base_url", required=False),
+        presign_expires=expires,
+        serve=serve,
+    )
+
+
+def _read_bucket(reader: "_Reader", top: "_Map") -> BucketSettings:
+    node = top.value("bucket")
+    if node is None:
+        return BucketSettings()
+    m = reader.mapping(node, "bucket", what="a mapping with versioning, encryption and/or lifecycle")
+    m.check_keys(("versioning", "encryption", "lifecycle"))
+    versioning = reader.boolean(m, "versioning", default=False) if m.value("versioning") is not None else None
+    encryption = None
+    encryption_node = m.value("encryption")
+    if encryption_node is not None:
+        e = reader.mapping(encryption_node, m.path("encryption"))
+        e.check_keys(("algorithm", "kms_key_id", "bucket_key"))
+        algorithm = str(reader.choice(e, "algorithm", SERVER_SIDE_ENCRYPTION, default=_REQUIRED))
+        kms_key_id = reader.string(e, "kms_key_id")
+        if (algorithm == "aws:kms") != (kms_key_id is not None):
+            raise reader.error("kms_key_id goes with algorithm: aws:kms, and aws:kms needs it", encryption_node, e.key)
+        encryption = DefaultEncryption(algorithm, kms_key_id, reader.boolean(e, "bucket_key", default=False))
+    rules: list[LifecycleRule] = []
+    lifecycle_node = m.value("lifecycle")
+    if lifecycle_node is not None and not isinstance(lifecycle_node, SequenceNode):
+        raise reader.error(f"expected a list of rules (- id: ..., prefix: ...), got {_describe(lifecycle_node)}", lifecycle_node, m.path("lifecycle"))
+    for index, item in enumerate(lifecycle_node.value if lifecycle_node is not None else ()):
+        rules.append(_read_lifecycle_rule(reader, item, f"{m.path('lifecycle')}[{index}]", seen={r.id for r in rules}))
+    return BucketSettings(versioning=versioning, encryption=encryption, lifecycle=tuple(rules), configured=True)
+
+
+def _read_lifecycle_rule(reader: "_Reader", node: Node, key: str, *, seen: set[str]) -> LifecycleRule:
+    r = reader.mapping(node, key)
+    r.check_keys(("id", "prefix", "tags", "transitions", "expiration_days", "noncurrent_expiration_days", "abort_incomplete_multipart_days"))
+    rule_id = (reader.string(r, "id", required=True, hint="name the rule, e.g. id: logs-to-glacier") or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", rule_id) or rule_id in seen:
+        raise reader.error("ids are unique, at most 200 letters, digits, '.', '_' or '-'", r.value("id"), r.path("id"))
+    tags: dict[str, str] = {}
+    tags_node = r.value("tags")
+    if tags_node is not None:
+        t = reader.mapping(tags_node, r.path("tags"), what="a mapping of tag name to value")
+        tags = {name: reader.string_at(value, t.path(name)) for name, (_, value) in t.entries.items()}
+
+    def days(name: str) -> int | None:
+        return reader.integer(r, name, default=-1, minimum=1, maximum=100_000) if r.value(name) is not None else None
+
+    transitions: list[LifecycleTransition] = []
+    transitions_node = r.value("transitions")
+    for index, item in enumerate(transitions_node.value if isinstance(transitions_node, SequenceNode) else ()):
+        tm = reader.mapping(item, f"{r.path('transitions')}[{index}]")
+        tm.check_keys(("days", "storage_class"))
+        storage_class = str(reader.choice(tm, "storage_class", LIFECYCLE_TRANSITION_CLASSES, default=_REQUIRED))
+        after = reader.integer(tm, "days", default=-1, minimum=0, maximum=100_000)
+        if after < 0:
+            raise reader.error("required key is missing; days after creation, e.g. days: 30", item, tm.path("days"))
+        if storage_class in ("STANDARD_IA", "ONEZONE_IA") and after < 30:
+            # AWS refuses transitions to the IA classes before 30 days (S3 lifecycle constraints).
+            raise reader.error(f"S3 needs at least 30 days before {storage_class}, got {after}", item, tm.path("days"))
+        if transitions and after <= transitions[-1].days:
+            raise reader.error("transitions go in order of increasing days", item, tm.path("days"))
+        transitions.append(LifecycleTransition(after, storage_class))
+    if transitions_node is not None and not isinstance(transitions_node, SequenceNode):
+        raise reader.error("expected a list of {days, storage_class}", transitions_node, r.path("transitions"))
+    rule = LifecycleRule(
+        id=rule_id,
+        prefix=reader.string(r, "prefix", interpolate=False) or "",
+        tags=tags,
+        transitions=tuple(transitions),
+        expiration_days=days("expiration_days"),
+        noncurrent_expiration_days=days("noncurrent_expiration_days"),
+        abort_incomplete_multipart_days=days("abort_incomplete_multipart_days"),
+    )
+    if not (rule.transitions or rule.expiration_days or rule.noncurrent_expiration_days or rule.abort_incomplete_multipart_days):
+        raise reader.error("a rule needs an action: transitions, expiration_days, noncurrent_expiration_days or abort_incomplete_multipart_days", node, key)
+    if rule.tags and rule.abort_incomplete_multipart_days:
+        # S3 rejects AbortIncompleteMultipartUpload in a rule filtered by tags (uploads have no tags yet).
+        raise reader.error("abort_incomplete_multipart_days cannot be combined with tags; give it its own rule", node, key)
+    if rule.expiration_days is not None and transitions and rule.expiration_days <= transitions[-1].days:
+        raise reader.error("expiration_days must come after the last transition", r.value("expiration_days"), r.path("expiration_days"))
+    return rule
+
+
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     """A loaded, validated plan. Build with `load_plan` or `parse_plan`."""
@@ -370,6 +599,8 @@ class Plan:
     transfer: TransferSettings = field(default_factory=TransferSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     costs: CostTable = field(default_factory=CostTable)
+    cutover: CutoverSettings = field(default_factory=CutoverSettings)
+    bucket: BucketSettings = field(default_factory=BucketSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised plan as plain JSON-able data, secrets left out (URL passwords masked)."""
@@ -386,10 +617,11 @@ class Plan:
         comments, spacing, key order and `10MiB` vs `10485760` do not
         matter). Leaves out secrets, the plan's name and path, tuning that
         never changes the result (concurrency, attempts, bandwidth), verify
-        settings and prices: a run can be retuned and resumed.
+        settings, prices and the cutover/bucket sections: a run can be
+        retuned and resumed.
         """
         data = self.to_dict()
-        for key in ("name", "verify", "costs"):
+        for key in ("name", "verify", "costs", "cutover", "bucket"):
             data.pop(key, None)
         for key in ("concurrency", "max_attempts", "max_bandwidth"):
             data["transfer"].pop(key, None)
@@ -1067,6 +1299,8 @@ class _Reader:
             "transfer",
             "verify",
             "costs",
+            "cutover",
+            "bucket",
         )
         top.entries = {k: v for k, v in top.entries.items() if not k.startswith("x-")}
         top.check_keys(allowed)
@@ -1098,6 +1332,8 @@ class _Reader:
             transfer=transfer,
             verify=verify,
             costs=costs,
+            cutover=_read_cutover(self, top),
+            bucket=_read_bucket(self, top),
         )
 
     def version(self, top: _Map) -> None:

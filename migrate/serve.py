@@ -112,7 +112,7 @@ class _Route:
     keys: AccessKeys
     store: "S3Store"
 
-    async def __call__(self, request: Request) -> Response:
+    async def endpoint(self, request: Request) -> Response:
         # The blocking parts (SQLite lookup, signing) are short; run them off the event loop.
         from starlette.concurrency import run_in_threadpool
 
@@ -171,7 +171,7 @@ def create_app(
         keys=keys if keys is not None else access_keys_from_environment(plan),
         store=destination or open_destination(plan, concurrency=8),
     )
-    return Starlette(routes=[Route(STORAGE_PREFIX + "/{path:path}", route, methods=["GET", "HEAD"])])
+    return Starlette(routes=[Route(STORAGE_PREFIX + "/{path:path}", route.endpoint, methods=["GET", "HEAD"])])
 
 
 def app_from_environment() -> Starlette:

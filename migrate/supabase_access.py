@@ -160,7 +160,8 @@ def check_access(
         except ValueError as err:
             raise AccessRefused(400, "InvalidJWT", str(err)) from None
         if claims.get("url") != f"{bucket}/{key}":
-            raise AccessRefused(400, "InvalidSignature", "The url do not match the signature")
+            # codes.ts InvalidSignature (older getSignedObject.ts said "The url do not match the signature").
+            raise AccessRefused(400, "InvalidSignature", "Invalid signature")
         return
     try:
         caller = identify(request_token(headers), keys)

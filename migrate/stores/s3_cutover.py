@@ -9,9 +9,13 @@ types; the stages retry them through `migrate.retry`.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any, Iterable
 
+import boto3
 import botocore.exceptions
+from botocore.config import Config
 
 from migrate.stores.s3 import S3Store, translate_error
 
@@ -34,6 +38,36 @@ def _missing(err: Exception, codes: set[str]) -> bool:
     return isinstance(err, botocore.exceptions.ClientError) and err.response.get("Error", {}).get("Code") in codes
 
 
+_presigners: "weakref.WeakKeyDictionary[S3Store, Any]" = weakref.WeakKeyDictionary()
+_presigners_lock = threading.Lock()
+
+
+def _presigning_client(store: S3Store) -> Any:
+    """The store's client with SigV4 presigning.
+
+    botocore still presigns S3 URLs with SigV2 unless the client asks for
+    `s3v4`, and SigV2 is refused by AWS in newer regions and by SeaweedFS with
+    our settings (SignatureDoesNotMatch). Built from the store's own client
+    configuration, endpoint and region, and its `S3Location` credentials, so
+    nothing resolves differently from the transfer.
+    """
+    with _presigners_lock:
+        client = _presigners.get(store)
+        if client is None:
+            location = store.location
+            session = boto3.session.Session(
+                profile_name=location.profile,
+                aws_access_key_id=location.access_key_id,
+                aws_secret_access_key=location.secret_access_key,
+                aws_session_token=location.session_token,
+                region_name=store.client.meta.region_name,
+            )
+            config = store.client.meta.config.merge(Config(signature_version="s3v4"))
+            client = session.client("s3", endpoint_url=location.endpoint_url, config=config)
+            _presigners[store] = client
+        return client
+
+
 def presigned_get_url(
     store: S3Store, bucket: str, key: str, *, expires: int, content_disposition: str | None = None
 ) -> str:
@@ -47,7 +81,7 @@ def presigned_get_url(
     if content_disposition:
         params["ResponseContentDisposition"] = content_disposition
     try:
-        return str(store.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
+        return str(_presigning_client(store).generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
     except Exception as err:  # noqa: BLE001
         raise translate_error(err, what=f"s3://{bucket}/{key}") from err
 

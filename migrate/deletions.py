@@ -136,7 +136,7 @@ def record_removed(run_dir: RunDirectory) -> int:
                 [(*row, now) for row in gone.iter_rows() if (row[0], row[1]) in written],
             )
             added = connection.total_changes - before
-            pending = pl.DataFrame(connection.execute("SELECT source_bucket, source_key FROM removed WHERE deleted_at IS NULL").fetchall(), schema=_KEYS, orient="row")
+            pending = pl.DataFrame(connection.execute("SELECT source_bucket, source_key FROM removed WHERE deleted_at IS NULL").fetchall(), schema={"source_bucket": pl.Utf8, "source_key": pl.Utf8}, orient="row")
             back = pending.lazy().join(new.select(_KEYS), on=_KEYS, how="semi").collect()
             connection.executemany("DELETE FROM removed WHERE source_bucket = ? AND source_key = ? AND deleted_at IS NULL", back.iter_rows())
         return added

@@ -485,6 +485,16 @@ def _read_cutover(reader: "_Reader", top: "_Map") -> CutoverSettings:
     serve_node = m.value("serve")
     if serve_node is not None:
         s = reader.mapping(serve_node, m.path("serve"))
+        for literal in ("jwt_secret", "secret_key"):
+            if literal in s.entries:
+                key_node, value_node = s.entries[literal]
+                if isinstance(value_node, ScalarNode):
+                    register_secret(value_node.value)
+                raise reader.error(
+                    f"credentials never go in the plan file; write {literal}_env: NAME (the environment variable holding it)",
+                    key_node,
+                    s.path(literal),
+                )
         s.check_keys(
             ("host", "port", "jwt_secret_env", "secret_key_env", "roles"),
             credentials_hint="write jwt_secret_env: SUPABASE_JWT_SECRET (the variable's name) and export it",

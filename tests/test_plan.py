@@ -449,7 +449,7 @@ def test_literal_secret_access_key_in_an_env_key_is_refused_and_masked():
         ),
         (
             "rulez: []\n",
-            "plans/x.yaml:9: rulez: unknown key; did you mean 'rules'? expected one of: costs, destination, filters, "
+            "plans/x.yaml:9: rulez: unknown key; did you mean 'rules'? expected one of: bucket, costs, cutover, destination, filters, "
             "name, rules, source, tiering, transfer, unmatched, verify, version",
         ),
         (

@@ -24,6 +24,17 @@ def test_removed_at_source_are_reported_listed_then_deleted_only_with_yes(cutove
     world = cutover_world
     foreign = f"{world.private_bucket}/reports/uploaded-by-someone-else.txt"
     world.s3.put_object(Bucket=world.dest, Key=foreign, Body=b"not ours")
+    # An object whose destination key someone else had already filled: `run` skipped it (on_conflict: skip),
+    # so its copy is not ours, and its deletion at the source must not delete that key.
+    not_written = world.dest_key(world.private_bucket, "reports/theirs.txt")
+    world.s3.put_object(Bucket=world.dest, Key=not_written, Body=b"written by another tool")
+    world.upload(world.private_bucket, "reports/theirs.txt", b"source version")
+    assert _run(world, "--replan") == 0
+    run_dir = RunDirectory.for_plan(world.plan().name, state_dir=world.state_dir)
+    with TransferJournal(run_dir.journal, readonly=True) as transfer:
+        theirs = transfer.row(world.private_bucket, "reports/theirs.txt")
+        assert theirs is not None and theirs.state == "skipped"
+    world.remove(world.private_bucket, "reports/theirs.txt")
     gone = [(world.private_bucket, "reports/2024/summary.csv"), (world.public_bucket, "users/u2/a b (1).txt")]
     gone_dest = {world.dest_key(b, k) for b, k in gone}
     for bucket, key in gone:
@@ -52,8 +63,7 @@ def test_removed_at_source_are_reported_listed_then_deleted_only_with_yes(cutove
     out = capsys.readouterr().out
     assert "Deleted 2 objects (30 bytes) at the destination" in out
     assert _keys(world) == before - gone_dest
-    assert foreign in _keys(world)
-    run_dir = RunDirectory.for_plan(world.plan().name, state_dir=world.state_dir)
+    assert {foreign, not_written} <= _keys(world)
     with sqlite3.connect(run_dir.path / "removals.sqlite") as journal:
         rows = journal.execute("SELECT dest_key, deleted_at IS NOT NULL FROM removed ORDER BY dest_key").fetchall()
     assert rows == sorted((key, 1) for key in gone_dest)

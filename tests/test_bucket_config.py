@@ -196,3 +196,31 @@ def test_plan_without_bucket_section_is_exit_2(seaweed: Any, s3_bucket: str, tmp
     _write_plan(plan, bucket=s3_bucket, section="")
     assert main(["bucket", "apply", str(plan)]) == 2
     assert "no bucket: section" in capsys.readouterr().err
+
+
+def test_rules_read_back_in_other_shapes_are_not_a_change() -> None:
+    """AWS may answer a rule in another shape than we wrote it (legacy top-level Prefix, tags reordered,
+    an empty Filter for "everything"); those are the same rule and must not make a second apply write."""
+    from migrate.bucket_config import BucketChanges, diff_lifecycle, lifecycle_rule_shape
+    from migrate.plan import LifecycleRule, LifecycleTransition
+
+    ours = [
+        LifecycleRule(id="everything", abort_incomplete_multipart_days=3),
+        LifecycleRule(id="tagged", prefix="logs/", tags={"b": "2", "a": "1"}, expiration_days=9),
+        LifecycleRule(id="cold", prefix="x/", transitions=(LifecycleTransition(30, "STANDARD_IA"), LifecycleTransition(90, "GLACIER"))),
+    ]
+    read_back = [
+        {"ID": "migrate-everything", "Status": "Enabled", "Filter": {}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 3}},
+        {"ID": "migrate-tagged", "Status": "Enabled", "Expiration": {"Days": 9},
+         "Filter": {"And": {"Prefix": "logs/", "Tags": [{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "1"}]}}},
+        {"ID": "migrate-cold", "Status": "Enabled", "Prefix": "x/",
+         "Transitions": [{"Days": 90, "StorageClass": "GLACIER"}, {"Days": 30, "StorageClass": "STANDARD_IA"}]},
+    ]
+    changes = BucketChanges(bucket="b")
+    diff_lifecycle(read_back, [lifecycle_rule_shape(rule) for rule in ours], changes)
+    assert changes.empty and not (changes.added or changes.changed or changes.removed)
+    # A real difference still is one.
+    read_back[1]["Expiration"] = {"Days": 10}
+    changes = BucketChanges(bucket="b")
+    diff_lifecycle(read_back, [lifecycle_rule_shape(rule) for rule in ours], changes)
+    assert changes.changed == ["migrate-tagged"] and changes.lifecycle is not None

@@ -164,11 +164,14 @@ def create_app(
     """The ASGI app of the redirect route for `plan` (keys default to the environment the plan names)."""
     from migrate.stores.factory import open_destination
 
+    access = keys if keys is not None else access_keys_from_environment(plan)
+    if not access.jwt_secret:
+        log.warning("cutover.serve.jwt_secret_env is not set in the plan: JWTs and signed-URL tokens will all be refused")
     index = ObjectIndex.for_run(RunDirectory.for_plan(plan.name, state_dir=state_dir), plan_label=plan.path or plan.name)
     route = _Route(
         plan=plan,
         index=index,
-        keys=keys if keys is not None else access_keys_from_environment(plan),
+        keys=access,
         store=destination or open_destination(plan, concurrency=8),
     )
     return Starlette(routes=[Route(STORAGE_PREFIX + "/{path:path}", route.endpoint, methods=["GET", "HEAD"])])

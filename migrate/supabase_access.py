@@ -156,7 +156,10 @@ def check_access(
         if not token:
             raise AccessRefused(400, "Bad Request", "querystring must have required property 'token'", error="Bad Request")
         try:
-            claims = verify_token(token, keys.jwt_secret or "")
+            if not keys.jwt_secret:
+                # No secret configured: no token can verify (never try an empty HMAC key).
+                raise ValueError("signature verification failed")
+            claims = verify_token(token, keys.jwt_secret)
         except ValueError as err:
             raise AccessRefused(400, "InvalidJWT", str(err)) from None
         if claims.get("url") != f"{bucket}/{key}":

@@ -166,3 +166,13 @@ def test_migrate_serve_binds_loopback_and_never_logs_tokens(cutover_world: Cutov
     assert f"127.0.0.1:{port}" in out
     assert world.server.service_key not in out + err and "X-Amz-Signature" not in out + err
     assert f"{world.private_bucket}/{REPORT} -> 302" in err
+
+
+def test_unset_secret_variable_is_one_line_exit_2(cutover_world: CutoverWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from migrate.cli import main
+
+    monkeypatch.delenv("CUTOVER_JWT_SECRET")
+    assert main(["serve", str(cutover_world.plan_path), "--state-dir", str(cutover_world.state_dir), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "CUTOVER_JWT_SECRET, which is not set" in err and len(err.splitlines()) == 1
+    assert cutover_world.jwt_secret not in err

@@ -51,6 +51,11 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
     from migrate.progress import TqdmProgress
 
     plan = _load(args)
+    from migrate.deletions import record_removed, snapshot_manifest
+    from migrate.rundir import RunDirectory
+
+    run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
+    had_manifest = snapshot_manifest(run_dir)
     result = plan_migration(
         plan,
         state_dir=args.state_dir,
@@ -66,6 +71,8 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         print()
         print(f"Manifest: {result.run_dir.manifest}")
         print(f"Summary:  {result.report_dir / 'summary.md'}")
+    if had_manifest and record_removed(run_dir) and not args.json:
+        print(f"Some objects were deleted at the source since the last plan; `migrate run {args.plan} --replan` reports them.")
     if not result.runnable:
         print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
         return ExitStatus.INCOMPLETE

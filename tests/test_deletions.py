@@ -78,6 +78,17 @@ def test_removed_at_source_are_reported_listed_then_deleted_only_with_yes(cutove
     assert world.dest_key(world.private_bucket, "reports/2024/summary.csv") in _keys(world)
 
 
+def test_a_plan_in_between_does_not_lose_the_removals(cutover_world: CutoverWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    """`migrate plan` replaces the manifest too: removals it sees are kept for the next `run --replan`."""
+    world = cutover_world
+    world.remove(world.private_bucket, "reports/q1.pdf")
+    assert main(["plan", str(world.plan_path), "--state-dir", str(world.state_dir), "--reports-dir", str(world.tmp / "reports")]) == 0
+    assert "deleted at the source since the last plan" in capsys.readouterr().out
+    assert _run(world, "--replan", "--delete-removed", "--yes") == 0
+    assert "Deleted 1 objects" in capsys.readouterr().out
+    assert world.dest_key(world.private_bucket, "reports/q1.pdf") not in _keys(world)
+
+
 def test_delete_removed_needs_replan(cutover_world: CutoverWorld, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(cutover_world, "--delete-removed", "--yes") == 2
     assert "--delete-removed needs --replan" in capsys.readouterr().err

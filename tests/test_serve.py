@@ -116,6 +116,10 @@ def test_signed_url_tokens_are_verified_like_supabase(route: httpx.Client, cutov
     assert followed.history[0].status_code == 302
     assert followed.status_code == 200 and followed.content == PRIVATE_OBJECTS[REPORT]
     token = signed.split("token=")[1]
+    # The image-render route takes the same tokens (renderSignedImage.ts); HEAD is answered like GET.
+    render = route.get(f"/storage/v1/render/image/sign/{world.private_bucket}/{REPORT}", params={"token": token}, follow_redirects=True)
+    assert render.history[0].status_code == 302 and render.content == PRIVATE_OBJECTS[REPORT]
+    assert route.head(f"/storage/v1{signed}").status_code == 302
     assert token not in caplog.text and "X-Amz-Signature" not in caplog.text
     assert f"{world.private_bucket}/{REPORT} -> 302" in caplog.text
 

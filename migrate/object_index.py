@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,10 +73,33 @@ def _build(manifest: Path, target: Path, stamp: str) -> None:
 class ObjectIndex:
     """Read-only lookups of migrated objects by source bucket and key; safe to share between threads."""
 
-    def __init__(self, path: Path):
+    # How often `refresh_if_changed` looks at the manifest (a stat) at most.
+    CHECK_SECONDS = 5.0
+
+    def __init__(self, path: Path, *, run_dir: RunDirectory | None = None, plan_label: str = ""):
         self.path = path
+        self._run_dir, self._plan_label = run_dir, plan_label
+        self._stamp = _manifest_stamp(run_dir.manifest) if run_dir else None
+        self._checked = time.monotonic()
         self._lock = threading.Lock()
         self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def refresh_if_changed(self) -> None:
+        """Rebuild from the manifest when a new plan replaced it (checked at most every CHECK_SECONDS)."""
+        if self._run_dir is None or time.monotonic() - self._checked < self.CHECK_SECONDS:
+            return
+        self._checked = time.monotonic()
+        try:
+            stamp = _manifest_stamp(self._run_dir.manifest)
+        except FileNotFoundError:
+            return  # between a plan's writes: keep answering from the index we have
+        if stamp == self._stamp:
+            return
+        fresh = ObjectIndex.for_run(self._run_dir, plan_label=self._plan_label)
+        with self._lock:
+            old, self._connection = self._connection, fresh._connection
+            self._stamp = fresh._stamp
+        old.close()
 
     @classmethod
     def for_run(cls, run_dir: RunDirectory, *, plan_label: str) -> "ObjectIndex":
@@ -93,7 +117,7 @@ class ObjectIndex:
                 current = None
         if current != stamp:
             _build(run_dir.manifest, target, stamp)
-        return cls(target)
+        return cls(target, run_dir=run_dir, plan_label=plan_label)
 
     def lookup(self, bucket: str, key: str) -> IndexedObject | None:
         """The migrated object that was `bucket/key` at the source, or None (not in the manifest, or not migrated)."""

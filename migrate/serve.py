@@ -134,6 +134,7 @@ class _Route:
                 query=request.query_params,
                 keys=self.keys,
             )
+            self.index.refresh_if_changed()
             obj = self.index.lookup(bucket, key)
             if obj is None:
                 raise no_such_key(http_status=404)

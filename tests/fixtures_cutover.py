@@ -101,11 +101,15 @@ cutover:
 
         return load_plan(self.plan_path)
 
-    def migrate(self) -> None:
+    def migrate(self, *, replan: bool = False) -> None:
         from migrate.transfer import run_migration
 
-        outcome = run_migration(self.plan(), state_dir=self.state_dir, reports_dir=self.tmp / "reports")
+        outcome = run_migration(self.plan(), state_dir=self.state_dir, reports_dir=self.tmp / "reports", replan=replan)
         assert outcome.result.ok, outcome.result.failures
+
+    def migrate_replan(self) -> None:
+        """`migrate run --replan`: pick up what changed at the source."""
+        self.migrate(replan=True)
 
 
 @pytest.fixture

@@ -180,3 +180,16 @@ def test_unset_secret_variable_is_one_line_exit_2(cutover_world: CutoverWorld, m
     err = capsys.readouterr().err.strip()
     assert "CUTOVER_JWT_SECRET, which is not set" in err and len(err.splitlines()) == 1
     assert cutover_world.jwt_secret not in err
+
+
+def test_a_new_plan_is_picked_up_without_a_restart(route: httpx.Client, cutover_world: CutoverWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrate.object_index import ObjectIndex
+
+    world = cutover_world
+    monkeypatch.setattr(ObjectIndex, "CHECK_SECONDS", 0.0)
+    path = f"/storage/v1/object/public/{world.public_bucket}/users/u3/new.png"
+    assert route.get(path).status_code == 404
+    world.upload(world.public_bucket, "users/u3/new.png", b"uploaded after the first run")
+    world.migrate_replan()
+    followed = route.get(path, follow_redirects=True)
+    assert followed.history[0].status_code == 301 and followed.content == b"uploaded after the first run"

@@ -45,7 +45,6 @@ from starlette.routing import Route
 
 from migrate.errors import MigrateError, UserInputError
 from migrate.object_index import ObjectIndex
-from migrate.presign import presign_indexed
 from migrate.redact import register_secret
 from migrate.rundir import RunDirectory
 from migrate.supabase_access import AccessKeys, AccessRefused, check_access, no_such_key
@@ -146,13 +145,17 @@ class _Route:
             log.info("%s %s/%s -> 301", request.method, bucket, key)
             return RedirectResponse(new_url(self.plan, obj.dest_bucket, obj.dest_key, public=True), status_code=301)
         try:
-            disposition = content_disposition_for_download(download) if download is not None else None
-            signed = presign_indexed(self.store, obj, expires=self.plan.cutover.presign_expires, content_disposition=disposition)
+            from migrate.stores.s3_cutover import presigned_get_url
+
+            # `?download=` wins; otherwise the object's own Content-Disposition is kept.
+            disposition = content_disposition_for_download(download) if download is not None else obj.content_disposition
+            expires = self.plan.cutover.presign_expires
+            url = presigned_get_url(self.store, obj.dest_bucket, obj.dest_key, expires=expires, content_disposition=disposition)
         except MigrateError as err:
             log.warning("%s/%s: cannot presign: %s", bucket, key, err)
             return JSONResponse({"statusCode": "503", "error": "ServiceUnavailable", "message": "cannot sign a URL now"}, status_code=503)
-        log.info("%s %s/%s -> 302 (presigned, %d s)", request.method, bucket, key, signed.expires_in)
-        return RedirectResponse(signed.url, status_code=302, headers={"Cache-Control": "private, no-store"})
+        log.info("%s %s/%s -> 302 (presigned, %d s)", request.method, bucket, key, expires)
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
 
 
 def create_app(

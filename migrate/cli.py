@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from migrate import __version__
 from migrate.errors import ExitStatus, MigrateError, UserInputError
@@ -47,7 +48,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> ExitStatus:
     """Dry run: inventory, rewrite, manifest, summary. Writes nothing to the destination."""
-    from migrate.inventory import plan_migration
+    from migrate.pipeline import plan_stage
     from migrate.progress import TqdmProgress
 
     plan = _load(args)
@@ -56,7 +57,7 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
 
     run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
     had_manifest = snapshot_manifest(run_dir)
-    result = plan_migration(
+    result = plan_stage(
         plan,
         state_dir=args.state_dir,
         reports_dir=args.reports_dir,
@@ -85,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     """Copy every planned object that is not yet at the destination."""
     from migrate.estimate import human_size
     from migrate.progress import TqdmProgress
-    from migrate.transfer import run_migration
+    from migrate.pipeline import run_migration
 
     plan = _load(args)
     if args.delete_removed and not args.replan:
@@ -159,8 +160,11 @@ def _report_removed(args: argparse.Namespace, run_dir: "RunDirectory", plan: "Pl
 
 def cmd_status(args: argparse.Namespace) -> ExitStatus:
     """Counts by state from the journal; safe while a run is going."""
+    import polars as pl
+
     from migrate.estimate import human_size
     from migrate.journal import STATE_FAILED, TransferJournal
+    from migrate.pipeline import read_manifest
     from migrate.rundir import RunDirectory
 
     plan = _load(args)
@@ -168,19 +172,24 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
     info = run_dir.read_info()
     if info is None:
         raise UserInputError(f"{args.plan}: not planned yet; run `migrate plan {args.plan}` first")
+    manifest = read_manifest(run_dir)
     print(f"Plan {plan.name}: {info.get('copy_objects', 0)} objects ({human_size(int(info.get('copy_bytes', 0)))}) to copy, planned {info.get('created_at')}")
     if info.get("plan_fingerprint") != plan.fingerprint():
         print("  the plan file changed since; the next `migrate run` plans again first")
     if not run_dir.journal.exists():
         print("  nothing transferred yet")
         return ExitStatus.OK
+    copies = manifest.filter(pl.col("action") == "copy")
     with TransferJournal(run_dir.journal, readonly=True) as journal:
-        counts = journal.counts()
-        settled = sum(n for state, (n, _) in counts.items() if state in ("done", "skipped", "failed", "in-progress"))
+        # Counted over the current manifest's copy objects only, so the lines add up to it.
+        counts, outside = journal.counts_for(zip(copies["source_bucket"].to_list(), copies["source_key"].to_list()))
+        settled = sum(n for n, _ in counts.values())
         for state in ("done", "skipped", "in-progress", "failed"):
             objects, size = counts.get(state, (0, 0))
             print(f"  {state:<12} {objects:>9}  {human_size(size)}")
-        print(f"  {'not started':<12} {max(0, int(info.get('copy_objects', 0)) - settled):>9}")
+        print(f"  {'not started':<12} {copies.height - settled:>9}")
+        if outside:
+            print(f"  ({outside} journal rows are for objects the current plan no longer copies; not counted)")
         last = journal.last_run()
         if last:
             state = last["outcome"] or "running (or killed)"
@@ -194,7 +203,7 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
 def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     """Audit the destination against the plan: every object, key by key (exit 3 on any mismatch)."""
     from migrate.progress import TqdmProgress
-    from migrate.verify import verify_plan
+    from migrate.pipeline import verify_plan
 
     plan = _load(args)
     report = verify_plan(
@@ -211,6 +220,34 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     return report.exit_status
 
 
+def cmd_uploads(args: argparse.Namespace) -> ExitStatus:
+    """Unfinished multipart uploads under the plan's planned keys; --abort aborts them (never while a run holds the plan)."""
+    from migrate.pipeline import uploads_stage
+
+    plan = _load(args)
+    uploads, aborted = uploads_stage(plan, state_dir=args.state_dir, abort=args.abort)
+    if args.json:
+        print(json.dumps({"uploads": [vars(u) for u in uploads], "aborted": aborted}, indent=2))
+        return ExitStatus.OK
+    for upload in uploads:
+        print(f"  s3://{upload.dest_bucket}/{upload.dest_key}  {upload.upload_id}")
+    if args.abort:
+        print(f"Aborted {aborted} unfinished multipart uploads under the planned keys.")
+    else:
+        print(f"{len(uploads)} unfinished multipart uploads under the planned keys." + (f" Abort them: migrate uploads {args.plan} --abort" if uploads else ""))
+    return ExitStatus.OK
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     plan = subparsers.add_parser("plan", help="dry run: inventory the source and write the manifest", description=cmd_plan.__doc__)
     _add_common(plan)
@@ -221,7 +258,7 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
 
     run = subparsers.add_parser("run", help="copy every planned object to S3 (resumable)", description=cmd_run.__doc__)
     _add_common(run)
-    run.add_argument("--workers", type=int, help="concurrent transfers (default: the plan's transfer.concurrency); 1 runs serially")
+    run.add_argument("--workers", type=_positive_int, help="concurrent transfers (default: the plan's transfer.concurrency); 1 runs serially")
     run.add_argument("--replan", action="store_true", help="inventory the source again first, to pick up new or changed objects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--delete-removed", action="store_true", help="with --replan: delete at the destination what was deleted at the source (lists first; --yes deletes)")
@@ -231,7 +268,7 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     verify = subparsers.add_parser("verify", help="integrity audit of the destination into a report", description=cmd_verify.__doc__)
     _add_common(verify)
     verify.add_argument("--mode", choices=("fast", "deep"), help="fast: HEAD and stored checksums; deep: re-read and hash both sides (default: the plan's verify.mode)")
-    verify.add_argument("--sample", type=int, help="check a random sample of N objects and state the confidence it gives")
+    verify.add_argument("--sample", type=_positive_int, help="check a random sample of N objects and state the confidence it gives")
     verify.add_argument("--seed", type=int, default=0, help="seed for --sample (same seed, same sample)")
     verify.add_argument("--fresh", action="store_true", help="inventory the source again first instead of trusting the manifest")
     verify.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -242,9 +279,22 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     status.add_argument("--failed", action="store_true", help="list the objects that failed and why")
     status.set_defaults(func=cmd_status)
 
+    uploads = subparsers.add_parser("uploads", help="list (or --abort) unfinished multipart uploads under the planned keys", description=cmd_uploads.__doc__)
+    _add_common(uploads)
+    uploads.add_argument("--abort", action="store_true", help="abort them (takes the run lock: refused while a run is going)")
+    uploads.add_argument("--json", action="store_true", help="print the uploads as JSON")
+    uploads.set_defaults(func=cmd_uploads)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(int(ExitStatus.USAGE), f"migrate: {self.prog.removeprefix('migrate').strip() or 'migrate'}: {message} (see --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="migrate",
         description="Move Supabase Storage objects to S3 without losing a byte, and prove it.",
     )
@@ -298,6 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrateError as err:
         print(error_line(err), file=sys.stderr)
         return int(err.exit_status)
+    except OSError as err:
+        # The environment, not a bug: a read-only or full disk, a path that cannot be used.
+        from migrate.rundir import state_error
+
+        print(error_line(state_error(err, Path(err.filename or "."))), file=sys.stderr)
+        return int(ExitStatus.FATAL)
     except Exception as err:  # noqa: BLE001 - the one place that catches everything
         # A bug: the only case that shows a traceback, and still masked.
         print(redact("".join(traceback.format_exception(err))), file=sys.stderr)

@@ -44,8 +44,8 @@ def run_demo(
     from migrate.inventory import plan_migration
     from migrate.plan import load_plan
     from migrate.stack import stack
-    from migrate.transfer import run_migration
-    from migrate.verify import verify_plan
+    from migrate.pipeline import run_migration
+    from migrate.pipeline import verify_plan
 
     started = time.monotonic()
     _say("== 1. Local stack: Supabase Storage server + SeaweedFS + PostgreSQL")

@@ -87,8 +87,22 @@ class ServiceUnavailable(FatalError):
     """A server could not be reached at all (after retries)."""
 
 
+class RunLocked(FatalError):
+    """Another process holds the run directory's lock (one run per run directory)."""
+
+
+class StateDirectoryError(FatalError):
+    """The state directory cannot be used: not a directory, read-only, full, or its files are corrupt."""
+
+
 class TransientError(MigrateError):
-    """A fault worth retrying: timeouts, resets, 5xx, throttling, truncated bodies."""
+    """A fault worth retrying: timeouts, resets, 5xx, throttling, truncated bodies.
+
+    One that escapes a stage has used up its retries: the environment
+    stopped the stage (exit 4), not a bug.
+    """
+
+    exit_status = ExitStatus.FATAL
 
     def __init__(self, message: str, *, throttled: bool = False, retry_after: float | None = None):
         super().__init__(message)
@@ -96,6 +110,8 @@ class TransientError(MigrateError):
         self.throttled = throttled
         # Seconds the server asked us to wait (HTTP Retry-After); the retry loop waits at least this long.
         self.retry_after = retry_after
+        # Set by the engine when the fault is a connection failure: which endpoint did not answer.
+        self.endpoint: str | None = None
 
 
 class ObjectError(MigrateError):

@@ -12,6 +12,14 @@ killed at any moment (kill -9 included) resumes where it stopped:
 - `parts`: every completed part of an unfinished multipart upload (ETag,
   checksum, size), cross-checked with ListParts on resume.
 - `runs`: one row per `migrate run`, for `migrate status` and reports.
+- `probes`: destination keys of conditional-write probes being written, so a
+  probe left by a killed run is deleted at the next start.
+
+Multipart uploads are journaled as an *intent* (`upload_intent = 1`) before
+CreateMultipartUpload is sent: a run killed before it learns the UploadId, or
+whose create answer was lost and retried, leaves the intent behind, and the
+next run lists the uploads under that key and aborts the ones that are not
+ours-and-current.
 
 WAL with synchronous=NORMAL survives a killed process (not a power cut, which
 at worst loses the last few commits: those objects are simply sent again).
@@ -29,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from migrate.errors import StateDirectoryError
 from migrate.records import ObjectRecord
 
 SCHEMA = """
@@ -50,6 +59,7 @@ CREATE TABLE IF NOT EXISTS objects (
     upload_id TEXT,
     part_size INTEGER,
     updated_at REAL NOT NULL,
+    upload_intent INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (source_bucket, source_key)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state);
@@ -61,6 +71,11 @@ CREATE TABLE IF NOT EXISTS parts (
     checksum TEXT,
     sha256 TEXT,
     PRIMARY KEY (upload_id, part_number)
+);
+CREATE TABLE IF NOT EXISTS probes (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (bucket, key)
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -147,6 +162,7 @@ class JournalRow:
     checksum_algorithm: str | None
     upload_id: str | None
     part_size: int | None
+    upload_intent: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,14 +182,27 @@ class TransferJournal:
         self._lock = threading.Lock()
         self._pending: list[tuple[object, ...]] = []
         self._pending_since = time.monotonic()
+        try:
+            self._open(readonly)
+        except sqlite3.DatabaseError as err:
+            raise StateDirectoryError(
+                f"{self.path}: not a usable journal ({err}); move it aside and rerun "
+                "(objects already at the destination are recognised, not sent again)"
+            ) from err
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+            self._db.execute("SELECT COUNT(*) FROM objects").fetchone()  # a corrupt file fails here, not mid-command
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
+            if "upload_intent" not in columns:  # a journal written before upload intents existed
+                self._db.execute("ALTER TABLE objects ADD COLUMN upload_intent INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self.flush()
@@ -253,10 +282,41 @@ class TransferJournal:
         )
 
     def set_upload(self, record: ObjectRecord, upload_id: str | None, part_size: int | None) -> None:
+        """Record the upload now in use (or none); clears the intent, so call it only once stray uploads are dealt with."""
         self._execute(
-            "UPDATE objects SET upload_id = ?, part_size = ?, updated_at = ? WHERE source_bucket = ? AND source_key = ?",
+            "UPDATE objects SET upload_id = ?, part_size = ?, upload_intent = 0, updated_at = ? WHERE source_bucket = ? AND source_key = ?",
             (upload_id, part_size, time.time(), record.source_bucket, record.source_key),
         )
+
+    def intend_upload(self, record: ObjectRecord) -> None:
+        """Committed before CreateMultipartUpload is sent: uploads under this key may exist that we do not know of."""
+        self._execute(
+            "UPDATE objects SET upload_intent = 1, updated_at = ? WHERE source_bucket = ? AND source_key = ?",
+            (time.time(), record.source_bucket, record.source_key),
+        )
+
+    def intended_uploads(self) -> list[JournalRow]:
+        """Rows whose create may have reached the destination unseen (killed, or answer lost)."""
+        return self._rows_where("upload_intent = 1")
+
+    def _rows_where(self, condition: str) -> list[JournalRow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE {condition}").fetchall()
+        return [JournalRow(*row) for row in rows]
+
+    def clear_intent(self, source_bucket: str, source_key: str) -> None:
+        self._execute("UPDATE objects SET upload_intent = 0 WHERE source_bucket = ? AND source_key = ?", (source_bucket, source_key))
+
+    # -- probes ------------------------------------------------------------
+    def add_probe(self, bucket: str, key: str) -> None:
+        self._execute("INSERT OR IGNORE INTO probes (bucket, key) VALUES (?, ?)", (bucket, key))
+
+    def forget_probe(self, bucket: str, key: str) -> None:
+        self._execute("DELETE FROM probes WHERE bucket = ? AND key = ?", (bucket, key))
+
+    def probes(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(str(b), str(k)) for b, k in self._db.execute("SELECT bucket, key FROM probes").fetchall()]
 
     def done(
         self,
@@ -335,11 +395,7 @@ class TransferJournal:
 
     def open_uploads(self) -> list[JournalRow]:
         """Objects with an unfinished multipart upload recorded."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE upload_id IS NOT NULL"
-            ).fetchall()
-        return [JournalRow(*row) for row in rows]
+        return self._rows_where("upload_id IS NOT NULL")
 
     # -- reporting ---------------------------------------------------------
     def counts(self) -> dict[str, tuple[int, int]]:
@@ -354,6 +410,29 @@ class TransferJournal:
         self.flush()
         with self._lock:
             self._db.executemany("DELETE FROM objects WHERE source_bucket = ? AND source_key = ?", list(keys))
+
+    def counts_for(self, keys: Iterable[tuple[str, str]]) -> tuple[dict[str, tuple[int, int]], int]:
+        """({state: (objects, bytes)} over the given (source_bucket, source_key)s only, rows outside them).
+
+        `migrate status` passes the current manifest's `copy` objects, so the
+        counts add up to the manifest: a row for an object the plan now
+        excludes is reported apart, never as `in-progress`.
+        """
+        self.flush()
+        with self._lock:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS planned (source_bucket TEXT, source_key TEXT, PRIMARY KEY (source_bucket, source_key))")
+            self._db.execute("DELETE FROM planned")
+            self._db.executemany("INSERT OR IGNORE INTO planned VALUES (?, ?)", keys)
+            rows = self._db.execute(
+                "SELECT o.state, COUNT(*), COALESCE(SUM(o.size), 0) FROM objects o "
+                "JOIN planned p ON p.source_bucket = o.source_bucket AND p.source_key = o.source_key GROUP BY o.state"
+            ).fetchall()
+            outside = self._db.execute(
+                "SELECT COUNT(*) FROM objects o WHERE NOT EXISTS "
+                "(SELECT 1 FROM planned p WHERE p.source_bucket = o.source_bucket AND p.source_key = o.source_key)"
+            ).fetchone()[0]
+            self._db.execute("DELETE FROM planned")
+        return {state: (int(count), int(size)) for state, count, size in rows}, int(outside)
 
     def iter_rows(self, state: str | None = None) -> Iterator[JournalRow]:
         self.flush()

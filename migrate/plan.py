@@ -336,6 +336,8 @@ class TransferSettings:
     max_attempts: int = 5
     checksum_algorithm: str = "SHA256"
     max_bandwidth: int | None = None  # bytes per second, all workers together
+    # Requests per second, all workers together (like rclone's --tpslimit); None: unlimited.
+    max_requests_per_second: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -633,7 +635,7 @@ class Plan:
         data = self.to_dict()
         for key in ("name", "verify", "costs", "cutover", "bucket"):
             data.pop(key, None)
-        for key in ("concurrency", "max_attempts", "max_bandwidth"):
+        for key in ("concurrency", "max_attempts", "max_bandwidth", "max_requests_per_second"):
             data["transfer"].pop(key, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -1902,8 +1904,17 @@ class _Reader:
             return TransferSettings()
         m = self.mapping(node, "transfer")
         m.check_keys(
-            ("concurrency", "part_size", "multipart_threshold", "max_attempts", "checksum_algorithm", "max_bandwidth")
+            ("concurrency", "part_size", "multipart_threshold", "max_attempts", "checksum_algorithm", "max_bandwidth", "max_requests_per_second")
         )
+        max_requests_per_second = None
+        rps_node = m.value("max_requests_per_second")
+        if rps_node is not None:
+            rps_key = m.path("max_requests_per_second")
+            if not isinstance(rps_node, ScalarNode) or rps_node.tag not in (_INT_TAG, _FLOAT_TAG):
+                raise self.error(f"expected a number of requests per second, got {_describe(rps_node)}", rps_node, rps_key)
+            max_requests_per_second = float(self.constructor.construct_object(rps_node))
+            if not 0 < max_requests_per_second < float("inf"):
+                raise self.error(f"must be more than 0 requests per second, got {rps_node.value}", rps_node, rps_key)
         part_size = self.size(m, "part_size", minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE)
         part_size = part_size if part_size is not None else TransferSettings.part_size
         threshold = self.size(m, "multipart_threshold", minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE)
@@ -1916,6 +1927,7 @@ class _Reader:
             max_attempts=self.integer(m, "max_attempts", default=5, minimum=1, maximum=100),
             checksum_algorithm=str(self.choice(m, "checksum_algorithm", CHECKSUM_ALGORITHMS, default="SHA256")),
             max_bandwidth=self.size(m, "max_bandwidth", minimum=64 * KiB, per_second=True),
+            max_requests_per_second=max_requests_per_second,
         )
 
     def verify(self, top: _Map) -> VerifySettings:

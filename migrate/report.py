@@ -50,12 +50,14 @@ CHECKSUM_DIFFERS = "checksum-differs"
 METADATA_DIFFERS = "metadata-differs"
 ERROR = "error"
 UNEXPECTED = "unexpected"
+#: An unfinished multipart upload under a planned key (a run in progress, or one left behind: `migrate uploads PLAN --abort`).
+UPLOAD_IN_PROGRESS = "upload-in-progress"
 CATALOG_ONLY = "catalog-only"
 STORAGE_ONLY = "storage-only"
 CATALOG_DIFFERS = "catalog-differs"
 
 #: Outcomes of checking the migration, most severe first after `match`.
-VERIFY_STATUSES: tuple[str, ...] = (MATCH, ERROR, MISSING, SIZE_DIFFERS, CHECKSUM_DIFFERS, METADATA_DIFFERS, UNEXPECTED)
+VERIFY_STATUSES: tuple[str, ...] = (MATCH, ERROR, MISSING, SIZE_DIFFERS, CHECKSUM_DIFFERS, METADATA_DIFFERS, UNEXPECTED, UPLOAD_IN_PROGRESS)
 #: Outcomes of the Supabase catalog cross-check (pre-existing state of the source).
 CATALOG_STATUSES: tuple[str, ...] = (CATALOG_ONLY, STORAGE_ONLY, CATALOG_DIFFERS)
 STATUSES: tuple[str, ...] = VERIFY_STATUSES + CATALOG_STATUSES
@@ -70,6 +72,7 @@ STATUS_MEANINGS: dict[str, str] = {
     CHECKSUM_DIFFERS: "same size, different bytes",
     METADATA_DIFFERS: "same bytes, but Content-Type, Cache-Control, user metadata, storage class or encryption not as planned",
     UNEXPECTED: "at the destination under a planned prefix, but no manifest record maps to it",
+    UPLOAD_IN_PROGRESS: "an unfinished multipart upload under a planned key (a run going on, or left behind: `migrate uploads PLAN --abort`)",
     CATALOG_ONLY: "listed in the Supabase catalog, but its bytes are not in the source storage",
     STORAGE_ONLY: "in the source storage, but not listed in the Supabase catalog",
     CATALOG_DIFFERS: "in both, but the catalog's size or eTag disagrees with the storage",
@@ -102,7 +105,7 @@ REPORT_COLUMNS: tuple[tuple[str, pl.DataType, str], ...] = (
     ("size", pl.Int64(), "planned size in bytes (manifest); for catalog rows the size that side lists"),
     ("source_etag", pl.Utf8(), "source eTag as planned (manifest), unquoted"),
     ("status", pl.Utf8(), "one of STATUSES"),
-    ("detail", pl.Utf8(), "why, in words: what differs, what was (not) compared, the error"),
+    ("detail", pl.Utf8(), "why, in words: what differs, what was (not) compared, the error; the UploadId for upload-in-progress"),
     ("dest_size", pl.Int64(), "size found at the destination; null when missing or not checked"),
     ("dest_etag", pl.Utf8(), "ETag found at the destination, unquoted"),
     ("expected_checksum", pl.Utf8(), "`<algorithm>:<value>` the object should have (see checksum_basis)"),
@@ -110,7 +113,7 @@ REPORT_COLUMNS: tuple[tuple[str, pl.DataType, str], ...] = (
     ("checksum_basis", pl.Utf8(), "what was compared: one of CHECKSUM_BASES; `none` = size only"),
     ("expected_metadata", pl.Utf8(), "JSON object: planned values of the metadata fields that differ; null when none differ"),
     ("actual_metadata", pl.Utf8(), "JSON object: values found for those same fields"),
-    ("checked_mode", pl.Utf8(), "`fast` (HEAD), `deep` (both sides re-read), `listing` (unexpected scan) or `catalog`"),
+    ("checked_mode", pl.Utf8(), "`fast` (HEAD), `deep` (both sides re-read), `listing` (unexpected and upload-in-progress scans) or `catalog`"),
     ("checked_at", pl.Datetime("us", "UTC"), "when this row was checked (UTC)"),
 )
 REPORT_SCHEMA: dict[str, pl.DataType] = {name: dtype for name, dtype, _ in REPORT_COLUMNS}

@@ -12,15 +12,16 @@ worker through a shared `Throttle`, instead of each worker hammering on.
 
 from __future__ import annotations
 
+import errno
 import random
 import threading
 import time
 from typing import Callable, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 from tenacity.wait import wait_base
 
-from migrate.errors import TransientError
+from migrate.errors import ServiceUnavailable, TransientError
 
 T = TypeVar("T")
 
@@ -103,6 +104,71 @@ class _WaitHonouringRetryAfter(wait_base):
         return max(delay, asked) if asked else delay
 
 
+def is_connection_failure(exc: BaseException) -> bool:
+    """True when the fault is "the endpoint did not answer at all" (refused, reset, aborted, unreachable).
+
+    Stores raise `TransientError ... from` the library error, and the libraries
+    (urllib3/botocore, httpcore/httpx, http.client) chain the socket error, so
+    walking the cause/context chain finds the OS-level `ConnectionError`
+    without this layer importing any client library.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError):  # refused, reset, aborted, broken pipe
+            return True
+        if isinstance(current, OSError) and current.errno in _UNREACHABLE_ERRNOS:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH}
+
+#: Per object, connection failures are retried (beyond max_attempts) for about this long:
+#: a restarting server or a short network outage is ridden out.
+OUTAGE_BUDGET = 60.0
+#: An endpoint that has answered nothing but connection failures, on every
+#: worker, for this long is down: the run stops (exit 4) instead of failing objects.
+OUTAGE_WINDOW = 30.0
+
+
+class OutageMonitor:
+    """Tells a short outage from an endpoint that is down, across all workers.
+
+    Each connection failure names its endpoint; any success clears that
+    endpoint. When an endpoint has had only failures for `window` seconds,
+    `failed` raises `ServiceUnavailable` (a `FatalError`): the run stops at
+    once, and the objects in flight stay resumable instead of being marked failed.
+    """
+
+    def __init__(self, *, window: float = OUTAGE_WINDOW, clock: Callable[[], float] = time.monotonic):
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failing_since: dict[str, float] = {}
+
+    def failed(self, endpoint: str) -> None:
+        now = self._clock()
+        with self._lock:
+            since = self._failing_since.setdefault(endpoint, now)
+        if now - since >= self.window:
+            raise ServiceUnavailable(
+                f"{endpoint}: not answering (connection refused or reset on every request for {now - since:.0f}s); "
+                "nothing was marked failed: once it is back, rerun the same command to continue"
+            )
+
+    def succeeded(self, endpoint: str) -> None:
+        if self._failing_since:
+            with self._lock:
+                self._failing_since.pop(endpoint, None)
+
+
+class RunStopping(Exception):
+    """Raised instead of another attempt when the run is stopping; the object stays resumable."""
+
+
 def call_with_retries(
     func: Callable[[], T],
     *,
@@ -110,12 +176,33 @@ def call_with_retries(
     throttle: Throttle | None = None,
     on_retry: Callable[[BaseException, int], None] | None = None,
     max_wait: float = 20.0,
+    outage_budget: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> T:
     """Call `func` until it succeeds, retrying `is_retryable` errors with jittered backoff.
 
     `on_retry(exc, attempt)` is told about each failed attempt that will be
-    retried (the journal counts attempts with it).
+    retried (the journal counts attempts with it). With `outage_budget`,
+    connection failures (`is_connection_failure`) are retried past
+    `max_attempts` until that many seconds have passed since the first
+    attempt. With `stop`, a backoff sleep ends early when the event is set
+    and `RunStopping` is raised instead of another attempt.
     """
+    started = time.monotonic()
+
+    def should_stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if state.attempt_number < max(1, max_attempts):
+            return False
+        if outage_budget and exc is not None and is_connection_failure(exc):
+            return time.monotonic() - started >= outage_budget
+        return True
+
+    def sleep(seconds: float) -> None:
+        if stop is None:
+            time.sleep(seconds)
+        elif stop.wait(seconds):
+            raise RunStopping()
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -127,9 +214,10 @@ def call_with_retries(
 
     retrying = Retrying(
         retry=retry_if_exception(is_retryable),
-        stop=stop_after_attempt(max(1, max_attempts)),
+        stop=should_stop,
         wait=_WaitHonouringRetryAfter(wait_random_exponential(multiplier=0.2, max=max_wait)),
         before_sleep=before_sleep,
+        sleep=sleep,
         reraise=True,
     )
     for attempt in retrying:

@@ -32,27 +32,26 @@ import base64
 import hashlib
 import logging
 import math
+import os
 import re
+import signal
 import threading
 import time
+import uuid
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
-
-import polars as pl
+from typing import Any, Callable, Iterable, Iterator
 
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
-from migrate.retry import Throttle, call_with_retries
+from migrate.ratelimit import RateLimits
+from migrate.retry import OUTAGE_BUDGET, OUTAGE_WINDOW, OutageMonitor, RunStopping, Throttle, call_with_retries, is_connection_failure
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone, b64_digest
-
-if TYPE_CHECKING:
-    from migrate.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +61,16 @@ MAX_PARTS = 10_000
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
+
+#: Tests only: `MIGRATE_TEST_KILL_AT=<step>` makes the process SIGKILL itself at that
+#: protocol step, so a kill-loop test can hit the narrow windows (e.g. between
+#: CreateMultipartUpload and the journal write) deterministically.
+KILL_STEPS = ("after-create-multipart", "after-first-part", "after-complete", "after-put", "after-probe-write")
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get("MIGRATE_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,18 @@ class TransferOptions:
     # In-flight object data is capped here too: concurrency x part_size, but
     # no more than this (large objects need a few parts in flight, not 16).
     max_memory: int = 96 * MiB
+    # transfer.max_bandwidth (bytes/s, source reads and destination writes
+    # each) and transfer.max_requests_per_second, across all workers.
+    max_bandwidth: int | None = None
+    max_requests_per_second: float | None = None
+    # Connection failures of one object are retried for about `outage_budget`
+    # seconds; an endpoint failing every request for `outage_window` seconds stops the run.
+    outage_budget: float = OUTAGE_BUDGET
+    outage_window: float = OUTAGE_WINDOW
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
-            raise UserInputError("transfer.concurrency must be at least 1")
+            raise UserInputError(f"--workers / transfer.concurrency must be at least 1, got {self.concurrency}")
         if self.part_size < MIN_PART_SIZE:
             raise UserInputError(f"transfer.part_size must be at least 5 MiB (S3's minimum part size), got {self.part_size}")
         if self.on_conflict not in CONFLICT_POLICIES:
@@ -224,6 +241,12 @@ def choose_part_size(size: int, part_size: int) -> int:
     return math.ceil(size / MAX_PARTS / MiB) * MiB
 
 
+def multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a completed multipart upload: MD5 of the parts' binary MD5s, then "-N"."""
+    joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"
+
+
 def is_plain_md5(etag: str | None) -> bool:
     return bool(etag) and bool(_PLAIN_MD5.match(etag or ""))
 
@@ -314,6 +337,8 @@ class Transfer:
         self.progress = progress
         self.stop = stop
         self.throttle = Throttle()
+        self.limits = RateLimits(bytes_per_second=options.max_bandwidth, requests_per_second=options.max_requests_per_second)
+        self.outage = OutageMonitor(window=options.outage_window)
         self.budget = ByteBudget(options.memory_budget)
         self.result = TransferResult()
         self._lock = threading.Lock()
@@ -324,35 +349,102 @@ class Transfer:
         self.conditional_writes = False
 
     def _probe_conditional_writes(self, bucket: str) -> bool:
-        """Does the destination refuse an If-None-Match: * write to an existing key? One probe object, deleted after."""
+        """Does the destination refuse an If-None-Match: * write to an existing key? One probe object, deleted after.
+
+        The probe key is journaled (committed) before it is written and
+        forgotten once it is deleted, so a run killed mid-probe leaves a key
+        that `remove_stray_probes` deletes at the next start: no object
+        outside the plan stays at the destination.
+        """
         if self.options.conditional_writes is not None:
             return self.options.conditional_writes
         if self.options.on_conflict == "overwrite":
             return False
-        return self.destination.supports_conditional_writes(bucket)
+        key = f".migrate-probe-{uuid.uuid4().hex}"
+        self.journal.add_probe(bucket, key)
+        if os.environ.get("MIGRATE_TEST_KILL_AT") == "after-probe-write":
+            stub = ObjectRecord(source_bucket=bucket, source_key=key, size=0)
+            self.destination.put_object(bucket, key, b"", content_md5=hashlib.md5(b"").digest(), **self._write_args(stub, None))
+            _crash_point("after-probe-write")
+        supported = self.destination.supports_conditional_writes(bucket, key)
+        self._delete_probe(bucket, key)
+        return supported
+
+    def remove_stray_probes(self) -> None:
+        """Delete probe objects an earlier, killed run may have left (their keys were journaled first)."""
+        for bucket, key in self.journal.probes():
+            self._delete_probe(bucket, key)
+
+    def _delete_probe(self, bucket: str, key: str) -> None:
+        stub = ObjectRecord(source_bucket=bucket, source_key=key, size=0)
+        try:
+            self._retry(lambda: self.destination.delete_object(bucket, key), stub)
+        except ObjectNotFound:
+            pass
+        except ObjectError as err:
+            log.warning("could not delete the probe object s3://%s/%s: %s", bucket, key, err)
+            return
+        self.journal.forget_probe(bucket, key)
 
     # -- bookkeeping -------------------------------------------------------
+    @contextmanager
+    def _talking_to(self, endpoint: str) -> Iterator[None]:
+        """One request to `endpoint`: paid for under the request-rate limit; its connection failures name the endpoint."""
+        self.limits.request(stop=self.stop)
+        try:
+            yield
+        except TransientError as exc:
+            if exc.endpoint is None and is_connection_failure(exc):
+                exc.endpoint = endpoint
+            raise
+        self.outage.succeeded(endpoint)
+
     def _retry(self, func: Callable[[], Any], record: ObjectRecord) -> Any:
+        """`func` under the one retry policy; connection failures feed the outage monitor (which may stop the run)."""
+
+        def attempt() -> Any:
+            try:
+                return func()
+            except TransientError as exc:
+                if exc.endpoint is not None:
+                    self.outage.failed(exc.endpoint)  # raises ServiceUnavailable once the endpoint is down
+                raise
+
         return call_with_retries(
-            func,
+            attempt,
             max_attempts=self.options.max_attempts,
             throttle=self.throttle,
-            on_retry=lambda exc, attempt: self._note_retry(record, exc, attempt),
+            on_retry=lambda exc, attempt_number: self._note_retry(record, exc, attempt_number),
+            outage_budget=self.options.outage_budget,
+            stop=self.stop,
         )
 
     def _note_retry(self, record: ObjectRecord, exc: BaseException, attempt: int) -> None:
         log.info("retrying %s/%s after attempt %d: %s", record.source_bucket, record.source_key, attempt, exc)
         self.journal.add_attempt(record, str(exc))
 
-    def _record_failure(self, record: ObjectRecord, error: BaseException, *, keep_upload: bool) -> None:
+    def _record_failure(self, record: ObjectRecord, error: BaseException, *, upload_id: str | None = None) -> None:
+        """Record a per-object failure (aborting its upload), or stop the run on a fatal one.
+
+        Not a failure of the object: the run stopping (Ctrl-C, a fatal error
+        elsewhere) or an endpoint outage; the object stays in progress and
+        the next run resumes it.
+        """
         if isinstance(error, FatalError):
             with self._lock:
                 if self._fatal is None:
                     self._fatal = error
             self.stop.set()
             return
+        if isinstance(error, (RunStopping, _Cancelled)):
+            return
+        if self.stop.is_set() and isinstance(error, TransientError) and error.endpoint is not None:
+            return
         message = str(error) if isinstance(error, MigrateError) else f"unexpected {type(error).__name__}: {error}"
-        self.journal.failed(record, message, keep_upload=keep_upload)
+        if upload_id is not None:
+            # The run ends with this object failed: no upload of ours stays behind (the next run starts it afresh).
+            self._abort_upload(record, upload_id)
+        self.journal.failed(record, message, keep_upload=False)
         with self._lock:
             self.result.failures.append(TransferFailure(record.source_bucket, record.source_key, record.dest_key, message))
         self.progress.advance(objects=1)
@@ -402,7 +494,7 @@ class Transfer:
         if owned or self.options.on_conflict == "overwrite" or self.conditional_writes:
             return True
         assert record.dest_bucket and record.dest_key
-        existing = self._retry(lambda: self.destination.head(record.dest_bucket, record.dest_key), record)  # type: ignore[arg-type]
+        existing = self._head_destination(record)
         if existing is None:
             return True
         self._settle_existing(record, existing)
@@ -412,7 +504,7 @@ class Transfer:
         """The destination already has the key and the policy forbids overwriting: done, skipped, or failed."""
         assert record.dest_bucket and record.dest_key
         if existing is None:
-            existing = self._retry(lambda: self.destination.head(record.dest_bucket, record.dest_key), record)  # type: ignore[arg-type]
+            existing = self._head_destination(record)
         if existing is not None and existing.size == record.size and is_plain_md5(record.source_etag) and existing.etag == record.source_etag:
             # Exactly the planned bytes are already there (e.g. written by a run
             # killed before its journal caught up): migrated, under every policy.
@@ -428,6 +520,15 @@ class Transfer:
         with self._lock:
             self.result.skipped_existing += 1
         self.progress.advance(objects=1, bytes_done=record.size)
+
+    def _head_destination(self, record: ObjectRecord) -> ObjectInfo | None:
+        assert record.dest_bucket and record.dest_key
+
+        def head() -> ObjectInfo | None:
+            with self._talking_to(self.destination.endpoint):
+                return self.destination.head(record.dest_bucket, record.dest_key)  # type: ignore[arg-type]
+
+        return self._retry(head, record)  # type: ignore[no-any-return]
 
     def _check_source(self, record: ObjectRecord, size: int, etag: str | None) -> None:
         what = f"{record.source_bucket}/{record.source_key}"
@@ -449,13 +550,14 @@ class Transfer:
             try:
                 self._settle_existing(record)
             except BaseException as err:  # noqa: BLE001 - recorded on the object
-                self._record_failure(record, err, keep_upload=False)
+                self._record_failure(record, err)
             return
         except _Cancelled:
             return
         except BaseException as err:  # noqa: BLE001 - recorded on the object
-            self._record_failure(record, err, keep_upload=False)
+            self._record_failure(record, err)
             return
+        _crash_point("after-put")
         sha256, md5, etag, checksum = outcome
         self.journal.done(
             record,
@@ -471,14 +573,35 @@ class Transfer:
             self.result.bytes_copied += record.size
         self.progress.advance(objects=1, bytes_done=record.size)
 
+    def _read_source(self, record: ObjectRecord, body: bytearray, digests: Digests, *, offset: int = 0, length: int | None = None) -> ObjectInfo:
+        """Read the object (or a range) into `body`, hashing as it arrives, under the rate limits."""
+        what = f"{record.source_bucket}/{record.source_key}"
+        with self._talking_to(self.source.endpoint):
+            info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
+            if length is None:
+                self._check_source(record, info.size, info.etag)
+            elif record.source_etag and info.etag and info.etag != record.source_etag:
+                raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+            view = memoryview(body) if length is not None else None
+            received = 0
+            for chunk in chunks:
+                self.limits.read(len(chunk), stop=self.stop)
+                if view is not None:
+                    if received + len(chunk) > len(body):
+                        raise IntegrityError(f"{what}: range at {offset} returned more than {len(body)} bytes")
+                    view[received : received + len(chunk)] = chunk
+                else:
+                    body += chunk
+                received += len(chunk)
+                digests.update(chunk)
+        if length is not None and received != length:
+            raise IntegrityError(f"{what}: range at {offset} returned {received} of {length} bytes")
+        return info
+
     def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None]:
-        info, chunks = self.source.open(record.source_bucket, record.source_key)
-        self._check_source(record, info.size, info.etag)
         digests = Digests(self.options.checksum_algorithm)
         body = bytearray()
-        for chunk in chunks:
-            body += chunk
-            digests.update(chunk)
+        info = self._read_source(record, body, digests)
         what = f"{record.source_bucket}/{record.source_key}"
         if len(body) != record.size:
             raise IntegrityError(f"{what}: read {len(body)} bytes, the source declares {record.size}")
@@ -487,16 +610,17 @@ class Transfer:
             raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}, eTag {record.source_etag})")
         checksum = digests.s3_checksum()
         assert record.dest_bucket and record.dest_key
-        etag = self.destination.put_object(
-            record.dest_bucket,
-            record.dest_key,
-            body if body else b"",  # type: ignore[arg-type]
-            content_md5=digests.md5.digest(),
-            checksum=checksum,
-            if_none_match=conditional,
-            sha256_hex=digests.sha256.hexdigest(),
-            **self._write_args(record, info.content_type),
-        )
+        with self._talking_to(self.destination.endpoint):
+            etag = self.destination.put_object(
+                record.dest_bucket,
+                record.dest_key,
+                body if body else b"",  # type: ignore[arg-type]
+                content_md5=digests.md5.digest(),
+                checksum=checksum,
+                if_none_match=conditional,
+                sha256_hex=digests.sha256.hexdigest(),
+                **self._write_args(record, info.content_type),
+            )
         return digests.sha256.hexdigest(), md5_hex, etag, checksum
 
     # -- multipart ---------------------------------------------------------
@@ -509,21 +633,15 @@ class Transfer:
         try:
             if previous is not None and previous.upload_id and previous.part_size:
                 upload_id, part_size, completed = self._resume(record, previous)
+                if upload_id is None and self._is_our_completed_upload(record, previous):
+                    return
             if upload_id is None:
                 if not self._conflict_check(record, owned):
                     return
-                upload_id = self._retry(
-                    lambda: self.destination.create_multipart_upload(
-                        record.dest_bucket,  # type: ignore[arg-type]
-                        record.dest_key,  # type: ignore[arg-type]
-                        checksum_algorithm=self.options.checksum_algorithm,
-                        **self._write_args(record, None),
-                    ),
-                    record,
-                )
+                upload_id = self._create_upload(record)
                 self.journal.set_upload(record, upload_id, part_size)
         except BaseException as err:  # noqa: BLE001
-            self._record_failure(record, err, keep_upload=upload_id is not None)
+            self._record_failure(record, err, upload_id=upload_id)
             return
         assert upload_id is not None
         job = _MultipartJob(record, upload_id, part_size, completed, self.options.checksum_algorithm)
@@ -542,14 +660,63 @@ class Transfer:
             _, length = job.part_range(part_number)
             self._submit(length, self._copy_part, job, part_number, owned)
 
+    def _create_upload(self, record: ObjectRecord) -> str:
+        """CreateMultipartUpload, journaled as an intent first; a retried create leaves no second upload behind."""
+        assert record.dest_bucket and record.dest_key
+        self.journal.intend_upload(record)
+        attempts = 0
+
+        def create() -> str:
+            nonlocal attempts
+            attempts += 1
+            with self._talking_to(self.destination.endpoint):
+                return self.destination.create_multipart_upload(
+                    record.dest_bucket,  # type: ignore[arg-type]
+                    record.dest_key,  # type: ignore[arg-type]
+                    checksum_algorithm=self.options.checksum_algorithm,
+                    **self._write_args(record, None),
+                )
+
+        upload_id: str = self._retry(create, record)
+        _crash_point("after-create-multipart")
+        if attempts > 1:
+            # An earlier attempt may have created an upload whose answer was lost.
+            self._abort_strays(record.dest_bucket, record.dest_key, keep=upload_id, record=record)
+        return upload_id
+
+    def _abort_strays(self, bucket: str, key: str, *, keep: str | None, record: ObjectRecord) -> None:
+        """Abort every in-progress upload under exactly `key` except `keep` (ours and current)."""
+        def listing() -> list[tuple[str, str]]:
+            with self._talking_to(self.destination.endpoint):
+                return self.destination.list_multipart_uploads(bucket, key)
+
+        uploads = self._retry(listing, record)
+        for upload_key, upload_id in uploads:
+            if upload_key == key and upload_id != keep:
+                self._abort_upload(record, upload_id, bucket=bucket, key=key)
+
+    def sweep_upload_intents(self) -> None:
+        """At start: uploads created by a run killed before it journaled their UploadId are found and aborted."""
+        for row in self.journal.intended_uploads():
+            stub = ObjectRecord(source_bucket=row.source_bucket, source_key=row.source_key, size=row.size)
+            try:
+                self._abort_strays(row.dest_bucket, row.dest_key, keep=row.upload_id, record=stub)
+            except (ObjectError, TransientError) as err:
+                log.warning("could not list the multipart uploads of %s: %s", row.dest_key, err)
+                continue
+            self.journal.clear_intent(row.source_bucket, row.source_key)
+
     def _resume(self, record: ObjectRecord, previous: JournalRow) -> tuple[str | None, int, dict[int, CompletedPart]]:
         """Parts both the journal and ListParts agree on; (None, ...) when the upload is gone."""
         assert previous.upload_id and previous.part_size and record.dest_bucket and record.dest_key
+        def listing() -> dict[int, dict[str, Any]]:
+            with self._talking_to(self.destination.endpoint):
+                return self.destination.list_parts(record.dest_bucket, record.dest_key, previous.upload_id)  # type: ignore[arg-type]
+
         try:
-            remote = self._retry(lambda: self.destination.list_parts(record.dest_bucket, record.dest_key, previous.upload_id), record)  # type: ignore[arg-type]
-        except UploadGone:
-            self.journal.forget_parts(previous.upload_id)
-            self.journal.set_upload(record, None, None)
+            remote = self._retry(listing, record)
+        except (UploadGone, ObjectNotFound):
+            # ObjectNotFound too: S3 answers a vanished upload with 404 NoSuchUpload.
             return None, choose_part_size(record.size, self.options.part_size), {}
         local = self.journal.parts(previous.upload_id)
         agreed = {
@@ -559,6 +726,39 @@ class Transfer:
         }
         log.info("resuming %s/%s: %d of its parts already uploaded", record.source_bucket, record.source_key, len(agreed))
         return previous.upload_id, previous.part_size, agreed
+
+    def _is_our_completed_upload(self, record: ObjectRecord, previous: JournalRow) -> bool:
+        """The journaled upload is gone: did it complete (a kill after CompleteMultipartUpload, before the journal saw it)?
+
+        The destination object is ours when its size is the planned size and
+        its ETag (MD5 of the part MD5s, "-N") or composite SHA-256 is the one
+        the journaled parts make: exactly the bytes this run sent. Then it is
+        migrated under every conflict policy, `fail` included.
+        """
+        assert previous.upload_id and record.dest_bucket and record.dest_key
+        parts = [part for _, part in sorted(self.journal.parts(previous.upload_id).items())]
+        self.journal.forget_parts(previous.upload_id)
+        self.journal.set_upload(record, None, None)
+        part_count = max(1, math.ceil(record.size / previous.part_size)) if previous.part_size else 0
+        if not parts or len(parts) != part_count or [p.part_number for p in parts] != list(range(1, part_count + 1)):
+            return False
+        existing = self._head_destination(record)
+        if existing is None or existing.size != record.size:
+            return False
+        expected_etag = multipart_etag([p.etag for p in parts])
+        checksums = [p.checksum for p in parts if p.checksum]
+        expected_sha = composite_checksum(checksums) if len(checksums) == len(parts) and previous.checksum_algorithm in (None, "SHA256") else None
+        stored_sha = existing.checksums.get("sha256") if existing.checksums else None
+        if existing.etag != expected_etag and not (expected_sha and stored_sha == expected_sha):
+            return False
+        log.info("%s/%s: completed by an earlier run (its journal had not caught up)", record.source_bucket, record.source_key)
+        self.journal.done(
+            record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=expected_sha, checksum_algorithm="SHA256" if expected_sha else None
+        )
+        with self._lock:
+            self.result.skipped_existing += 1
+        self.progress.advance(objects=1, bytes_done=record.size)
+        return True
 
     def _copy_part(self, job: _MultipartJob, part_number: int, owned: bool) -> None:
         record = job.record
@@ -570,53 +770,40 @@ class Transfer:
             body, digests = self._retry(lambda: self._read_part(record, offset, length), record)
             job.hash_in_order(part_number, body)
             checksum = digests.s3_checksum()
-            etag = self._retry(
-                lambda: self.destination.upload_part(
-                    record.dest_bucket,  # type: ignore[arg-type]
-                    record.dest_key,  # type: ignore[arg-type]
-                    job.upload_id,
-                    part_number,
-                    body,  # type: ignore[arg-type]
-                    content_md5=digests.md5.digest() if digests.md5 else None,
-                    checksum=checksum,
-                    sha256_hex=digests.sha256.hexdigest(),
-                ),
-                record,
-            )
+
+            def upload() -> str:
+                with self._talking_to(self.destination.endpoint):
+                    return self.destination.upload_part(
+                        record.dest_bucket,  # type: ignore[arg-type]
+                        record.dest_key,  # type: ignore[arg-type]
+                        job.upload_id,
+                        part_number,
+                        body,  # type: ignore[arg-type]
+                        content_md5=digests.md5.digest() if digests.md5 else None,
+                        checksum=checksum,
+                        sha256_hex=digests.sha256.hexdigest(),
+                    )
+
+            etag = self._retry(upload, record)
             part = CompletedPart(part_number, length, etag, checksum[1] if checksum else None, digests.sha256.hexdigest())
             self.journal.part_done(job.upload_id, part)
+            _crash_point("after-first-part")
             self.progress.advance(bytes_done=length)
-        except _Cancelled:
+        except (_Cancelled, RunStopping):
+            job.fail(_CancelledError())
             return
         except BaseException as err:  # noqa: BLE001 - recorded on the object
             if job.fail(err if isinstance(err, MigrateError) else ObjectError(f"unexpected {type(err).__name__}: {err}")):
-                # Keep the upload: the parts sent so far are resumed next run,
-                # unless the source object itself is gone or changed.
-                keep = not isinstance(err, (SourceChanged, ObjectNotFound))
-                if not keep:
-                    self._abort(job)
-                self._record_failure(record, err, keep_upload=keep)
+                self._record_failure(record, err, upload_id=job.upload_id)
             return
         if job.part_done(part):
             self._complete(job, owned)
 
     def _read_part(self, record: ObjectRecord, offset: int, length: int) -> tuple[bytearray, Digests]:
-        info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
-        if record.source_etag and info.etag and info.etag != record.source_etag:
-            raise SourceChanged(f"{record.source_bucket}/{record.source_key}: changed at the source since the plan (eTag differs); run `migrate plan` again")
         digests = Digests(self.options.checksum_algorithm, md5=self.options.checksum_algorithm is None)
         # One buffer of the right size: no regrowth copies while the part arrives.
         body = bytearray(length)
-        view = memoryview(body)
-        received = 0
-        for chunk in chunks:
-            if received + len(chunk) > length:
-                raise IntegrityError(f"{record.source_bucket}/{record.source_key}: range at {offset} returned more than {length} bytes")
-            view[received : received + len(chunk)] = chunk
-            received += len(chunk)
-            digests.update(chunk)
-        if received != length:
-            raise IntegrityError(f"{record.source_bucket}/{record.source_key}: range at {offset} returned {received} of {length} bytes")
+        self._read_source(record, body, digests, offset=offset, length=length)
         return body, digests
 
     def _complete(self, job: _MultipartJob, owned: bool) -> None:
@@ -626,7 +813,6 @@ class Transfer:
             md5_hex = job.whole.md5.hexdigest() if job.whole and job.whole.md5 else None
             if md5_hex and is_plain_md5(record.source_etag) and md5_hex != record.source_etag:
                 # Never complete an upload whose bytes disagree with the source.
-                self._abort(job)
                 raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}); rerun `migrate run` to copy it again")
             parts = sorted(job.completed.values(), key=lambda p: p.part_number)
             algorithm = self.options.checksum_algorithm
@@ -637,21 +823,24 @@ class Transfer:
                     entry[f"Checksum{algorithm}"] = part.checksum
                 payload.append(entry)
             conditional = not owned and self.options.on_conflict != "overwrite"
-            etag = self._retry(
-                lambda: self.destination.complete_multipart_upload(
-                    record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional  # type: ignore[arg-type]
-                ),
-                record,
-            )
+
+            def complete() -> str:
+                with self._talking_to(self.destination.endpoint):
+                    return self.destination.complete_multipart_upload(
+                        record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional  # type: ignore[arg-type]
+                    )
+
+            etag = self._retry(complete, record)
+            _crash_point("after-complete")
         except ConditionalWriteFailed:
             self._abort(job)
             try:
                 self._settle_existing(record)
             except BaseException as err:  # noqa: BLE001 - recorded on the object
-                self._record_failure(record, err, keep_upload=False)
+                self._record_failure(record, err)
             return
         except BaseException as err:  # noqa: BLE001
-            self._record_failure(record, err, keep_upload=not isinstance(err, IntegrityError))
+            self._record_failure(record, err, upload_id=job.upload_id)
             return
         checksums = [p.checksum for p in parts if p.checksum]
         self.journal.done(
@@ -668,34 +857,45 @@ class Transfer:
         self.progress.advance(objects=1)
 
     def _abort(self, job: _MultipartJob) -> None:
-        record = job.record
+        self._abort_upload(job.record, job.upload_id)
+
+    def _abort_upload(self, record: ObjectRecord, upload_id: str, *, bucket: str | None = None, key: str | None = None) -> None:
+        """Abort one upload (retried); forget it in the journal only once the destination confirmed."""
+        bucket, key = bucket or record.dest_bucket, key or record.dest_key
+        assert bucket and key
+
+        def abort() -> None:
+            with self._talking_to(self.destination.endpoint):
+                self.destination.abort_multipart_upload(bucket, key, upload_id)  # type: ignore[arg-type]
+
         try:
-            self.destination.abort_multipart_upload(record.dest_bucket, record.dest_key, job.upload_id)  # type: ignore[arg-type]
-            self.journal.forget_parts(job.upload_id)
+            self._retry(abort, record)
+        except (MigrateError, RunStopping) as err:
+            log.warning("could not abort the multipart upload of %s: %s", key, err)
+            return
+        self.journal.forget_parts(upload_id)
+        row = self.journal.row(record.source_bucket, record.source_key)
+        if row is not None and row.upload_id == upload_id:
             self.journal.set_upload(record, None, None)
-            with self._lock:
-                self.result.aborted_uploads += 1
-        except MigrateError as err:
-            log.warning("could not abort the multipart upload of %s: %s", record.dest_key, err)
+        with self._lock:
+            self.result.aborted_uploads += 1
 
     def abort_orphans(self, rows: Iterable[JournalRow]) -> None:
         """Abort uploads we started for objects this run no longer copies."""
         for row in rows:
             if not row.upload_id:
                 continue
-            try:
-                self.destination.abort_multipart_upload(row.dest_bucket, row.dest_key, row.upload_id)
-            except MigrateError as err:
-                log.warning("could not abort the multipart upload of %s: %s", row.dest_key, err)
-                continue
-            self.journal.forget_parts(row.upload_id)
             stub = ObjectRecord(source_bucket=row.source_bucket, source_key=row.source_key, size=row.size)
-            self.journal.set_upload(stub, None, None)
-            self.result.aborted_uploads += 1
+            self._abort_upload(stub, row.upload_id, bucket=row.dest_bucket, key=row.dest_key)
 
     # -- driving -----------------------------------------------------------
     def run(self, records: Iterable[ObjectRecord]) -> TransferResult:
         started = time.monotonic()
+        try:
+            self.remove_stray_probes()
+            self.sweep_upload_intents()
+        except FatalError:
+            raise
         open_uploads = {(row.source_bucket, row.source_key): row for row in self.journal.open_uploads()}
         probed: set[str] = set()
         try:
@@ -830,95 +1030,7 @@ def transfer_objects(
     return result
 
 
-@dataclass
-class RunOutcome:
-    """`run_migration`'s answer: the transfer result plus where things are."""
-
-    result: TransferResult
-    run_dir: Path
-    replanned: bool
-    plan_summary: str | None = None
-
-
-def run_migration(
-    plan: "Plan",
-    *,
-    state_dir: str | Path | None = None,
-    reports_dir: str | Path = "reports",
-    workers: int | None = None,
-    replan: bool = False,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-    source: SourceStore | None = None,
-    destination: S3Store | None = None,
-) -> RunOutcome:
-    """Move every `copy` object of the plan's manifest that is not already migrated.
-
-    Plans first when there is no manifest, when the plan changed since the
-    manifest was made, or when `replan` is set (to pick up new or changed
-    source objects for an incremental sync). Refuses to start while the
-    manifest has collisions.
-    """
-    from migrate.inventory import copy_records, load_manifest, plan_migration
-    from migrate.rundir import RunDirectory
-    from migrate.stores.factory import open_destination, open_source
-
-    run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
-    info = run_dir.read_info()
-    replanned = False
-    plan_summary = None
-    concurrency = workers or plan.transfer.concurrency
-    owns_source, owns_destination = source is None, destination is None
-    source = source or open_source(plan, concurrency=concurrency)
-    destination = destination or open_destination(plan, concurrency=concurrency)
-    try:
-        if replan or info is None or not run_dir.manifest.exists() or info.get("plan_fingerprint") != plan.fingerprint():
-            planned = plan_migration(plan, state_dir=state_dir, reports_dir=reports_dir, source=source)
-            replanned, plan_summary = True, planned.summary_text()
-        manifest = load_manifest(run_dir)
-        collisions = manifest.filter(pl.col("action") == "collision").height
-        if collisions:
-            raise UserInputError(
-                f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
-                "fix the rules (see the plan summary) and run `migrate plan` again"
-            )
-        destination.check_bucket(plan.destination.bucket)
-        options = TransferOptions(
-            concurrency=concurrency,
-            part_size=plan.transfer.part_size,
-            multipart_threshold=plan.transfer.multipart_threshold,
-            max_attempts=plan.transfer.max_attempts,
-            checksum_algorithm=plan.transfer.checksum_algorithm,
-            server_side_encryption=plan.destination.server_side_encryption,
-            kms_key_id=plan.destination.kms_key_id,
-            on_conflict=plan.destination.on_conflict,
-        )
-        copies = manifest.filter(pl.col("action") == "copy")
-        if progress is not None:
-            progress.start(objects=copies.height, total_bytes=int(copies["size"].sum() or 0), description="objects")
-        with TransferJournal(run_dir.journal) as journal:
-            run_id = journal.start_run(plan.fingerprint())
-            result = TransferResult()
-            try:
-                result = transfer_objects(
-                    copy_records(manifest), source=source, destination=destination, journal=journal, options=options, progress=progress, stop=stop
-                )
-            finally:
-                outcome = "interrupted" if result.interrupted else ("ok" if result.ok else "incomplete")
-                journal.finish_run(run_id, outcome=outcome, copied=result.copied, failed=len(result.failures), bytes_copied=result.bytes_copied)
-    finally:
-        if progress is not None:
-            progress.close()
-        if owns_source:
-            source.close()
-        if owns_destination:
-            destination.close()
-    return RunOutcome(result=result, run_dir=run_dir.path, replanned=replanned, plan_summary=plan_summary)
-
-
 __all__ = [
-    "RunOutcome",
-    "run_migration",
     "TransferOptions",
     "TransferResult",
     "TransferFailure",

@@ -55,7 +55,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import polars as pl
@@ -79,6 +78,7 @@ from migrate.report import (
     VerificationReport,
     empty_report,
 )
+from migrate.ratelimit import UNLIMITED, RateLimits
 from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
@@ -111,6 +111,9 @@ class VerifyOptions:
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     expect_prefixes: tuple[tuple[str, str], ...] = ()
+    # The plan's transfer.max_bandwidth / max_requests_per_second hold for verify's reads too.
+    max_bandwidth: int | None = None
+    max_requests_per_second: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -330,7 +333,9 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _hash_stream(store: SourceStore, bucket: str, key: str, *, stop: threading.Event | None = None) -> tuple[ObjectInfo, int, str]:
+def _hash_stream(
+    store: SourceStore, bucket: str, key: str, *, stop: threading.Event | None = None, limits: RateLimits = UNLIMITED
+) -> tuple[ObjectInfo, int, str]:
     """(response info, bytes read, SHA-256 hex) of one full read; one chunk in memory at a time."""
     info, chunks = store.open(bucket, key)
     digest = hashlib.sha256()
@@ -341,6 +346,7 @@ def _hash_stream(store: SourceStore, bucket: str, key: str, *, stop: threading.E
             if close is not None:
                 close()  # releases the connection (the generator's finally)
             raise _Stopped()
+        limits.read(len(chunk), stop=stop)
         digest.update(chunk)
         length += len(chunk)
     return info, length, digest.hexdigest()
@@ -364,6 +370,7 @@ class _Audit:
         self.options = options
         self.progress = progress
         self.throttle = Throttle()
+        self.limits = RateLimits(bytes_per_second=options.max_bandwidth, requests_per_second=options.max_requests_per_second)
         self.stop = threading.Event()
         self.sink = _RowSink()
         self._lock = threading.Lock()
@@ -527,7 +534,11 @@ class _Audit:
         self.stop.set()
 
     def _retry(self, func: Callable[[], Any]) -> Any:
-        return call_with_retries(func, max_attempts=self.options.max_attempts, throttle=self.throttle)
+        def attempt() -> Any:
+            self.limits.request(stop=self.stop)
+            return func()
+
+        return call_with_retries(attempt, max_attempts=self.options.max_attempts, throttle=self.throttle)
 
     # -- one object --------------------------------------------------------
     def _check(self, seq: int, record: ObjectRecord, journal_row: JournalRow | None) -> None:
@@ -603,12 +614,12 @@ class _Audit:
     def _check_deep(self, record: ObjectRecord) -> dict[str, Any]:
         assert record.dest_bucket and record.dest_key
         try:
-            dest, dest_length, dest_sha = self._retry(lambda: _hash_stream(self.destination, record.dest_bucket, record.dest_key, stop=self.stop))  # type: ignore[arg-type]
+            dest, dest_length, dest_sha = self._retry(lambda: _hash_stream(self.destination, record.dest_bucket, record.dest_key, stop=self.stop, limits=self.limits))  # type: ignore[arg-type]
         except ObjectNotFound:
             return _record_row(record, "deep", status=MISSING, detail="not at the destination")
         found = {"dest_size": dest_length, "dest_etag": dest.etag}
         try:
-            source, source_length, source_sha = self._retry(lambda: _hash_stream(self.source, record.source_bucket, record.source_key, stop=self.stop))
+            source, source_length, source_sha = self._retry(lambda: _hash_stream(self.source, record.source_bucket, record.source_key, stop=self.stop, limits=self.limits))
         except ObjectNotFound as err:
             return _record_row(
                 record, "deep", status=ERROR, detail=f"could not check: the source object is gone ({err}), nothing to compare with", **found
@@ -918,79 +929,11 @@ __all__ = [
     "verify_migration",
     "inventory_frame",
     "catalog_cross_check",
+    "catalog_rows_for_plan",
 ]
 
 
-# -- the stage, from a plan ---------------------------------------------------------
-def verify_plan(
-    plan: "Plan",
-    *,
-    mode: str | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-    fresh: bool = False,
-    state_dir: str | Path | None = None,
-    reports_dir: str | Path = "reports",
-    progress: Progress | None = None,
-) -> VerificationReport:
-    """Audit a plan's migration and write the report under `reports_dir`.
-
-    Uses the plan's manifest (or re-inventories the source first with
-    `fresh`, which also refreshes the manifest) and the run journal when
-    there is one. With a Supabase `database_url`, the catalog is
-    cross-checked against the REST listing and the differences reported in
-    their own section. Nothing is written to the source or the destination.
-    """
-    from migrate.inventory import load_manifest, plan_migration
-    from migrate.rundir import RunDirectory
-    from migrate.stores.factory import open_destination, open_source
-
-    run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
-    if fresh:
-        plan_migration(plan, state_dir=state_dir, reports_dir=reports_dir)
-    if not run_dir.manifest.exists():
-        raise UserInputError(f"{plan.path or plan.name}: no manifest yet; run `migrate plan` (and `migrate run`) first, or pass --fresh")
-    manifest = load_manifest(run_dir)
-    settings = plan.verify
-    if sample is None and settings.sample_percent:
-        sample = max(1, round(manifest.filter(pl.col("action").is_in(["copy", "skip-existing"])).height * settings.sample_percent / 100))
-    options = VerifyOptions(
-        mode=(mode or settings.mode),  # type: ignore[arg-type]
-        concurrency=settings.concurrency,
-        sample=sample if sample is not None else settings.sample,
-        seed=seed,
-        max_attempts=plan.transfer.max_attempts,
-        server_side_encryption=plan.destination.server_side_encryption,
-        kms_key_id=plan.destination.kms_key_id,
-        expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
-    )
-    source = open_source(plan, concurrency=options.concurrency, fetch_user_metadata=False)
-    destination = open_destination(plan, concurrency=options.concurrency)
-    journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
-    try:
-        destination.check_bucket(plan.destination.bucket)
-        catalog_rows = _catalog_rows(plan, source)
-        records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
-        report = verify_migration(
-            records,
-            plan_name=plan.name,
-            source=source,
-            destination=destination,
-            journal=journal,
-            options=options,
-            progress=progress,
-            catalog_rows=catalog_rows,
-        )
-    finally:
-        if journal is not None:
-            journal.close()
-        source.close()
-        destination.close()
-    report.write(reports_dir)
-    return report
-
-
-def _catalog_rows(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
+def catalog_rows_for_plan(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
     """Catalog (storage.objects) vs REST listing, for the plan's buckets and prefixes; None without a catalog."""
     from migrate.stores.catalog import CatalogStore
 

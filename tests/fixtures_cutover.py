@@ -102,7 +102,7 @@ cutover:
         return load_plan(self.plan_path)
 
     def migrate(self, *, replan: bool = False) -> None:
-        from migrate.transfer import run_migration
+        from migrate.pipeline import run_migration
 
         outcome = run_migration(self.plan(), state_dir=self.state_dir, reports_dir=self.tmp / "reports", replan=replan)
         assert outcome.result.ok, outcome.result.failures

@@ -846,6 +846,7 @@ def test_filters_tiers_and_settings_load():
         "  max_attempts: 3\n"
         "  checksum_algorithm: crc64nvme\n"
         "  max_bandwidth: 50MiB/s\n"
+        "  max_requests_per_second: 25.5\n"
         "verify: {mode: deep, concurrency: 8, sample: 250}\n"
         "costs:\n"
         "  currency: EUR\n"
@@ -876,6 +877,7 @@ def test_filters_tiers_and_settings_load():
         "CRC64NVME",
         50 * MiB,
     )
+    assert t.max_requests_per_second == 25.5
     assert (plan.verify.mode, plan.verify.concurrency, plan.verify.sample) == ("deep", 8, 250)
     c = plan.costs
     assert c.currency == "EUR"

@@ -462,3 +462,52 @@ def test_skip_policy_uses_conditional_writes_instead_of_a_head_per_object(
     else:
         assert sorted(writer.heads) == [f"moved/k{i}" for i in range(6)]
     assert not [k for k in seaweed.client().list_objects_v2(Bucket=dest).get("Contents", []) if ".migrate-probe" in k["Key"]]
+
+
+def test_bandwidth_limit_holds_across_all_workers(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """transfer.max_bandwidth: 3 MiB over 4 workers at 1 MiB/s takes at least (3 MiB - one second's burst) / rate."""
+    source, dest = buckets
+    sizes = {f"bw/{n}": 768 * 1024 for n in range(4)}
+    data = _seed(seaweed, source, sizes)
+    store = _store(seaweed)
+    started = time.monotonic()
+    result = transfer_objects(
+        _records(store, source, dest), source=store, destination=store, journal=journal, options=_options(max_bandwidth=MiB)
+    )
+    elapsed = time.monotonic() - started
+    assert result.ok, result.failures
+    assert elapsed >= (sum(sizes.values()) - MiB) / MiB  # >= 2 s: the lower bound the limit implies
+    _assert_copied(seaweed, dest, data)
+
+
+def test_request_rate_limit_holds_across_all_workers(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """transfer.max_requests_per_second: 12 small objects = 24 requests (a GET and a PUT each) at 10/s take >= 2.3 s."""
+    source, dest = buckets
+    sizes = {f"rps/{n}": 10 for n in range(12)}
+    data = _seed(seaweed, source, sizes)
+    store = _store(seaweed)
+    records = _records(store, source, dest)
+    started = time.monotonic()
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(max_requests_per_second=10.0))
+    elapsed = time.monotonic() - started
+    assert result.ok, result.failures
+    assert elapsed >= (2 * len(sizes) - 1) / 10.0
+    _assert_copied(seaweed, dest, data)
+
+
+def test_a_truncated_s3_error_body_is_a_retried_transient_fault(seaweed: Any, buckets: tuple[str, str]) -> None:
+    """The 404 answer's XML is cut short by the fault proxy: a TransientError (retried), then the real answer."""
+    from migrate.errors import ObjectNotFound, TransientError
+    from migrate.retry import call_with_retries
+
+    source, _ = buckets
+    host, port = seaweed.endpoint_url.removeprefix("http://").split(":")
+    with FaultProxy(host, int(port)) as proxy:
+        store = _store(seaweed, proxy.endpoint_url)
+        proxy.add(FaultRule(action="truncate", method="GET", path=rf"/{source}/missing", after_bytes=20, count=1))
+        with pytest.raises(TransientError):
+            store.open(source, "missing")
+        proxy.add(FaultRule(action="truncate", method="GET", path=rf"/{source}/missing", after_bytes=20, count=1))
+        with pytest.raises(ObjectNotFound):
+            call_with_retries(lambda: store.open(source, "missing"), max_attempts=3)
+        assert [action for action, _, _ in proxy.injected] == ["truncate", "truncate"]

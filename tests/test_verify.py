@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import time
 import tracemalloc
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -534,3 +535,20 @@ def test_catalog_rows_do_not_fail_the_migration(migrated: Migrated) -> None:
     )
     assert report.counts()["catalog-only"] == 1 and report.exit_status == ExitStatus.OK
     assert "Supabase catalog cross-check" in report.to_html()
+
+
+def test_deep_verify_reads_obey_the_plan_rate_limits(migrated: Migrated) -> None:
+    """transfer.max_bandwidth / max_requests_per_second hold for verify's reads: lower bounds only."""
+    total = sum(SIZES.values())
+    started = time.monotonic()
+    rows = migrated.verify(mode="deep", max_bandwidth=4 * MiB)
+    elapsed = time.monotonic() - started
+    assert set(_statuses(rows).values()) == {"match"}
+    # Both sides are read in deep mode: 2 x total bytes at 4 MiB/s, less one second's burst.
+    assert elapsed >= (2 * total - 4 * MiB) / (4 * MiB)
+    started = time.monotonic()
+    rows = migrated.verify(mode="deep", max_requests_per_second=10.0)
+    elapsed = time.monotonic() - started
+    assert set(_statuses(rows).values()) == {"match"}
+    # At least one source read and one destination read per record.
+    assert elapsed >= (2 * len(SIZES) - 1) / 10.0

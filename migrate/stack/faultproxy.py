@@ -61,10 +61,24 @@ class FaultProxy:
         self.rules: list[FaultRule] = []
         self.injected: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
 
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
@@ -74,19 +88,43 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
+        self._handler = Handler
         self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.endpoint_url = f"http://{LOOPBACK}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.down = False
 
     def __enter__(self) -> "FaultProxy":
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if not self.down:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def go_down(self) -> None:
+        """The endpoint dies: new connections are refused and open ones are reset (a killed server, as clients see it)."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.down = True
+
+    def come_back(self) -> None:
+        """The endpoint is back on the same port."""
+        self._server = ThreadingHTTPServer((LOOPBACK, self.port), self._handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.down = False
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:

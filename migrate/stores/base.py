@@ -83,6 +83,11 @@ class SourceStore(ABC):
         """Stream the bytes of `key` (see `open`)."""
         return self.open(bucket, key, offset=offset, length=length)[1]
 
+    @property
+    def endpoint(self) -> str:
+        """Where this store talks to, for messages (never with credentials)."""
+        return self.kind
+
     def close(self) -> None:
         """Release connections."""
 

@@ -53,6 +53,10 @@ class CatalogStore(SourceStore):
 
     kind = "supabase-catalog"
 
+    @property
+    def endpoint(self) -> str:
+        return self.rest.endpoint
+
     def __init__(self, database_url: str, rest: SupabaseStore):
         self.database_url = database_url
         info = psycopg.conninfo.conninfo_to_dict(database_url)

@@ -231,6 +231,10 @@ class S3Store(SourceStore):
                 translate=lambda err, what: translate_error(err, what=what),
             )
 
+    @property
+    def endpoint(self) -> str:
+        return self.location.endpoint_url or f"S3 ({self.location.region or 'us-east-1'})"
+
     # -- helpers -----------------------------------------------------------
     def _call(self, what: str, method: str, **kwargs: Any) -> Any:
         try:
@@ -498,15 +502,21 @@ class S3Store(SourceStore):
         except UploadGone:
             pass
 
-    def supports_conditional_writes(self, bucket: str) -> bool:
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one key (used only for our own probe objects; never on the source)."""
+        self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+
+    def supports_conditional_writes(self, bucket: str, key: str | None = None) -> bool:
         """Write a probe key twice with If-None-Match: *; True when the second write is refused.
 
-        The probe (`.migrate-probe-<random>`, zero bytes) is deleted again. Any
-        error means "not known to work": callers then HEAD before writing.
+        The probe (`key`, default `.migrate-probe-<random>`, zero bytes) is
+        deleted again; the engine journals the key first so that a probe
+        left by a killed run is deleted at the next start. Any error means
+        "not known to work": callers then HEAD before writing.
         """
         import uuid
 
-        key = f".migrate-probe-{uuid.uuid4().hex}"
+        key = key or f".migrate-probe-{uuid.uuid4().hex}"
         empty_md5 = hashlib.md5(b"").digest()
         try:
             self.put_object(bucket, key, b"", content_md5=empty_md5, if_none_match=True, **_NO_SETTINGS)

@@ -174,7 +174,12 @@ class S3HttpClient:
             self._drop(host)
             raise TransientError(f"{what}: connection problem talking to S3 ({type(err).__name__})") from err
         if response.status >= 300:
-            payload = response.read()
+            try:
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as err:
+                # A truncated error body is a connection fault like any other: retried, never "unexpected IncompleteRead".
+                self._drop(host)
+                raise TransientError(f"{what}: S3 error answer cut off (HTTP {response.status}, {type(err).__name__})") from err
             if response.will_close:
                 self._drop(host)
             raise self._translate(_client_error(response, payload, method), what)

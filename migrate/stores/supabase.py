@@ -98,6 +98,10 @@ class SupabaseStore(SourceStore):
 
     kind = "supabase"
 
+    @property
+    def endpoint(self) -> str:
+        return self.url
+
     def __init__(
         self,
         url: str,

@@ -52,19 +52,18 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
     from migrate.progress import TqdmProgress
 
     plan = _load(args)
-    from migrate.deletions import record_removed, snapshot_manifest
+    from migrate.deletions import manifest_snapshot
     from migrate.rundir import RunDirectory
 
-    run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
-    had_manifest = snapshot_manifest(run_dir)
-    result = plan_stage(
-        plan,
-        state_dir=args.state_dir,
-        reports_dir=args.reports_dir,
-        check_destination=args.check_destination,
-        use_catalog=False if args.rest else None,
-        progress=TqdmProgress(enabled=None if not args.json else False),
-    )
+    with manifest_snapshot(RunDirectory.for_plan(plan.name, state_dir=args.state_dir)) as snapshot:
+        result = plan_stage(
+            plan,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            check_destination=args.check_destination,
+            use_catalog=False if args.rest else None,
+            progress=TqdmProgress(enabled=None if not args.json else False),
+        )
     if args.json:
         print(json.dumps({**result.summary, "manifest": str(result.run_dir.manifest), "report_dir": str(result.report_dir)}, indent=2, default=str))
     else:
@@ -72,7 +71,7 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         print()
         print(f"Manifest: {result.run_dir.manifest}")
         print(f"Summary:  {result.report_dir / 'summary.md'}")
-    if had_manifest and record_removed(run_dir) and not args.json:
+    if snapshot.added and not args.json:
         print(f"Some objects were deleted at the source since the last plan; `migrate run {args.plan} --replan` reports them.")
     if not result.runnable:
         print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
@@ -91,21 +90,21 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     plan = _load(args)
     if args.delete_removed and not args.replan:
         raise UserInputError("--delete-removed needs --replan: deletions are found by planning again")
-    from migrate.deletions import snapshot_manifest
+    from migrate.deletions import manifest_snapshot
     from migrate.rundir import RunDirectory
 
     run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
-    had_manifest = snapshot_manifest(run_dir)
-    outcome = run_migration(
-        plan,
-        state_dir=args.state_dir,
-        reports_dir=args.reports_dir,
-        workers=args.workers,
-        replan=args.replan,
-        progress=TqdmProgress(enabled=False if args.no_progress else None),
-    )
+    with manifest_snapshot(run_dir):
+        outcome = run_migration(
+            plan,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            workers=args.workers,
+            replan=args.replan,
+            progress=TqdmProgress(enabled=False if args.no_progress else None),
+        )
     result = outcome.result
-    if had_manifest and outcome.replanned:
+    if outcome.replanned:
         _report_removed(args, run_dir, plan)
     if outcome.replanned:
         print(f"Planned first (no manifest yet, the plan changed, or --replan): {outcome.run_dir / 'manifest.parquet'}")
@@ -133,10 +132,9 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
 
 def _report_removed(args: argparse.Namespace, run_dir: "RunDirectory", plan: "Plan") -> None:
     """The final delta's deletions: count objects deleted at the source; delete their copies only when asked."""
-    from migrate.deletions import delete_removed, pending_removals, record_removed, removal_counts
+    from migrate.deletions import delete_removed, pending_removals, removal_counts
     from migrate.estimate import human_size
 
-    record_removed(run_dir)
     counts = removal_counts(run_dir)
     if not counts["pending"]:
         return

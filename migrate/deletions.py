@@ -2,9 +2,9 @@
 
 `migrate run --replan` copies what is new or changed. Around it:
 
-1. `snapshot_manifest(run_dir)` keeps the manifest as it was
-   (`manifest.previous.parquet`, a hard link, so no copy is made);
-2. after the new plan, `record_removed(run_dir)` compares the two: a row that
+1. `manifest_snapshot(run_dir)` keeps the manifest as it was while `plan` or
+   `run` works (a hard link, so no copy is made; removed afterwards);
+2. when a new manifest replaced it, `record_removed` compares the two: a row that
    was migrated before and whose source object is in no row of the new
    manifest was deleted at the source. Only objects this plan wrote (its
    transfer journal says `done` for that destination key) and whose
@@ -21,8 +21,10 @@ Nothing is deleted unless the caller asks (`migrate run --delete-removed
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -73,29 +75,53 @@ class DeletionResult:
     failed: dict[str, str] = field(default_factory=dict)  # dest key -> error code
 
 
-def previous_manifest(run_dir: RunDirectory) -> Path:
-    return run_dir.path / "manifest.previous.parquet"
-
-
 def removals_path(run_dir: RunDirectory) -> Path:
     return run_dir.path / "removals.sqlite"
 
 
-def snapshot_manifest(run_dir: RunDirectory) -> bool:
-    """Keep the current manifest as the previous one (before planning again); False when there is none."""
-    if not run_dir.manifest.exists():
-        return False
-    target = previous_manifest(run_dir)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(run_dir.manifest, tmp)
-    except OSError:
-        import shutil
+@dataclass
+class ManifestSnapshot:
+    """The manifest as it was before a stage ran; `added` is how many removals the comparison recorded."""
 
-        shutil.copyfile(run_dir.manifest, tmp)
-    os.replace(tmp, target)
-    return True
+    path: Path | None
+    stamp: tuple[int, int] | None
+    added: int = 0
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:  # no manifest (or no run directory at all): nothing to compare
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+@contextmanager
+def manifest_snapshot(run_dir: RunDirectory) -> Iterator[ManifestSnapshot]:
+    """Keep the manifest as it is (a hard link) while the block runs; afterwards record what it lost.
+
+    When the block replaced the manifest (a plan, a replan), `record_removed`
+    compares old and new, even if the block then failed (the new manifest is
+    what later stages see). When it did not, nothing is written. The link is
+    removed either way.
+    """
+    snapshot = ManifestSnapshot(path=None, stamp=_stamp(run_dir.manifest))
+    if snapshot.stamp is not None:
+        snapshot.path = run_dir.path / f".manifest.previous.{os.getpid()}.parquet"
+        snapshot.path.unlink(missing_ok=True)
+        try:
+            os.link(run_dir.manifest, snapshot.path)
+        except OSError:
+            shutil.copyfile(run_dir.manifest, snapshot.path)
+    try:
+        yield snapshot
+    finally:
+        try:
+            if snapshot.path is not None and _stamp(run_dir.manifest) not in (None, snapshot.stamp):
+                snapshot.added = record_removed(run_dir, previous=snapshot.path)
+        finally:
+            if snapshot.path is not None:
+                snapshot.path.unlink(missing_ok=True)
 
 
 def _connect(run_dir: RunDirectory) -> sqlite3.Connection:
@@ -104,12 +130,11 @@ def _connect(run_dir: RunDirectory) -> sqlite3.Connection:
     return connection
 
 
-def record_removed(run_dir: RunDirectory) -> int:
-    """Compare the previous and the new manifest; record newly removed objects. Returns how many were added.
+def record_removed(run_dir: RunDirectory, *, previous: Path) -> int:
+    """Compare `previous` with the run directory's manifest; record newly removed objects. Returns how many.
 
     Also forgets pending removals whose source object is back in the new manifest.
     """
-    previous = previous_manifest(run_dir)
     if not previous.exists() or not run_dir.manifest.exists():
         return 0
     new = pl.scan_parquet(run_dir.manifest)

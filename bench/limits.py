@@ -20,7 +20,8 @@ from migrate.journal import TransferJournal
 from migrate.records import ObjectRecord
 from migrate.stack.seaweed import launch
 from migrate.stores.s3 import S3Location, S3Store
-from migrate.transfer import MiB, TransferOptions, transfer_objects
+from migrate.checksums import MiB
+from migrate.transfer import TransferOptions, transfer_objects
 
 
 def _copy(store: S3Store, client: object, records: list[ObjectRecord], work: Path, **limits: float) -> float:

@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from migrate import __version__
 from migrate.errors import ExitStatus, MigrateError, UserInputError
@@ -62,6 +62,8 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
             reports_dir=args.reports_dir,
             check_destination=args.check_destination,
             use_catalog=False if args.rest else None,
+            audit_source=args.audit_source,
+            audit_sample=args.sample,
             progress=TqdmProgress(enabled=None if not args.json else False),
         )
     if args.json:
@@ -74,7 +76,17 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
     if snapshot.added and not args.json:
         print(f"Some objects were deleted at the source since the last plan; `migrate run {args.plan} --replan` reports them.")
     if not result.runnable:
-        print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        if result.collisions:
+            print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
+        else:
+            print(
+                f"migrate: {result.unwritable} objects cannot be written to S3 as they are (see Problems above); "
+                f"exclude them in {args.plan} (filters.exclude) or fix them at the source, and plan again",
+                file=sys.stderr,
+            )
+        return ExitStatus.INCOMPLETE
+    if result.source_audit is not None and result.source_audit.missing:
+        print(f"migrate: {len(result.source_audit.missing)} objects have a catalog row but no bytes at the source (see {result.report_dir / 'source-audit.csv'})", file=sys.stderr)
         return ExitStatus.INCOMPLETE
     if not args.json:
         print(f"Nothing was written to the destination. Next: migrate run {args.plan}")
@@ -86,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.estimate import human_size
     from migrate.progress import TqdmProgress
     from migrate.pipeline import run_migration
+    from migrate.transfer import SOURCE_CHANGED
 
     plan = _load(args)
     if args.delete_removed and not args.replan:
@@ -94,15 +107,21 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.rundir import RunDirectory
 
     run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
-    with manifest_snapshot(run_dir):
-        outcome = run_migration(
-            plan,
-            state_dir=args.state_dir,
-            reports_dir=args.reports_dir,
-            workers=args.workers,
-            replan=args.replan,
-            progress=TqdmProgress(enabled=False if args.no_progress else None),
-        )
+    executor = _executor(args, plan)
+    try:
+        with manifest_snapshot(run_dir):
+            outcome = run_migration(
+                plan,
+                state_dir=args.state_dir,
+                reports_dir=args.reports_dir,
+                workers=args.workers,
+                replan=args.replan,
+                progress=TqdmProgress(enabled=False if args.no_progress else None),
+                executor=executor,
+            )
+    finally:
+        if executor is not None:
+            executor.close()
     result = outcome.result
     if outcome.replanned:
         _report_removed(args, run_dir, plan)
@@ -116,6 +135,9 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     )
     if result.resumed_parts or result.aborted_uploads:
         print(f"Resumed {result.resumed_parts} multipart parts; aborted {result.aborted_uploads} abandoned uploads.")
+    if executor is not None:
+        for worker, stats in sorted(executor.workers.items()):
+            print(f"  worker {worker}: {stats.shards} shards, {stats.objects} objects, {human_size(stats.bytes)} at {stats.mib_per_second:.1f} MiB/s")
     for failure in result.failures[:10]:
         print(redact(f"  failed: {failure.source_bucket}/{failure.source_key}: {failure.error}"), file=sys.stderr)
     if len(result.failures) > 10:
@@ -123,6 +145,9 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     if result.interrupted:
         print(f"migrate: interrupted; finished objects and parts are journaled. Rerun `migrate run {args.plan}` to continue.", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    changed = sum(1 for failure in result.failures if SOURCE_CHANGED in failure.error)
+    if changed:
+        print(f"migrate: {changed} objects changed at the source since the plan; run `migrate run --replan {args.plan}` to plan them again and copy them", file=sys.stderr)
     if result.failures:
         print(f"migrate: {len(result.failures)} objects were not migrated; rerun `migrate run {args.plan}` to retry them", file=sys.stderr)
         return ExitStatus.INCOMPLETE
@@ -154,6 +179,28 @@ def _report_removed(args: argparse.Namespace, run_dir: "RunDirectory", plan: "Pl
     print(f"Deleted {deleted.deleted} objects ({human_size(deleted.bytes_deleted)}) at the destination; journaled in {run_dir.path / 'removals.sqlite'}.")
     for key, code in list(deleted.failed.items())[:10]:
         print(f"  not deleted: {key}: {code}", file=sys.stderr)
+
+
+def _executor(args: argparse.Namespace, plan: "Plan") -> Any:
+    """The cluster executor `--executor dask` asks for, or None for local threads."""
+    if getattr(args, "executor", "local") != "dask":
+        if getattr(args, "scheduler", None) or getattr(args, "shard_objects", None):
+            raise UserInputError("--scheduler and --shard-objects go with --executor dask")
+        return None
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if not scheduler:
+        raise UserInputError("--executor dask needs --scheduler tcp://HOST:8786 (or DASK_SCHEDULER_ADDRESS)")
+    from migrate.cluster import SHARD_MAX_OBJECTS, DaskExecutor
+
+    if args.shard_objects is not None and args.shard_objects < 1:
+        raise UserInputError(f"--shard-objects must be at least 1, got {args.shard_objects}")
+    return DaskExecutor(plan, scheduler=scheduler, max_objects=args.shard_objects or SHARD_MAX_OBJECTS)
+
+
+def _add_executor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=("local", "dask"), default="local", help="local threads (default) or a Dask cluster")
+    parser.add_argument("--scheduler", help="the Dask scheduler address with --executor dask (default: DASK_SCHEDULER_ADDRESS)")
+    parser.add_argument("--shard-objects", type=int, help="objects per cluster task at most (default 2000; a shard also stops at 512 MiB)")
 
 
 def cmd_status(args: argparse.Namespace) -> ExitStatus:
@@ -204,18 +251,34 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     from migrate.pipeline import verify_plan
 
     plan = _load(args)
-    report = verify_plan(
-        plan,
-        mode=args.mode,
-        sample=args.sample,
-        seed=args.seed,
-        fresh=args.fresh,
-        state_dir=args.state_dir,
-        reports_dir=args.reports_dir,
-        progress=TqdmProgress(enabled=False if args.no_progress else None),
-    )
+    executor = _executor(args, plan)
+    if executor is not None and args.sample is not None:
+        raise UserInputError("--sample is not available with --executor dask yet; sample locally or verify everything on the cluster")
+    try:
+        report = verify_plan(
+            plan,
+            mode=args.mode,
+            sample=args.sample,
+            seed=args.seed,
+            fresh=args.fresh,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            progress=TqdmProgress(enabled=False if args.no_progress else None),
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     print(report.summary_text())
     return report.exit_status
+
+
+def cmd_schema(args: argparse.Namespace) -> ExitStatus:
+    """Print the JSON Schema of plan files (what editors use to complete and check them)."""
+    from migrate.plan import plan_json_schema
+
+    print(json.dumps(plan_json_schema(), indent=2, ensure_ascii=False))
+    return ExitStatus.OK
 
 
 def cmd_uploads(args: argparse.Namespace) -> ExitStatus:
@@ -251,6 +314,8 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     _add_common(plan)
     plan.add_argument("--check-destination", action="store_true", help="HEAD the destination to mark objects already there (reads only)")
     plan.add_argument("--rest", action="store_true", help="inventory through the REST API even when the plan has a database_url")
+    plan.add_argument("--audit-source", action="store_true", help="read the first byte of every listed object: find catalog rows whose bytes are gone (exit 3)")
+    plan.add_argument("--sample", type=int, help="with --audit-source: read a random sample of N objects instead of all")
     plan.add_argument("--json", action="store_true", help="print the summary as JSON")
     plan.set_defaults(func=cmd_plan)
 
@@ -261,6 +326,7 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--delete-removed", action="store_true", help="with --replan: delete at the destination what was deleted at the source (lists first; --yes deletes)")
     run.add_argument("--yes", action="store_true", help="with --delete-removed: really delete")
+    _add_executor(run)
     run.set_defaults(func=cmd_run)
 
     verify = subparsers.add_parser("verify", help="integrity audit of the destination into a report", description=cmd_verify.__doc__)
@@ -270,12 +336,16 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     verify.add_argument("--seed", type=int, default=0, help="seed for --sample (same seed, same sample)")
     verify.add_argument("--fresh", action="store_true", help="inventory the source again first instead of trusting the manifest")
     verify.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_executor(verify)
     verify.set_defaults(func=cmd_verify)
 
     status = subparsers.add_parser("status", help="what the journal says: counts by state", description=cmd_status.__doc__)
     _add_common(status)
     status.add_argument("--failed", action="store_true", help="list the objects that failed and why")
     status.set_defaults(func=cmd_status)
+
+    schema = subparsers.add_parser("schema", help="print the JSON Schema of plan files, for editors", description=cmd_schema.__doc__)
+    schema.set_defaults(func=cmd_schema)
 
     uploads = subparsers.add_parser("uploads", help="list (or --abort) unfinished multipart uploads under the planned keys", description=cmd_uploads.__doc__)
     _add_common(uploads)

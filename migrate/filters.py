@@ -24,9 +24,10 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from migrate.patterns import GlobError, compile_globs, format_size, glob_to_regex  # noqa: F401 - re-exported
 from migrate.stores.base import ObjectInfo
 
-if TYPE_CHECKING:  # plan.py imports this module; only types flow back
+if TYPE_CHECKING:
     from migrate.plan import Filters, Tier
 
 #: Supabase's dashboard creates this zero-byte object to make a folder exist.
@@ -34,93 +35,6 @@ PLACEHOLDER_NAME = ".emptyFolderPlaceholder"
 
 ObjectFilter = Callable[[ObjectInfo], "str | None"]
 TierSelector = Callable[[str, ObjectInfo], "Tier | None"]
-
-
-class GlobError(ValueError):
-    """A glob pattern that cannot be compiled; the message says why."""
-
-
-def glob_to_regex(pattern: str) -> str:
-    """Translate one key glob (see the module docstring) to a regex source.
-
-    Raises `GlobError` for an empty pattern, a `**` that is not a whole
-    segment, or a trailing backslash.
-    """
-    if not pattern:
-        raise GlobError("empty glob; use ** for every key")
-    segments = pattern.split("/")
-    out: list[str] = []
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == "**":
-            # Trailing `**` takes the rest of the key; inner `**/` takes whole segments.
-            out.append(".*" if last else "(?:.*/)?")
-            continue
-        out.append(_segment_to_regex(segment, pattern))
-        if not last:
-            out.append("/")
-    return "".join(out)
-
-
-def _segment_to_regex(segment: str, pattern: str) -> str:
-    parts: list[str] = []
-    i = 0
-    while i < len(segment):
-        char = segment[i]
-        if char == "\\":
-            if i + 1 == len(segment):
-                raise GlobError(f"glob {pattern!r} ends a segment with a lone backslash; write \\\\ for a literal one")
-            parts.append(re.escape(segment[i + 1]))
-            i += 2
-            continue
-        if char == "*":
-            if segment.startswith("**", i):
-                raise GlobError(
-                    f"glob {pattern!r}: ** must be a whole path segment (as in a/**/b); use * inside a segment"
-                )
-            parts.append("[^/]*")
-        elif char == "?":
-            parts.append("[^/]")
-        else:
-            parts.append(re.escape(char))
-        i += 1
-    return "".join(parts)
-
-
-def compile_globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
-    """One regex that full-matches a key when any of `patterns` does (None when empty)."""
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in patterns), re.DOTALL)
-
-
-def format_size(size: int) -> str:
-    """`16 MiB`, `1 GB`, `1536 bytes`: exact, in the largest unit that divides it."""
-    if size > 0:
-        for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-            if size % factor == 0:
-                return f"{size // factor} {unit}"
-        for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-            if size % factor == 0:
-                return f"{size // factor} {unit}"
-    return f"{size} byte" if size == 1 else f"{size} bytes"
-
-
-def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with a Z, to the second: how times appear in reasons."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _aware(moment: datetime) -> datetime:
-    # Stores should return aware times; a naive one is taken as UTC rather than local time.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def is_placeholder(key: str) -> bool:
-    """True for Supabase's `.emptyFolderPlaceholder` marker objects."""
-    return key == PLACEHOLDER_NAME or key.endswith("/" + PLACEHOLDER_NAME)
 
 
 def object_filter(filters: "Filters") -> ObjectFilter:
@@ -207,3 +121,20 @@ def tier_selector(tiers: Sequence["Tier"]) -> TierSelector:
         return None
 
     return select
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, to the second: how times appear in reasons."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(moment: datetime) -> datetime:
+    # Stores should return aware times; a naive one is taken as UTC rather than local time.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def is_placeholder(key: str) -> bool:
+    """True for Supabase's `.emptyFolderPlaceholder` marker objects."""
+    return key == PLACEHOLDER_NAME or key.endswith("/" + PLACEHOLDER_NAME)

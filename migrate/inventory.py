@@ -28,9 +28,10 @@ from migrate.records import MANIFEST_SCHEMA, Action, ObjectRecord, records_to_fr
 from migrate.retry import call_with_retries
 from migrate.rewrite import compile_plan, mark_collisions
 from migrate.rundir import RunDirectory, atomic_path, atomic_write_text
+from migrate.source_audit import SourceAudit, audit_source_bytes, manifest_objects
 from migrate.stores.base import SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.transfer import is_plain_md5
+from migrate.checksums import is_plain_md5
 
 if TYPE_CHECKING:
     from migrate.plan import Plan
@@ -52,6 +53,7 @@ class PlanResult:
     estimate: Estimate
     summary: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
+    source_audit: SourceAudit | None = None
 
     @property
     def collisions(self) -> int:
@@ -62,31 +64,122 @@ class PlanResult:
         return int(self.summary["actions"].get(Action.INVALID_KEY.value, {}).get("objects", 0))
 
     @property
+    def unwritable(self) -> int:
+        """Objects S3 cannot hold as they are (invalid key or user metadata); `run` refuses until they are excluded."""
+        actions = self.summary["actions"]
+        return sum(int(actions.get(a.value, {}).get("objects", 0)) for a in (Action.INVALID_KEY, Action.INVALID_METADATA))
+
+    @property
     def runnable(self) -> bool:
-        """A plan with collisions must not run: two sources would fight over one key."""
-        return self.collisions == 0
+        """A plan with collisions must not run (two sources would fight over one key), nor one with unwritable objects."""
+        return self.collisions == 0 and self.unwritable == 0
 
     def summary_text(self) -> str:
         return render_summary_text(self.summary)
 
 
+CHECKPOINT_FILE = "checkpoint.json"
+
+
+class ListingCheckpoint:
+    """Where an interrupted inventory stands, kept beside its Parquet parts in the run directory.
+
+    One entry per listing unit (a bucket and prefix, in plan order): how many
+    part files it has written and the store's resume position after the last
+    one (list-v2 cursor, v1 folder stack, or catalog keyset name). A part file
+    is written before the checkpoint names it, so a kill between the two
+    leaves a part the checkpoint does not count, which is deleted on load.
+    A checkpoint made for another plan fingerprint or source kind is
+    discarded; a completed plan removes it.
+    """
+
+    def __init__(self, parts_dir: Path, *, fingerprint: str, source_kind: str):
+        self.parts_dir = parts_dir
+        self.path = parts_dir / CHECKPOINT_FILE
+        self.fingerprint = fingerprint
+        self.source_kind = source_kind
+        self.buckets: list[str] | None = None
+        self.units: dict[str, dict[str, Any]] = {}
+        self.resumed = False
+
+    @classmethod
+    def open(cls, parts_dir: Path, *, fingerprint: str, source_kind: str) -> "ListingCheckpoint":
+        """Load the checkpoint if it belongs to this plan and source; otherwise start clean."""
+        checkpoint = cls(parts_dir, fingerprint=fingerprint, source_kind=source_kind)
+        try:
+            saved = json.loads(checkpoint.path.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if isinstance(saved, dict) and saved.get("plan_fingerprint") == fingerprint and saved.get("source_kind") == source_kind:
+            checkpoint.buckets = saved.get("buckets")
+            checkpoint.units = dict(saved.get("units") or {})
+            checkpoint.resumed = bool(checkpoint.units)
+        else:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint._drop_uncounted_parts()
+        return checkpoint
+
+    @staticmethod
+    def part_path(parts_dir: Path, unit: int, number: int) -> Path:
+        return parts_dir / f"part-{unit:04d}-{number:06d}.parquet"
+
+    def _drop_uncounted_parts(self) -> None:
+        for part in self.parts_dir.glob("part-*.parquet"):
+            _, unit, number = part.stem.split("-")
+            state = self.units.get(str(int(unit)))
+            if state is None or int(number) >= int(state["parts"]):
+                part.unlink(missing_ok=True)
+
+    def unit(self, index: int, bucket: str, prefix: str) -> dict[str, Any]:
+        """The saved state of a listing unit; one that cannot resume mid-way starts over."""
+        state = self.units.get(str(index))
+        if state is None or state.get("bucket") != bucket or state.get("prefix") != prefix:
+            state = {"bucket": bucket, "prefix": prefix, "parts": 0, "resume": None, "done": False}
+        elif not state["done"] and state["resume"] is None and state["parts"]:
+            for number in range(int(state["parts"])):
+                self.part_path(self.parts_dir, index, number).unlink(missing_ok=True)
+            state = {**state, "parts": 0}
+        self.units[str(index)] = state
+        return state
+
+    def save(self) -> None:
+        document = {"plan_fingerprint": self.fingerprint, "source_kind": self.source_kind, "buckets": self.buckets, "units": self.units}
+        atomic_write_text(self.path, json.dumps(document))
+
+    def has_progress(self) -> bool:
+        """Whether any listing page is saved (a resume would skip work)."""
+        return any(int(state["parts"]) or state["done"] for state in self.units.values())
+
+    def clear(self) -> None:
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
 def _write_parts(
-    plan: "Plan", source: SourceStore, parts_dir: Path, progress: Progress
+    plan: "Plan", source: SourceStore, checkpoint: ListingCheckpoint, progress: Progress
 ) -> tuple[int, list[str]]:
-    """List every selected bucket/prefix; write one Parquet part per page. Returns (objects listed, buckets)."""
+    """List every selected bucket/prefix; write one Parquet part per page, checkpointed. Returns (objects listed, buckets)."""
     builder = compile_plan(plan)
-    buckets = list(plan.source.bucket_names or source.list_buckets())
+    if checkpoint.buckets is None:
+        checkpoint.buckets = list(plan.source.bucket_names or source.list_buckets())
+    buckets = list(checkpoint.buckets)
     listed = 0
-    part = 0
-    for bucket in buckets:
-        for prefix in plan.source.prefixes_for(bucket):
-            # The store raises BucketNotFound / AccessDenied with one clear line.
-            for page in source.iter_objects(bucket, prefix):
-                records = [builder.build(bucket, info) for info in page]
-                records_to_frame(records).write_parquet(parts_dir / f"part-{part:06d}.parquet")
-                part += 1
-                listed += len(records)
-                progress.advance(objects=len(records), bytes_done=sum(r.size for r in records))
+    units = [(bucket, prefix) for bucket in buckets for prefix in plan.source.prefixes_for(bucket)]
+    for index, (bucket, prefix) in enumerate(units):
+        state = checkpoint.unit(index, bucket, prefix)
+        if state["done"]:
+            continue
+        # The store raises BucketNotFound / AccessDenied with one clear line.
+        for page in source.iter_pages(bucket, prefix, resume=state["resume"]):
+            records = [builder.build(bucket, info) for info in page.objects]
+            records_to_frame(records).write_parquet(checkpoint.part_path(checkpoint.parts_dir, index, int(state["parts"])))
+            state["parts"] += 1
+            state["resume"] = page.resume
+            checkpoint.save()
+            listed += len(records)
+            progress.advance(objects=len(records), bytes_done=sum(r.size for r in records))
+        state["done"] = True
+        checkpoint.save()
     return listed, buckets
 
 
@@ -142,7 +235,7 @@ def summarise(manifest: pl.DataFrame, plan: "Plan", *, buckets: list[str], elaps
     }
     copies = manifest.filter(pl.col("action") == Action.COPY.value)
     largest = copies.sort("size", descending=True).head(LARGEST_SHOWN).select("source_bucket", "source_key", "dest_key", "size")
-    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value]))
+    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value, Action.INVALID_METADATA.value]))
     excluded_reasons = (
         manifest.filter(pl.col("action") == Action.EXCLUDED.value).group_by("reason").agg(pl.len().alias("objects")).sort("objects", descending=True).head(10)
     )
@@ -192,8 +285,10 @@ def render_summary_text(summary: dict[str, Any]) -> str:
         lines += ["", "Excluded, by reason:", ""]
         lines += [f"- {row['objects']} x {row['reason']}" for row in summary["excluded_reasons"]]
     if summary["problem_count"]:
-        lines += ["", f"Problems ({summary['problem_count']}, resolve collisions before `migrate run`):", ""]
+        lines += ["", f"Problems ({summary['problem_count']}, resolve them (fix the rules or exclude the objects) before `migrate run`):", ""]
         lines += [f"- {row['action']}: {row['source_bucket']}/{row['source_key']}: {row['reason']}" for row in summary["problems"][:50]]
+    if summary.get("source_audit"):
+        lines += ["", summary["source_audit"]["text"]]
     storage = ", ".join(f"{cls} {est['currency']} {cost:.2f}" for cls, cost in est["storage_cost_per_month"].items()) or "nothing"
     lines += [
         "",
@@ -212,6 +307,8 @@ def plan_migration(
     reports_dir: str | Path = "reports",
     check_destination: bool = False,
     use_catalog: bool | None = None,
+    audit_source: bool = False,
+    audit_sample: int | None = None,
     source: SourceStore | None = None,
     destination: S3Store | None = None,
     progress: Progress | None = None,
@@ -221,22 +318,36 @@ def plan_migration(
     Writes `<state>/runs/<plan>/manifest.parquet` (+ manifest.json) and
     `reports/<plan>-plan-<timestamp>/summary.{md,json}`. Reads the
     destination only with `check_destination`; never writes to it.
+    With `audit_source`, reads the first byte of every listed object (or of
+    `audit_sample` of them) to find catalog rows without bytes.
+    A listing that stops (killed, or the source unreachable after retries)
+    continues from its checkpoint on the next call with the same plan.
     """
     from migrate.stores.factory import open_destination, open_source
 
+    if audit_sample is not None and (not audit_source or audit_sample < 1):
+        # A sample without the audit would be a setting accepted and ignored.
+        raise UserInputError("--sample N goes with --audit-source and must be at least 1")
     progress = progress or NullProgress()
     started = time.monotonic()
     owns_source = source is None
     source = source or open_source(plan, use_catalog=use_catalog)
     run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
     run_dir.ensure()
-    parts_dir = run_dir.path / ".inventory-parts"
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    parts_dir.mkdir(parents=True)
+    checkpoint = ListingCheckpoint.open(run_dir.path / ".inventory-parts", fingerprint=plan.fingerprint(), source_kind=source.kind)
+    if checkpoint.resumed:
+        log.info("continuing the inventory from its checkpoint in %s", checkpoint.parts_dir)
     try:
         progress.start(objects=0, total_bytes=0, description="listing")
-        _, buckets = _write_parts(plan, source, parts_dir, progress)
-        parts = sorted(parts_dir.glob("part-*.parquet"))
+        try:
+            _, buckets = _write_parts(plan, source, checkpoint, progress)
+        except BaseException:
+            # Keep a checkpoint only when it holds listing progress: a plan that
+            # fails before its first page (bad key, missing bucket) writes nothing.
+            if not checkpoint.has_progress():
+                checkpoint.clear()
+            raise
+        parts = sorted(checkpoint.parts_dir.glob("part-*.parquet"))
         manifest = pl.read_parquet(parts) if parts else pl.DataFrame(schema=MANIFEST_SCHEMA)
         # Overlapping prefixes list an object twice; keep it once.
         manifest = manifest.unique(subset=["source_bucket", "source_key"], keep="first", maintain_order=True)
@@ -249,9 +360,13 @@ def plan_migration(
             finally:
                 if owns_destination:
                     destination.close()
+        audit = None
+        if audit_source:
+            if not hasattr(source, "has_bytes"):
+                raise UserInputError(f"{plan.path or plan.name}: --audit-source reads Supabase sources only (this source is {source.kind})")
+            audit = audit_source_bytes(manifest_objects(manifest), source, sample=audit_sample, concurrency=plan.transfer.concurrency)  # type: ignore[arg-type]
     finally:
         progress.close()
-        shutil.rmtree(parts_dir, ignore_errors=True)
         if owns_source:
             source.close()
     elapsed = time.monotonic() - started
@@ -268,6 +383,8 @@ def plan_migration(
         default_storage_class=plan.destination.storage_class,
     )
     summary = summarise(manifest, plan, buckets=buckets, elapsed=elapsed, est=est, source_kind=source.kind)
+    if audit is not None:
+        summary["source_audit"] = audit.summary()
 
     tmp = atomic_path(run_dir.manifest)
     manifest.write_parquet(tmp)
@@ -284,10 +401,13 @@ def plan_migration(
             "collisions": summary["actions"].get(Action.COLLISION.value, {}).get("objects", 0),
         }
     )
+    checkpoint.clear()  # the manifest is complete: the next plan lists from the start
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report_dir = Path(reports_dir) / f"{run_dir.path.name}-plan-{stamp}"
     atomic_write_text(report_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     atomic_write_text(report_dir / "summary.md", f"# Dry run: {plan.name}\n\n" + render_summary_text(summary) + "\n")
+    if audit is not None and audit.missing:
+        audit.frame().write_csv(report_dir / "source-audit.csv")
     return PlanResult(
         plan_name=plan.name,
         plan_fingerprint=plan.fingerprint(),
@@ -297,6 +417,7 @@ def plan_migration(
         estimate=est,
         summary=summary,
         elapsed=elapsed,
+        source_audit=audit,
     )
 
 

@@ -39,6 +39,7 @@ from typing import Iterable, Iterator
 
 from migrate.errors import StateDirectoryError
 from migrate.records import ObjectRecord
+from migrate.redact import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -278,7 +279,7 @@ class TransferJournal:
     def add_attempt(self, record: ObjectRecord, error: str) -> None:
         self._execute(
             "UPDATE objects SET attempts = attempts + 1, error = ?, updated_at = ? WHERE source_bucket = ? AND source_key = ?",
-            (error, time.time(), record.source_bucket, record.source_key),
+            (redact(error), time.time(), record.source_bucket, record.source_key),
         )
 
     def set_upload(self, record: ObjectRecord, upload_id: str | None, part_size: int | None) -> None:
@@ -373,7 +374,7 @@ class TransferJournal:
             UPDATE objects SET state = ?, error = ?, updated_at = ?{'' if keep_upload else ', upload_id = NULL'}
             WHERE source_bucket = ? AND source_key = ?
             """,
-            (STATE_FAILED, error, time.time(), record.source_bucket, record.source_key),
+            (STATE_FAILED, redact(error), time.time(), record.source_bucket, record.source_key),
         )
 
     # -- parts -------------------------------------------------------------
@@ -442,6 +443,19 @@ class TransferJournal:
             rows = self._db.execute(sql, (state,) if state else ()).fetchall()
         for row in rows:
             yield JournalRow(*row)
+
+    def import_rows(self, rows: Iterable[JournalRow]) -> None:
+        """Write rows another journal produced (a cluster worker's scratch journal), replacing ours, in one transaction."""
+        columns = list(JournalRow.__dataclass_fields__)
+        values = [tuple(getattr(row, name) for name in columns) + (time.time(),) for row in rows]
+        if not values:
+            return
+        self.flush()
+        placeholders = ", ".join("?" for _ in range(len(columns) + 1))
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(f"INSERT OR REPLACE INTO objects ({', '.join(columns)}, updated_at) VALUES ({placeholders})", values)
+            self._db.execute("COMMIT")
 
     def last_run(self) -> dict[str, object] | None:
         with self._lock:

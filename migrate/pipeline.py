@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from migrate.encryption import EncryptionSettings
 from migrate.errors import MigrateError, StateDirectoryError, UserInputError
 from migrate.inventory import PlanResult, copy_records, load_manifest, plan_migration
 from migrate.journal import TransferJournal
@@ -31,6 +32,7 @@ from migrate.transfer import TransferOptions, TransferResult, transfer_objects
 from migrate.verify import VerifyOptions, catalog_rows_for_plan, verify_migration
 
 if TYPE_CHECKING:
+    from migrate.cluster import DaskExecutor
     from migrate.plan import Plan
 
 
@@ -160,13 +162,15 @@ def run_migration(
     stop: threading.Event | None = None,
     source: SourceStore | None = None,
     destination: S3Store | None = None,
+    executor: "DaskExecutor | None" = None,
 ) -> RunOutcome:
     """Move every `copy` object of the plan's manifest that is not already migrated.
 
     Plans first when there is no manifest, when the plan changed since the
     manifest was made, or when `replan` is set (to pick up new or changed
     source objects for an incremental sync). Refuses to start while the
-    manifest has collisions.
+    manifest has collisions. `executor`: a `migrate.cluster.DaskExecutor`
+    moves the objects on a cluster instead of local threads.
     """
     if workers is not None and workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {workers}")
@@ -182,6 +186,7 @@ def run_migration(
         checksum_algorithm=plan.transfer.checksum_algorithm,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         on_conflict=plan.destination.on_conflict,
         max_bandwidth=plan.transfer.max_bandwidth,
         max_requests_per_second=plan.transfer.max_requests_per_second,
@@ -204,17 +209,31 @@ def run_migration(
                     f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
                     "fix the rules (see the plan summary) and run `migrate plan` again"
                 )
+            unwritable = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"]))
+            if unwritable.height:
+                first = unwritable.row(0, named=True)
+                raise UserInputError(
+                    f"{plan.path or plan.name}: {unwritable.height} planned objects cannot be written to S3 as they are "
+                    f"(first: {first['source_bucket']}/{first['source_key']}: {first['reason']}); "
+                    "exclude them with filters.exclude (or a rule with exclude: true), or fix them at the source, and run `migrate plan` again"
+                )
             copies = manifest.filter(pl.col("action") == "copy")
             if progress is not None:
                 progress.start(objects=copies.height, total_bytes=int(copies["size"].sum() or 0), description="objects")
             with TransferJournal(run_dir.journal) as journal:
+                previous = journal.last_run()
                 run_id = journal.start_run(plan.fingerprint())
                 result = TransferResult()
                 outcome = "failed"  # a fatal stop (exception) is journaled as failed, never "ok"
                 try:
-                    result = transfer_objects(
-                        copy_records(manifest), source=source, destination=destination, journal=journal, options=options, progress=progress, stop=stop
-                    )
+                    if executor is not None:
+                        # An earlier run that did not finish may have left work its journal never heard of.
+                        resuming = previous is not None and previous.get("outcome") != "ok"
+                        result = executor.transfer(copy_records(manifest), journal=journal, options=options, progress=progress, stop=stop, resuming=resuming)
+                    else:
+                        result = transfer_objects(
+                            copy_records(manifest), source=source, destination=destination, journal=journal, options=options, progress=progress, stop=stop
+                        )
                     outcome = "interrupted" if result.interrupted else ("ok" if result.ok else "incomplete")
                 except KeyboardInterrupt:
                     outcome = "interrupted"
@@ -241,14 +260,17 @@ def verify_plan(
     state_dir: str | Path | None = None,
     reports_dir: str | Path = "reports",
     progress: Progress | None = None,
+    executor: "DaskExecutor | None" = None,
 ) -> VerificationReport:
     """Audit a plan's migration and write the report under `reports_dir`.
 
+    `executor`: a `migrate.cluster.DaskExecutor` checks the objects on a cluster.
+
     Uses the plan's manifest (or re-inventories the source first with
     `fresh`, which also refreshes the manifest) and the run journal when
-    there is one. With a Supabase `database_url`, the catalog is
-    cross-checked against the REST listing and the differences reported in
-    their own section. Nothing is written to the source or the destination.
+    there is one. For a Supabase source, catalog rows whose bytes are gone
+    (found by reading their first byte) are reported in their own section.
+    Nothing is written to the source or the destination.
     """
     run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
     if fresh:
@@ -267,6 +289,7 @@ def verify_plan(
         max_attempts=plan.transfer.max_attempts,
         server_side_encryption=plan.destination.server_side_encryption,
         kms_key_id=plan.destination.kms_key_id,
+        encryption_by_rule=EncryptionSettings.from_plan(plan).by_rule,
         expect_prefixes=((plan.destination.bucket, plan.destination.prefix),),
         max_bandwidth=plan.transfer.max_bandwidth,
         max_requests_per_second=plan.transfer.max_requests_per_second,
@@ -276,7 +299,7 @@ def verify_plan(
     journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
     try:
         destination.check_bucket(plan.destination.bucket)
-        catalog_rows = catalog_rows_for_plan(plan, source)
+        catalog_rows = catalog_rows_for_plan(manifest, source, options)
         records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
         report = verify_migration(
             records,
@@ -287,6 +310,7 @@ def verify_plan(
             options=options,
             progress=progress,
             catalog_rows=catalog_rows,
+            executor=executor,
         )
         uploads = planned_uploads(manifest, destination)
         if uploads:

@@ -33,6 +33,8 @@ class Action(StrEnum):
     COLLISION = "collision"
     # The destination key is one S3 rejects or that is dangerous.
     INVALID_KEY = "invalid-key"
+    # User metadata S3 cannot carry (key not a header name, keys equal once lowercased, over 2 KB).
+    INVALID_METADATA = "invalid-metadata"
 
 
 @dataclass(slots=True)
@@ -50,7 +52,8 @@ class ObjectRecord:
     content_type: str | None = None
     cache_control: str | None = None
     content_disposition: str | None = None
-    user_metadata: dict[str, str] = field(default_factory=dict)
+    # Supabase user metadata is JSON: values may be any JSON type (see migrate/metadata.py).
+    user_metadata: dict[str, Any] = field(default_factory=dict)
     last_modified: datetime | None = None
     storage_class: str | None = None
     # Name of the rewrite rule that matched (None when no rule matched).

@@ -28,6 +28,13 @@ _KEY_VALUE = re.compile(
 
 MASK = "***"
 
+# What a credential looks like when someone pastes one into a file.
+_CREDENTIAL_SHAPES = (
+    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "a JWT"),
+    (re.compile(r"\bsb_secret_[A-Za-z0-9_-]{8,}"), "a Supabase secret key"),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "an AWS access key id"),
+)
+
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so `redact` can mask it wherever it shows up."""
@@ -47,3 +54,30 @@ def redact(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", text)
     text = _KEY_VALUE.sub(lambda m: f"{m['head']}{MASK}", text)
     return text
+
+
+def credential_shape(text: str, *, register: bool = False) -> str | None:
+    """'a JWT', 'a Supabase secret key' or 'an AWS access key id' when `text` holds one (registered with `register`)."""
+    found = [(pattern, what) for pattern, what in _CREDENTIAL_SHAPES if pattern.search(text)]
+    for pattern, _ in found if register else ():
+        for match in pattern.finditer(text):
+            register_secret(match.group())
+    return found[0][1] if found else None
+
+
+def url_password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of `scheme://user:password@host/...` sits in `url`, if it has one."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url)
+    if scheme is None:
+        return None
+    end = min([len(url)] + [found for found in (url.find(stop, scheme.end()) for stop in "/?#") if found != -1])
+    at = url.rfind("@", scheme.end(), end)
+    colon = url.find(":", scheme.end(), at) if at != -1 else -1
+    return None if colon == -1 else (colon + 1, at)
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with the password (`user:password@` or `?password=`) replaced by `***`."""
+    span = url_password_span(url)
+    url = url if span is None else url[: span[0]] + MASK + url[span[1] :]
+    return re.sub(r"([?&]password=)[^&#]*", r"\1" + MASK, url)

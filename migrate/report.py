@@ -45,6 +45,8 @@ from migrate.estimate import human_size
 # -- statuses ---------------------------------------------------------------
 MATCH = "match"
 MISSING = "missing"
+# Planned but not writable to S3 as it is (invalid key or metadata): not migrated, so the audit is INCOMPLETE.
+NOT_MIGRATED = "not-migrated"
 SIZE_DIFFERS = "size-differs"
 CHECKSUM_DIFFERS = "checksum-differs"
 METADATA_DIFFERS = "metadata-differs"
@@ -57,7 +59,7 @@ STORAGE_ONLY = "storage-only"
 CATALOG_DIFFERS = "catalog-differs"
 
 #: Outcomes of checking the migration, most severe first after `match`.
-VERIFY_STATUSES: tuple[str, ...] = (MATCH, ERROR, MISSING, SIZE_DIFFERS, CHECKSUM_DIFFERS, METADATA_DIFFERS, UNEXPECTED, UPLOAD_IN_PROGRESS)
+VERIFY_STATUSES: tuple[str, ...] = (MATCH, ERROR, MISSING, NOT_MIGRATED, SIZE_DIFFERS, CHECKSUM_DIFFERS, METADATA_DIFFERS, UNEXPECTED, UPLOAD_IN_PROGRESS)
 #: Outcomes of the Supabase catalog cross-check (pre-existing state of the source).
 CATALOG_STATUSES: tuple[str, ...] = (CATALOG_ONLY, STORAGE_ONLY, CATALOG_DIFFERS)
 STATUSES: tuple[str, ...] = VERIFY_STATUSES + CATALOG_STATUSES
@@ -68,6 +70,7 @@ STATUS_MEANINGS: dict[str, str] = {
     MATCH: "at the destination with the planned size, checksum and metadata",
     ERROR: "could not be checked (the detail says why)",
     MISSING: "not at the destination",
+    NOT_MIGRATED: "planned, but S3 cannot hold it as it is (invalid key or user metadata); exclude it or fix it at the source",
     SIZE_DIFFERS: "at the destination with a different size",
     CHECKSUM_DIFFERS: "same size, different bytes",
     METADATA_DIFFERS: "same bytes, but Content-Type, Cache-Control, user metadata, storage class or encryption not as planned",
@@ -85,7 +88,7 @@ CHECKED_MODES: tuple[str, ...] = OBJECT_MODES + ("listing", "catalog")
 #: Where `expected_checksum` came from (`checksum_basis`).
 CHECKSUM_BASES: dict[str, str] = {
     "journal-sha256": "destination's stored SHA-256 vs the SHA-256 `run` computed while streaming the source",
-    "journal-checksum": "destination's stored checksum (composite for multipart) vs the one `run` sent",
+    "journal-checksum": "destination's stored checksum (a full-object CRC for multipart) vs the one `run` sent",
     "journal-md5": "destination ETag (plain MD5) vs the MD5 `run` computed while streaming",
     "journal-etag": "destination ETag vs the ETag the destination answered when `run` wrote it",
     "source-etag": "destination ETag vs the source eTag, both plain MD5s (no journal row)",
@@ -216,7 +219,7 @@ class VerificationReport:
     `population` is how many records were eligible for verification and
     `sample_size` how many were asked for (None: every one); `not_verified`
     counts manifest records whose action is not verified (excluded,
-    collision, invalid-key).
+    collision); invalid-key/invalid-metadata records are `not-migrated` rows.
     """
 
     frame: pl.DataFrame
@@ -358,7 +361,7 @@ class VerificationReport:
         if self.size_only_matches:
             facts.append(("matches by size only", f"{self.size_only_matches:,} (no checksum could be compared; run --mode deep)"))
         if self.not_verified:
-            facts.append(("records not verified", f"{self.not_verified:,} (action excluded, collision or invalid-key)"))
+            facts.append(("records not verified", f"{self.not_verified:,} (action excluded or collision)"))
         confidence = self.sample_confidence()
         if confidence is not None:
             facts.append(("sample", f"{confidence.describe()} (seed {self.seed})"))

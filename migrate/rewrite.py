@@ -33,9 +33,9 @@ the whole destination key below `destination.prefix`; a kept unmatched key
 is placed below `destination.prefix` and, when the plan migrates more than
 one bucket (`destination.bucket_prefix`), below `<source bucket>/` too.
 
-Every destination key is checked by `validate_destination_key`; a key S3
-would reject or that is dangerous downstream becomes an `invalid-key` row,
-never a copied object. `find_collisions` / `mark_collisions` find source
+Every destination key is checked by `validate_destination_key`
+(`migrate.patterns`): a key S3 cannot store or list becomes an `invalid-key`
+row, never a copied object; every other key is written as it is. `find_collisions` / `mark_collisions` find source
 objects that would overwrite each other at the destination.
 """
 
@@ -44,238 +44,126 @@ from __future__ import annotations
 import mimetypes
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import polars as pl
 
 from migrate.filters import object_filter, tier_selector
+from migrate.metadata import metadata_problems
+from migrate.patterns import (  # re-exported: the rewriter's grammar, kept below the plan
+    BUCKET_PLACEHOLDER,
+    INFER,
+    MAX_KEY_BYTES,
+    MatchPattern,
+    TemplateError,
+    compile_match_regex,
+    compile_match_template,
+    compile_to_template,
+    validate_destination_key,
+)
 from migrate.records import Action, ObjectRecord
 from migrate.stores.base import ObjectInfo
 
-if TYPE_CHECKING:  # plan.py imports this module; only types flow back
+if TYPE_CHECKING:
     from migrate.plan import Plan, Rule, RuleMetadata
 
-#: Longest key S3 accepts, in bytes of UTF-8.
-MAX_KEY_BYTES = 1024
-
-#: The placeholder every `to` template may use: the source bucket.
-BUCKET_PLACEHOLDER = "bucket"
-
-#: `content_type: infer` guesses from the destination key's extension.
-INFER = "infer"
-
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_PLACEHOLDER = re.compile(r"\{(" + _NAME + r")(\*\*)?\}")
-_ONE_SEGMENT = r"[^/]+"
-_SEGMENTS = r"[^/]+(?:/[^/]+)*"
-
-# C0 and C1 controls and DEL: invisible, and break logs, shells and HTTP tooling.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Bidirectional overrides and isolates make a key display differently from what it is.
-_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-# A `.` or `..` path segment.
-_DOT_SEGMENT = re.compile(r"(?:^|/)(\.\.?)(?:/|$)")
-# Any of the problems above, in one search (the fast path of validate_destination_key).
-_ANY_PROBLEM = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\ud800-\udfff]|^/|//|(?:^|/)\.\.?(?:/|$)"
-)
+# --------------------------------------------------------------------------- the plan, compiled
 
 
-class TemplateError(ValueError):
-    """A `match`/`to` template or a `regex` that cannot be compiled; the message says why."""
+def compile_plan(plan: "Plan") -> RecordBuilder:
+    """Compile a loaded plan's filters, rules and tiering into a `RecordBuilder`."""
+    return RecordBuilder(plan)
 
 
-# --------------------------------------------------------------------------- templates
+class RecordBuilder:
+    """Everything the plan says about one source object, compiled once.
 
-
-@dataclass(frozen=True, slots=True)
-class _Placeholder:
-    name: str
-    multi: bool
-
-    def __str__(self) -> str:
-        return "{" + self.name + ("**}" if self.multi else "}")
-
-
-_Token = str | _Placeholder
-
-
-def _tokenize(template: str) -> list[_Token]:
-    """Split a template into literal strings and placeholders."""
-    tokens: list[_Token] = []
-    literal: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
-        char = template[i]
-        if char == "{":
-            if template.startswith("{{", i):
-                literal.append("{")
-                i += 2
-                continue
-            found = _PLACEHOLDER.match(template, i)
-            if found is None:
-                end = template.find("}", i)
-                if end == -1:
-                    raise TemplateError(f"unclosed '{{' at position {i}; write {{{{ for a literal brace")
-                bad = template[i : end + 1]
-                raise TemplateError(
-                    f"unknown placeholder syntax {bad!r}; use {{name}} for one segment or {{name**}} for several"
-                )
-            if literal:
-                tokens.append("".join(literal))
-                literal = []
-            tokens.append(_Placeholder(found.group(1), bool(found.group(2))))
-            i = found.end()
-            continue
-        if char == "}":
-            if template.startswith("}}", i):
-                literal.append("}")
-                i += 2
-                continue
-            raise TemplateError(f"unmatched '}}' at position {i}; write }}}} for a literal brace")
-        literal.append(char)
-        i += 1
-    if literal:
-        tokens.append("".join(literal))
-    return tokens
-
-
-@dataclass(frozen=True, slots=True)
-class MatchPattern:
-    """A compiled `match` template or `regex`: what it captures and how to test a key fast."""
-
-    regex: re.Pattern[str]
-    names: tuple[str, ...]
-    # Every key the pattern matches starts with this: a cheap pre-check.
-    literal_prefix: str = ""
-
-
-def compile_match_template(template: str) -> MatchPattern:
-    """Compile a `match` template (see the module docstring) into an anchored regex.
-
-    Raises `TemplateError` for unknown placeholder syntax, touching or
-    repeated placeholders, and the reserved `{bucket}`.
+    `build(bucket, info)` returns the manifest record: filters first (an
+    excluded object gets no destination key), then the rewrite, the key
+    check, the headers and the storage class. Collisions need every row, so
+    they are marked afterwards with `mark_collisions`.
     """
-    if not template:
-        raise TemplateError("empty template; use {path**} to match every key")
-    tokens = _tokenize(template)
-    parts: list[str] = []
-    names: list[str] = []
-    previous: _Token | None = None
-    for token in tokens:
-        if isinstance(token, str):
-            parts.append(re.escape(token))
-        else:
-            if token.name == BUCKET_PLACEHOLDER:
-                raise TemplateError(
-                    "{bucket} is reserved: it is the source bucket and always available in 'to'; "
-                    "restrict a rule to a bucket with bucket: NAME"
-                )
-            if token.name in names:
-                raise TemplateError(f"placeholder {{{token.name}}} appears twice; each name captures once")
-            if isinstance(previous, _Placeholder):
-                raise TemplateError(
-                    f"placeholders {previous} and {token} touch; put literal text (such as '/') between them "
-                    "so the key splits one way only"
-                )
-            names.append(token.name)
-            parts.append(f"(?P<{token.name}>{_SEGMENTS if token.multi else _ONE_SEGMENT})")
-        previous = token
-    prefix = tokens[0] if isinstance(tokens[0], str) else ""
-    return MatchPattern(re.compile("".join(parts), re.DOTALL), tuple(names), prefix)
 
-
-def compile_match_regex(source: str) -> MatchPattern:
-    """Compile a rule's `regex` (applied with fullmatch). Raises `TemplateError` if it does not compile."""
-    if not source:
-        raise TemplateError("empty regex")
-    try:
-        regex = re.compile(source, re.DOTALL)
-    except re.error as err:
-        where = f" at position {err.pos}" if err.pos is not None else ""
-        raise TemplateError(f"regex does not compile: {err.msg}{where}") from None
-    if BUCKET_PLACEHOLDER in regex.groupindex:
-        raise TemplateError(
-            "group name 'bucket' is reserved: {bucket} is always the source bucket in 'to'; rename the group"
+    def __init__(self, plan: "Plan") -> None:
+        self.plan = plan
+        self.dest_bucket = plan.destination.bucket
+        self.rewriter = compile_rules(
+            plan.rules,
+            unmatched=plan.unmatched,
+            dest_prefix=plan.destination.prefix,
+            bucket_prefix=plan.destination.bucket_prefix,
         )
-    return MatchPattern(regex, tuple(regex.groupindex), "")
+        self._filter = object_filter(plan.filters)
+        self._tier = tier_selector(plan.tiering)
+        self._default_storage_class = plan.destination.storage_class
 
-
-def compile_to_template(template: str, available: Collection[str], *, captured_by: str = "match") -> str:
-    """Check a `to` template and return it as a `str.format_map` format string.
-
-    `available` are the names the match side captures; `{bucket}` is always
-    available. Raises `TemplateError` for unknown names, and for literal text
-    that would always produce a dangerous key (a leading `/`, `//`, or a `.`
-    or `..` segment).
-    """
-    if not template:
-        raise TemplateError("empty template; the destination key cannot be empty")
-    tokens = _tokenize(template)
-    known = set(available) | {BUCKET_PLACEHOLDER}
-    fmt: list[str] = []
-    shape: list[str] = []
-    for token in tokens:
-        if isinstance(token, str):
-            fmt.append(token.replace("{", "{{").replace("}", "}}"))
-            shape.append(token)
-            continue
-        if token.name not in known:
-            offered = ", ".join("{" + name + "}" for name in sorted(known))
-            raise TemplateError(f"{token} is not captured by {captured_by}; available here: {offered}")
-        fmt.append("{" + token.name + "}")
-        shape.append("\x00")  # stands for a non-empty captured value
-    literal_shape = "".join(shape)
-    if literal_shape.startswith("/"):
-        raise TemplateError("starts with '/', which gives every key an empty first segment; drop the leading '/'")
-    if "//" in literal_shape:
-        raise TemplateError("contains '//', an empty path segment")
-    for segment in literal_shape.split("/"):
-        if segment in (".", ".."):
-            raise TemplateError(f"has a {segment!r} path segment; S3 clients and file systems resolve it away")
-    return "".join(fmt)
-
-
-# --------------------------------------------------------------------------- destination keys
-
-
-def validate_destination_key(key: str) -> str | None:
-    """None if `key` is a safe S3 key, else the reason it is not.
-
-    Refused: the empty key; more than 1024 bytes of UTF-8; text that is not
-    valid Unicode (lone surrogates); control characters (C0, DEL, C1);
-    bidirectional override characters; a leading `/` or `//` (empty
-    segments); `.` and `..` segments (clients and file systems resolve them,
-    so the object would be unreachable or land elsewhere). A single trailing
-    `/` is allowed: it is how S3 tools mark a folder.
-    """
-    if not key:
-        return "destination key is empty"
-    # Fast path for the common case: one regex search, no encoding (4 bytes per character at most).
-    if len(key) * 4 <= MAX_KEY_BYTES and _ANY_PROBLEM.search(key) is None:
-        return None
-    if _SURROGATE.search(key):
-        return "destination key is not valid Unicode (it contains a lone surrogate)"
-    size = len(key.encode("utf-8"))
-    if size > MAX_KEY_BYTES:
-        return f"destination key is {size} bytes of UTF-8; S3 allows at most {MAX_KEY_BYTES}"
-    control = _CONTROL.search(key)
-    if control is not None:
-        return f"destination key contains control character U+{ord(control.group()):04X}"
-    bidi = _BIDI.search(key)
-    if bidi is not None:
-        return f"destination key contains bidirectional control character U+{ord(bidi.group()):04X}"
-    if key.startswith("/"):
-        return "destination key starts with '/' (an empty first segment)"
-    if "//" in key:
-        return "destination key contains '//' (an empty segment)"
-    dots = _DOT_SEGMENT.search(key)
-    if dots is not None:
-        return (
-            f"destination key has a {dots.group(1)!r} segment; clients resolve it, so the object would be unreachable"
+    def build(self, bucket: str, info: ObjectInfo) -> ObjectRecord:
+        record = ObjectRecord(
+            source_bucket=bucket,
+            source_key=info.key,
+            size=info.size,
+            dest_bucket=self.dest_bucket,
+            source_etag=info.etag,
+            content_type=info.content_type,
+            cache_control=info.cache_control,
+            content_disposition=info.content_disposition,
+            user_metadata=dict(info.user_metadata),
+            last_modified=info.last_modified,
         )
-    return None
+        excluded = self._filter(info)
+        if excluded is not None:
+            record.action = Action.EXCLUDED.value
+            record.reason = excluded
+            return record
+        tier = self._tier(bucket, info)
+        record = apply_rewrite(
+            record,
+            self.rewriter.rewrite(bucket, info.key),
+            default_storage_class=self._default_storage_class,
+            tier_storage_class=tier.storage_class if tier is not None else None,
+        )
+        if record.action == Action.COPY.value:
+            # Metadata S3 cannot carry is reported now, not discovered as a failed write.
+            problems = metadata_problems(record.user_metadata)
+            if problems:
+                record.action, record.reason = Action.INVALID_METADATA.value, "; ".join(problems)
+        return record
+
+
+def apply_rewrite(
+    record: ObjectRecord,
+    rewrite: Rewrite,
+    *,
+    default_storage_class: str | None,
+    tier_storage_class: str | None = None,
+) -> ObjectRecord:
+    """Fill `record` (built from the source object) with what the rewrite decided.
+
+    Sets the destination key, rule, action and reason. For copied objects it
+    also sets the headers to write: the rule's content type (or inferred, or
+    the source's), cache control and content disposition (the rule's, else the
+    source's), user metadata (the source's, with the rule's added on top) and
+    the storage class (tier, else rule, else the destination default).
+    Returns the same record, modified.
+    """
+    record.dest_key = rewrite.dest_key
+    record.rule = rewrite.rule
+    record.action = rewrite.action.value
+    record.reason = rewrite.reason
+    if rewrite.action is not Action.COPY or rewrite.dest_key is None:
+        record.storage_class = None
+        return record
+    meta = rewrite.metadata
+    rule_class = None
+    if meta is not None:
+        record.content_type = resolve_content_type(meta.content_type, rewrite.dest_key, record.content_type)
+        record.cache_control = meta.cache_control or record.cache_control
+        record.content_disposition = meta.content_disposition or record.content_disposition
+        if meta.metadata:
+            record.user_metadata = {**record.user_metadata, **meta.metadata}
+        rule_class = meta.storage_class
+    record.storage_class = tier_storage_class or rule_class or default_storage_class
+    return record
 
 
 # --------------------------------------------------------------------------- rewriting
@@ -463,96 +351,6 @@ def resolve_content_type(rule_value: str | None, dest_key: str, source_type: str
     if rule_value == INFER:
         return guess_content_type(dest_key) or source_type
     return rule_value
-
-
-def apply_rewrite(
-    record: ObjectRecord,
-    rewrite: Rewrite,
-    *,
-    default_storage_class: str | None,
-    tier_storage_class: str | None = None,
-) -> ObjectRecord:
-    """Fill `record` (built from the source object) with what the rewrite decided.
-
-    Sets the destination key, rule, action and reason. For copied objects it
-    also sets the headers to write: the rule's content type (or inferred, or
-    the source's), cache control and content disposition (the rule's, else the
-    source's), user metadata (the source's, with the rule's added on top) and
-    the storage class (tier, else rule, else the destination default).
-    Returns the same record, modified.
-    """
-    record.dest_key = rewrite.dest_key
-    record.rule = rewrite.rule
-    record.action = rewrite.action.value
-    record.reason = rewrite.reason
-    if rewrite.action is not Action.COPY or rewrite.dest_key is None:
-        record.storage_class = None
-        return record
-    meta = rewrite.metadata
-    rule_class = None
-    if meta is not None:
-        record.content_type = resolve_content_type(meta.content_type, rewrite.dest_key, record.content_type)
-        record.cache_control = meta.cache_control or record.cache_control
-        record.content_disposition = meta.content_disposition or record.content_disposition
-        if meta.metadata:
-            record.user_metadata = {**record.user_metadata, **meta.metadata}
-        rule_class = meta.storage_class
-    record.storage_class = tier_storage_class or rule_class or default_storage_class
-    return record
-
-
-class RecordBuilder:
-    """Everything the plan says about one source object, compiled once.
-
-    `build(bucket, info)` returns the manifest record: filters first (an
-    excluded object gets no destination key), then the rewrite, the key
-    check, the headers and the storage class. Collisions need every row, so
-    they are marked afterwards with `mark_collisions`.
-    """
-
-    def __init__(self, plan: "Plan") -> None:
-        self.plan = plan
-        self.dest_bucket = plan.destination.bucket
-        self.rewriter = compile_rules(
-            plan.rules,
-            unmatched=plan.unmatched,
-            dest_prefix=plan.destination.prefix,
-            bucket_prefix=plan.destination.bucket_prefix,
-        )
-        self._filter = object_filter(plan.filters)
-        self._tier = tier_selector(plan.tiering)
-        self._default_storage_class = plan.destination.storage_class
-
-    def build(self, bucket: str, info: ObjectInfo) -> ObjectRecord:
-        record = ObjectRecord(
-            source_bucket=bucket,
-            source_key=info.key,
-            size=info.size,
-            dest_bucket=self.dest_bucket,
-            source_etag=info.etag,
-            content_type=info.content_type,
-            cache_control=info.cache_control,
-            content_disposition=info.content_disposition,
-            user_metadata=dict(info.user_metadata),
-            last_modified=info.last_modified,
-        )
-        excluded = self._filter(info)
-        if excluded is not None:
-            record.action = Action.EXCLUDED.value
-            record.reason = excluded
-            return record
-        tier = self._tier(bucket, info)
-        return apply_rewrite(
-            record,
-            self.rewriter.rewrite(bucket, info.key),
-            default_storage_class=self._default_storage_class,
-            tier_storage_class=tier.storage_class if tier is not None else None,
-        )
-
-
-def compile_plan(plan: "Plan") -> RecordBuilder:
-    """Compile a loaded plan's filters, rules and tiering into a `RecordBuilder`."""
-    return RecordBuilder(plan)
 
 
 # --------------------------------------------------------------------------- collisions

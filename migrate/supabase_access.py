@@ -22,6 +22,13 @@ the roles the plan lists (`cutover.serve.roles`, default `service_role`, the
 role that bypasses RLS) and the project's `sb_secret_` key get through; any
 other verified role gets "Object not found", as RLS hiding the row would.
 
+In front of Storage, the API gateway (supabase/supabase apps/docs/content/guides/api/api-keys.mdx)
+turns an `sb_secret_` key in the `apikey` header into the service_role and answers 401
+`{"message", "hint"}` itself for an `sb_...` key it does not know ("Invalid API key") or one sent
+as `Authorization: Bearer` without an `apikey` ("No API key found in request"); a new key as Bearer
+next to an `apikey` is forwarded and fails the JWT check (the same as
+migrate/stack/supabase_server/auth.py). Publishable keys are not known to the route: refused as unknown.
+
 Error answers keep upstream's shape: HTTP 400 with
 `{"statusCode": "<status>", "code", "error", "message"}` (storage-error.ts
 `render()`; the same shapes as migrate/stack/supabase_server/errors.py).
@@ -38,6 +45,7 @@ import jwt
 
 ALGORITHM = "HS256"
 _BEARER = re.compile(r"^Bearer\s+", re.IGNORECASE)
+NEW_KEY_PREFIX = "sb_"  # sb_secret_... / sb_publishable_...: API keys, not JWTs
 
 PUBLIC_FORMS = frozenset({"public", "render-public"})
 AUTHENTICATED_FORMS = frozenset({"authenticated", "render-authenticated"})
@@ -58,6 +66,17 @@ class AccessRefused(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"statusCode": str(self.status), "code": self.code, "error": self.error, "message": self.message}
+
+
+class GatewayRefused(AccessRefused):
+    """The API gateway's own 401 (the request never reached Storage): `{"message", "hint"}`."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(401, "gateway", message, error="Unauthorized", http_status=401)
+        self.hint = hint
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "hint": self.hint}
 
 
 def no_such_bucket() -> AccessRefused:
@@ -123,6 +142,24 @@ def request_token(headers: Mapping[str, str]) -> str:
     return (headers.get("apikey") or "").strip()
 
 
+def gateway(headers: Mapping[str, str], keys: AccessKeys) -> Caller | str:
+    """What the API gateway passes on: the caller a new API key in `apikey` names, or the token Storage verifies.
+
+    Raises GatewayRefused where the gateway answers itself."""
+    authorization = (headers.get("authorization") or "").strip()
+    apikey = (headers.get("apikey") or "").strip()
+    if authorization:
+        token = _BEARER.sub("", authorization, count=1).strip()
+        if token.startswith(NEW_KEY_PREFIX) and not apikey:
+            raise GatewayRefused("No API key found in request", "No `apikey` request header or url param was found.")
+        return token  # a new key as Bearer is forwarded as it is and fails the JWT check
+    if apikey.startswith(NEW_KEY_PREFIX):
+        if keys.secret_key and hmac.compare_digest(apikey.encode(), keys.secret_key.encode()):
+            return Caller(role="service_role")
+        raise GatewayRefused("Invalid API key", "Double check your Supabase `anon` or `service_role` API key.")
+    return apikey
+
+
 def identify(token: str, keys: AccessKeys) -> Caller:
     """The caller a token names; raises ValueError (the verifier's message) when it does not verify."""
     if not token:
@@ -166,8 +203,14 @@ def check_access(
             # codes.ts InvalidSignature (older getSignedObject.ts said "The url do not match the signature").
             raise AccessRefused(400, "InvalidSignature", "Invalid signature")
         return
+    passed = gateway(headers, keys)
     try:
-        caller = identify(request_token(headers), keys)
+        if isinstance(passed, Caller):
+            caller = passed
+        elif passed.startswith(NEW_KEY_PREFIX):
+            raise ValueError("Invalid Compact JWS")  # Storage's jose: not a JWT
+        else:
+            caller = identify(passed, keys)
     except ValueError as err:
         if form in AUTHENTICATED_FORMS:
             raise access_denied(str(err)) from None

@@ -28,22 +28,33 @@ Design (the why):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import math
 import os
-import re
 import signal
 import threading
 import time
 import uuid
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from migrate.checksums import (
+    CHECKSUM_SIZES,
+    FULL_OBJECT_ALGORITHMS,
+    MIN_PART_SIZE,
+    Digests,
+    MiB,
+    checksums_fit,
+    choose_part_size,
+    combine_part_checksums,
+    full_object_algorithm,
+    is_plain_md5,
+    multipart_etag,
+)
+from migrate.encryption import Encryption, EncryptionSettings
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
@@ -51,14 +62,9 @@ from migrate.records import ObjectRecord
 from migrate.ratelimit import RateLimits
 from migrate.retry import OUTAGE_BUDGET, OUTAGE_WINDOW, OutageMonitor, RunStopping, Throttle, call_with_retries, is_connection_failure
 from migrate.stores.base import ObjectInfo, SourceStore
-from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone, b64_digest
+from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone
 
 log = logging.getLogger(__name__)
-
-MiB = 1024 * 1024
-MIN_PART_SIZE = 5 * MiB
-MAX_PARTS = 10_000
-_PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 
@@ -81,10 +87,13 @@ class TransferOptions:
     part_size: int = 16 * MiB
     multipart_threshold: int = 64 * MiB
     max_attempts: int = 5
-    # "SHA256", "CRC32" or "CRC64NVME" (needs awscrt); None sends Content-MD5 only.
+    # "SHA256", "CRC32", "CRC32C" or "CRC64NVME" (awscrt); None sends Content-MD5 only. Multipart
+    # objects carry a full-object CRC instead of SHA-256 (see `full_object_algorithm`).
     checksum_algorithm: str | None = "SHA256"
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    # Per-rule SSE overrides (rule name -> (sse, kms key)); the two fields above are the default.
+    encryption_by_rule: Mapping[str, Encryption] = field(default_factory=dict)
     on_conflict: str = "skip"
     # Whether the destination honours If-None-Match: * (then skip/fail need no
     # HEAD before each write). None: find out with one probe per run.
@@ -108,8 +117,12 @@ class TransferOptions:
             raise UserInputError(f"transfer.part_size must be at least 5 MiB (S3's minimum part size), got {self.part_size}")
         if self.on_conflict not in CONFLICT_POLICIES:
             raise UserInputError(f"destination.on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
-        if self.checksum_algorithm not in (None, "SHA256", "CRC32", "CRC64NVME"):
-            raise UserInputError("transfer.checksum_algorithm must be SHA256, CRC32 or CRC64NVME")
+        if self.checksum_algorithm is not None and self.checksum_algorithm not in CHECKSUM_SIZES:
+            raise UserInputError(f"transfer.checksum_algorithm must be one of {', '.join(CHECKSUM_SIZES)}")
+
+    def encryption_for(self, rule: str | None) -> Encryption:
+        """(sse, kms key id) for an object matched by `rule`: the rule's, else the destination's."""
+        return EncryptionSettings((self.server_side_encryption, self.kms_key_id), self.encryption_by_rule).for_rule(rule)
 
     @property
     def memory_budget(self) -> int:
@@ -144,6 +157,8 @@ class TransferResult:
     interrupted: bool = False
     elapsed: float = 0.0
     throttle_events: int = 0
+    # Multipart uploads that vanished at the destination (NoSuchUpload) and were started again, once each.
+    restarted_uploads: int = 0
 
     @property
     def ok(self) -> bool:
@@ -184,71 +199,9 @@ class SourceChanged(ObjectError):
     """The source object is not the one the plan listed (size or eTag changed)."""
 
 
-# -- checksums ---------------------------------------------------------------
-def _crc64nvme() -> Callable[[bytes, int], int]:
-    try:
-        from awscrt import checksums  # type: ignore[import-not-found]
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise UserInputError("transfer.checksum_algorithm CRC64NVME needs the awscrt package; pip install awscrt, or use SHA256") from err
-    return checksums.crc64nvme  # type: ignore[no-any-return]
-
-
-class Digests:
-    """SHA-256, optionally MD5, and the destination checksum algorithm over a stream of chunks.
-
-    MD5 is the slow one (about a third of SHA-256's speed with SHA-NI), so it
-    is computed only where something compares it: a plain-MD5 source eTag, or
-    Content-MD5 when no other checksum protects the upload.
-    """
-
-    def __init__(self, algorithm: str | None, *, md5: bool = True):
-        self.algorithm = algorithm
-        self.md5: Any = hashlib.md5() if md5 else None
-        self.sha256 = hashlib.sha256()
-        self._crc = 0
-        self._crc64 = _crc64nvme() if algorithm == "CRC64NVME" else None
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        if self.md5 is not None:
-            self.md5.update(data)
-        self.sha256.update(data)
-        if self.algorithm == "CRC32":
-            self._crc = zlib.crc32(data, self._crc)
-        elif self._crc64 is not None:
-            self._crc = self._crc64(bytes(data), self._crc)
-
-    def s3_checksum(self) -> tuple[str, str] | None:
-        """(algorithm, base64 value) for the x-amz-checksum-* header."""
-        if self.algorithm == "SHA256":
-            return "SHA256", b64_digest(self.sha256.digest())
-        if self.algorithm == "CRC32":
-            return "CRC32", b64_digest(self._crc.to_bytes(4, "big"))
-        if self.algorithm == "CRC64NVME":
-            return "CRC64NVME", b64_digest(self._crc.to_bytes(8, "big"))
-        return None
-
-
-def composite_checksum(part_checksums: list[str]) -> str:
-    """S3's composite checksum of a multipart upload: hash of the part digests, then "-N"."""
-    joined = b"".join(base64.b64decode(value) for value in part_checksums)
-    return f"{b64_digest(hashlib.sha256(joined).digest())}-{len(part_checksums)}"
-
-
-def choose_part_size(size: int, part_size: int) -> int:
-    """The configured part size, grown (to whole MiB) when the object would need more than 10,000 parts."""
-    if math.ceil(size / part_size) <= MAX_PARTS:
-        return part_size
-    return math.ceil(size / MAX_PARTS / MiB) * MiB
-
-
-def multipart_etag(part_etags: list[str]) -> str:
-    """S3's ETag of a completed multipart upload: MD5 of the parts' binary MD5s, then "-N"."""
-    joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
-    return f"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"
-
-
-def is_plain_md5(etag: str | None) -> bool:
-    return bool(etag) and bool(_PLAIN_MD5.match(etag or ""))
+SOURCE_CHANGED = "changed at the source since the plan"
+#: The CLI names the plan file in the exact command (see cli.cmd_run).
+REPLAN_HINT = "re-plan it with `migrate run --replan` and the plan file"
 
 
 # -- multipart bookkeeping -------------------------------------------------
@@ -347,6 +300,11 @@ class Transfer:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="migrate-transfer")
         self._futures: set[Future[None]] = set()
         self.conditional_writes = False
+        # Multipart uploads carry a full-object CRC (the plan's, or CRC64NVME for SHA256).
+        self.part_algorithm = full_object_algorithm(options.checksum_algorithm)
+        # Objects whose upload vanished (NoSuchUpload): restarted once, from the submitting thread.
+        self._restart: list[tuple[_MultipartJob, bool]] = []
+        self._restarted: set[tuple[str, str]] = set()
 
     def _probe_conditional_writes(self, bucket: str) -> bool:
         """Does the destination refuse an If-None-Match: * write to an existing key? One probe object, deleted after.
@@ -481,8 +439,8 @@ class Transfer:
             "content_disposition": record.content_disposition,
             "metadata": record.user_metadata,
             "storage_class": record.storage_class,
-            "sse": self.options.server_side_encryption,
-            "kms_key_id": self.options.kms_key_id,
+            "sse": self.options.encryption_for(record.rule)[0],
+            "kms_key_id": self.options.encryption_for(record.rule)[1],
         }
 
     def _conflict_check(self, record: ObjectRecord, owned: bool) -> bool:
@@ -530,12 +488,19 @@ class Transfer:
 
         return self._retry(head, record)  # type: ignore[no-any-return]
 
-    def _check_source(self, record: ObjectRecord, size: int, etag: str | None) -> None:
+    def _check_source(self, record: ObjectRecord, size: int, etag: str | None, chunks: Iterator[bytes]) -> None:
+        """Refuse a source object that is not the planned one; the response is closed so its connection goes back."""
         what = f"{record.source_bucket}/{record.source_key}"
+        changed = None
         if size >= 0 and size != record.size:
-            raise SourceChanged(f"{what}: changed at the source since the plan (size {size}, planned {record.size}); run `migrate plan` again")
-        if record.source_etag and etag and etag != record.source_etag:
-            raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+            changed = f"size {size}, planned {record.size}"
+        elif record.source_etag and etag and etag != record.source_etag:
+            changed = "eTag differs"
+        if changed is not None:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            raise SourceChanged(f"{what}: {SOURCE_CHANGED} ({changed}); {REPLAN_HINT}")
 
     # -- small objects -----------------------------------------------------
     def copy_whole(self, record: ObjectRecord, owned: bool) -> None:
@@ -578,10 +543,8 @@ class Transfer:
         what = f"{record.source_bucket}/{record.source_key}"
         with self._talking_to(self.source.endpoint):
             info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
-            if length is None:
-                self._check_source(record, info.size, info.etag)
-            elif record.source_etag and info.etag and info.etag != record.source_etag:
-                raise SourceChanged(f"{what}: changed at the source since the plan (eTag differs); run `migrate plan` again")
+            # A range's length is not the object's size: ranges compare the eTag only.
+            self._check_source(record, info.size if length is None else record.size, info.etag, chunks)
             view = memoryview(body) if length is not None else None
             received = 0
             for chunk in chunks:
@@ -644,7 +607,7 @@ class Transfer:
             self._record_failure(record, err, upload_id=upload_id)
             return
         assert upload_id is not None
-        job = _MultipartJob(record, upload_id, part_size, completed, self.options.checksum_algorithm)
+        job = _MultipartJob(record, upload_id, part_size, completed, self.part_algorithm)
         with self._lock:
             self.result.resumed_parts += job.resumed_parts
         if completed:
@@ -673,7 +636,8 @@ class Transfer:
                 return self.destination.create_multipart_upload(
                     record.dest_bucket,  # type: ignore[arg-type]
                     record.dest_key,  # type: ignore[arg-type]
-                    checksum_algorithm=self.options.checksum_algorithm,
+                    checksum_algorithm=self.part_algorithm,
+                    full_object=self.part_algorithm in FULL_OBJECT_ALGORITHMS,
                     **self._write_args(record, None),
                 )
 
@@ -719,6 +683,11 @@ class Transfer:
             # ObjectNotFound too: S3 answers a vanished upload with 404 NoSuchUpload.
             return None, choose_part_size(record.size, self.options.part_size), {}
         local = self.journal.parts(previous.upload_id)
+        if not checksums_fit(self.part_algorithm, [part.checksum for part in local.values()]):
+            # Started by a version that sent another part checksum (SHA-256 composite): S3 would
+            # refuse the rest of the parts, so that upload is dropped and the object starts afresh.
+            self._abort_upload(record, previous.upload_id)
+            return None, choose_part_size(record.size, self.options.part_size), {}
         agreed = {
             number: part
             for number, part in local.items()
@@ -731,7 +700,7 @@ class Transfer:
         """The journaled upload is gone: did it complete (a kill after CompleteMultipartUpload, before the journal saw it)?
 
         The destination object is ours when its size is the planned size and
-        its ETag (MD5 of the part MD5s, "-N") or composite SHA-256 is the one
+        its ETag (MD5 of the part MD5s, "-N") or full-object CRC is the one
         the journaled parts make: exactly the bytes this run sent. Then it is
         migrated under every conflict policy, `fail` included.
         """
@@ -746,14 +715,17 @@ class Transfer:
         if existing is None or existing.size != record.size:
             return False
         expected_etag = multipart_etag([p.etag for p in parts])
-        checksums = [p.checksum for p in parts if p.checksum]
-        expected_sha = composite_checksum(checksums) if len(checksums) == len(parts) and previous.checksum_algorithm in (None, "SHA256") else None
-        stored_sha = existing.checksums.get("sha256") if existing.checksums else None
-        if existing.etag != expected_etag and not (expected_sha and stored_sha == expected_sha):
+        # The full-object CRC the journaled parts make (what _complete sent and S3 stored).
+        algorithm = self.part_algorithm
+        expected_crc = None
+        if algorithm in FULL_OBJECT_ALGORITHMS and checksums_fit(algorithm, [p.checksum for p in parts]):
+            expected_crc = combine_part_checksums(algorithm, [(p.checksum, p.size) for p in parts])  # type: ignore[arg-type, misc]
+        stored_crc = existing.checksums.get((algorithm or "").lower()) if existing.checksums else None
+        if existing.etag != expected_etag and not (expected_crc and stored_crc == expected_crc):
             return False
         log.info("%s/%s: completed by an earlier run (its journal had not caught up)", record.source_bucket, record.source_key)
         self.journal.done(
-            record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=expected_sha, checksum_algorithm="SHA256" if expected_sha else None
+            record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=expected_crc, checksum_algorithm=algorithm if expected_crc else None
         )
         with self._lock:
             self.result.skipped_existing += 1
@@ -792,6 +764,10 @@ class Transfer:
         except (_Cancelled, RunStopping):
             job.fail(_CancelledError())
             return
+        except UploadGone as err:
+            if job.fail(err):
+                self._upload_gone(job, owned, err)
+            return
         except BaseException as err:  # noqa: BLE001 - recorded on the object
             if job.fail(err if isinstance(err, MigrateError) else ObjectError(f"unexpected {type(err).__name__}: {err}")):
                 self._record_failure(record, err, upload_id=job.upload_id)
@@ -800,7 +776,7 @@ class Transfer:
             self._complete(job, owned)
 
     def _read_part(self, record: ObjectRecord, offset: int, length: int) -> tuple[bytearray, Digests]:
-        digests = Digests(self.options.checksum_algorithm, md5=self.options.checksum_algorithm is None)
+        digests = Digests(self.part_algorithm, md5=self.part_algorithm is None)
         # One buffer of the right size: no regrowth copies while the part arrives.
         body = bytearray(length)
         self._read_source(record, body, digests, offset=offset, length=length)
@@ -815,23 +791,37 @@ class Transfer:
                 # Never complete an upload whose bytes disagree with the source.
                 raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}); rerun `migrate run` to copy it again")
             parts = sorted(job.completed.values(), key=lambda p: p.part_number)
-            algorithm = self.options.checksum_algorithm
+            algorithm = self.part_algorithm
             payload = []
             for part in parts:
                 entry: dict[str, Any] = {"PartNumber": part.part_number, "ETag": f'"{part.etag}"'}
                 if algorithm and part.checksum:
                     entry[f"Checksum{algorithm}"] = part.checksum
                 payload.append(entry)
+            # The whole object's CRC, combined from the part CRCs (no re-read, also after a resume):
+            # S3 checks it on completion and stores it, so fast verify compares the object as a whole.
+            full: tuple[str, str] | None = None
+            if algorithm in FULL_OBJECT_ALGORITHMS and all(p.checksum for p in parts):
+                full = (algorithm, combine_part_checksums(algorithm, [(p.checksum, p.size) for p in parts]))  # type: ignore[misc]
             conditional = not owned and self.options.on_conflict != "overwrite"
 
             def complete() -> str:
                 with self._talking_to(self.destination.endpoint):
                     return self.destination.complete_multipart_upload(
-                        record.dest_bucket, record.dest_key, job.upload_id, payload, if_none_match=conditional  # type: ignore[arg-type]
+                        record.dest_bucket,  # type: ignore[arg-type]
+                        record.dest_key,  # type: ignore[arg-type]
+                        job.upload_id,
+                        payload,
+                        if_none_match=conditional,
+                        full_object_checksum=full,
+                        expected_size=record.size,
                     )
 
             etag = self._retry(complete, record)
             _crash_point("after-complete")
+        except UploadGone as err:
+            self._upload_gone(job, owned, err)
+            return
         except ConditionalWriteFailed:
             self._abort(job)
             try:
@@ -842,19 +832,48 @@ class Transfer:
         except BaseException as err:  # noqa: BLE001
             self._record_failure(record, err, upload_id=job.upload_id)
             return
-        checksums = [p.checksum for p in parts if p.checksum]
         self.journal.done(
             record,
             sha256=job.whole.sha256.hexdigest() if job.whole else None,
             md5=md5_hex,
             dest_etag=etag,
-            dest_checksum=composite_checksum(checksums) if algorithm == "SHA256" and len(checksums) == len(parts) else None,
+            dest_checksum=full[1] if full else None,
             checksum_algorithm=algorithm,
         )
         with self._lock:
             self.result.copied += 1
             self.result.bytes_copied += record.size
         self.progress.advance(objects=1)
+
+    def _upload_gone(self, job: _MultipartJob, owned: bool, error: UploadGone) -> None:
+        """The destination lost the upload (NoSuchUpload): start the object again once, else record the failure."""
+        record = job.record
+        self.journal.forget_parts(job.upload_id)
+        self.journal.set_upload(record, None, None)
+        with self._lock:
+            first = (record.source_bucket, record.source_key) not in self._restarted
+            if first:
+                self._restarted.add((record.source_bucket, record.source_key))
+                self._restart.append((job, owned))
+        if first:
+            log.info("the multipart upload of %s vanished at the destination; starting it again", record.dest_key)
+        else:
+            self._record_failure(record, error)
+
+    def _restart_vanished(self) -> None:
+        """Start again, from this (submitting) thread, the uploads that vanished; each object once."""
+        while not self.stop.is_set():
+            with self._lock:
+                pending, self._restart = self._restart, []
+            if not pending:
+                return
+            for job, owned in pending:
+                with self._lock:
+                    self.result.restarted_uploads += 1
+                # The lost upload's parts were counted as progress; they are sent again.
+                self.progress.advance(bytes_done=-sum(part.size for part in job.completed.values()))
+                self.start_multipart(job.record, owned, None)
+            self._drain(shutdown=False)
 
     def _abort(self, job: _MultipartJob) -> None:
         self._abort_upload(job.record, job.upload_id)
@@ -920,8 +939,14 @@ class Transfer:
             self.stop.set()
             self.result.interrupted = True
         finally:
-            self._drain()
-            self.journal.flush()
+            self._drain(shutdown=False)
+            try:
+                self._restart_vanished()
+            except _Cancelled:
+                pass
+            finally:
+                self._drain()
+                self.journal.flush()
         if not self.stop.is_set():
             self.abort_orphans(open_uploads.values())
         self.result.elapsed = time.monotonic() - started
@@ -933,7 +958,8 @@ class Transfer:
     def _decide(self, record: ObjectRecord, previous: JournalRow | None, open_uploads: dict[tuple[str, str], JournalRow]) -> "_Work | None":
         """What to do with one record: None when an earlier run already migrated it as it is now."""
         self.result.planned += 1
-        fingerprint = record_fingerprint(record, sse=self.options.server_side_encryption, kms_key_id=self.options.kms_key_id)
+        sse, kms_key_id = self.options.encryption_for(record.rule)
+        fingerprint = record_fingerprint(record, sse=sse, kms_key_id=kms_key_id)
         if previous is not None and previous.state in (STATE_DONE, STATE_SKIPPED) and previous.fingerprint == fingerprint:
             self.result.already_done += 1
             self.progress.advance(objects=1, bytes_done=record.size)
@@ -958,8 +984,8 @@ class Transfer:
         else:
             self._submit(work.record.size, self.copy_whole, work.record, work.owned)
 
-    def _drain(self) -> None:
-        """Wait for queued work; on a second Ctrl-C stop waiting (the journal stays consistent)."""
+    def _drain(self, *, shutdown: bool = True) -> None:
+        """Wait for queued work (then close the pool); on a second Ctrl-C stop waiting (the journal stays consistent)."""
         try:
             while True:
                 with self._lock:
@@ -974,7 +1000,8 @@ class Transfer:
             self.result.interrupted = True
             self._pool.shutdown(wait=False, cancel_futures=True)
             return
-        self._pool.shutdown(wait=True)
+        if shutdown:
+            self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ action is `copy` or `skip-existing`:
 `skip-existing` records were not copied by `run`: the plan found the object
 already at the destination. They are verified for existence, size and
 content (the destination must still hold those bytes) but not for
-metadata, which `migrate` never wrote. Records with other actions
-(`excluded`, `collision`, `invalid-key`) are not verified; they are counted
-in `VerificationReport.not_verified`.
+metadata, which `migrate` never wrote. Records S3 cannot hold as they are
+(`invalid-key`, `invalid-metadata`) get a `not-migrated` row (the audit is
+INCOMPLETE until the plan excludes them). Records with other actions
+(`excluded`, `collision`) are not verified; they are counted in
+`VerificationReport.not_verified`.
 
 Two modes:
 
@@ -53,17 +55,19 @@ import logging
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import polars as pl
 
+from migrate.encryption import EncryptionSettings
 from migrate.errors import FatalError, Interrupted, MigrateError, ObjectNotFound, ServiceUnavailable, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_FAILED, STATE_IN_PROGRESS, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
 from migrate.records import Action, ObjectRecord
 from migrate.report import (
+    NOT_MIGRATED,
     CATALOG_DIFFERS,
     CATALOG_ONLY,
     CHECKSUM_DIFFERS,
@@ -82,12 +86,16 @@ from migrate.ratelimit import UNLIMITED, RateLimits
 from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.transfer import is_plain_md5
+from migrate.checksums import is_plain_md5
+from migrate.metadata import comparable_metadata
 
 log = logging.getLogger(__name__)
 
 #: Manifest actions whose objects must be at the destination.
 VERIFIED_ACTIONS: tuple[str, ...] = (Action.COPY.value, Action.SKIP_EXISTING.value)
+#: Planned objects S3 cannot hold as they are: reported `not-migrated` until the plan excludes them.
+UNWRITABLE_ACTIONS: tuple[str, ...] = (Action.INVALID_KEY.value, Action.INVALID_METADATA.value)
+UNWRITABLE_FIX = "not migrated: exclude it with filters.exclude (or a rule with exclude: true), or fix it at the source, then plan again"
 MODES = ("fast", "deep")
 
 _JOURNAL_BATCH = 400
@@ -110,10 +118,17 @@ class VerifyOptions:
     max_attempts: int = 5
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    # Per-rule SSE overrides (rule name -> (sse, kms key)), as `run` applied them.
+    encryption_by_rule: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     expect_prefixes: tuple[tuple[str, str], ...] = ()
     # The plan's transfer.max_bandwidth / max_requests_per_second hold for verify's reads too.
     max_bandwidth: int | None = None
     max_requests_per_second: float | None = None
+    # False: only look for unexpected objects (a cluster driver, whose workers check the records).
+    check_objects: bool = True
+
+    def encryption_for(self, rule: str | None) -> tuple[str | None, str | None]:
+        return EncryptionSettings((self.server_side_encryption, self.kms_key_id), self.encryption_by_rule).for_rule(rule)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -240,8 +255,9 @@ def compare_metadata(
     check("content_disposition", _norm(record.content_disposition), _norm(dest.content_disposition))
     check(
         "user_metadata",
-        {str(k).lower(): str(v) for k, v in (record.user_metadata or {}).items()},
-        {str(k).lower(): str(v) for k, v in (dest.user_metadata or {}).items()},
+        # Both decoded by the one mapping (migrate/metadata.py): JSON types and unicode compare as themselves.
+        comparable_metadata(record.user_metadata),
+        comparable_metadata(dest.user_metadata),
     )
     check("storage_class", (record.storage_class or "STANDARD").upper(), (dest.storage_class or "STANDARD").upper())
     if server_side_encryption:
@@ -263,7 +279,8 @@ def _journal_usable(record: ObjectRecord, row: JournalRow | None, options: Verif
     if row is None:
         return None, ""
     if row.state == STATE_DONE:
-        fingerprint = record_fingerprint(record, sse=options.server_side_encryption, kms_key_id=options.kms_key_id)
+        sse, kms_key_id = options.encryption_for(record.rule)
+        fingerprint = record_fingerprint(record, sse=sse, kms_key_id=kms_key_id)
         if row.fingerprint == fingerprint:
             return row, ""
         return None, "the journal row is from an earlier plan of this object"
@@ -429,9 +446,13 @@ class _Audit:
     def _eligible(self, records: Iterable[ObjectRecord], counter: dict[str, int]) -> Iterator[tuple[int, ObjectRecord]]:
         for seq, record in enumerate(records):
             self._note_mapping(record)
-            if record.action in VERIFIED_ACTIONS:
+            if record.action in VERIFIED_ACTIONS and self.options.check_objects:
                 counter["population"] += 1
                 yield seq, record
+            elif record.action in UNWRITABLE_ACTIONS:
+                # Planned, but S3 cannot hold it as it is: not migrated, and the audit says so.
+                counter["population"] += 1
+                self.sink.add(seq, _record_row(record, self.options.mode, status=NOT_MIGRATED, detail=f"{record.reason}; {UNWRITABLE_FIX}"))
             else:
                 counter["not_verified"] += 1
 
@@ -580,8 +601,8 @@ class _Audit:
                 record,
                 dest,
                 expected_content_type=record.content_type,
-                server_side_encryption=self.options.server_side_encryption,
-                kms_key_id=self.options.kms_key_id,
+                server_side_encryption=self.options.encryption_for(record.rule)[0],
+                kms_key_id=self.options.encryption_for(record.rule)[1],
             )
             if copied
             else ({}, {})
@@ -632,8 +653,8 @@ class _Audit:
                 dest,
                 # What `run` sends: the record's type, else the source's, else the S3 default.
                 expected_content_type=record.content_type or source.content_type or "application/octet-stream",
-                server_side_encryption=self.options.server_side_encryption,
-                kms_key_id=self.options.kms_key_id,
+                server_side_encryption=self.options.encryption_for(record.rule)[0],
+                kms_key_id=self.options.encryption_for(record.rule)[1],
             )
             if copied
             else ({}, {})
@@ -753,11 +774,19 @@ def verify_migration(
     options: VerifyOptions,
     progress: Progress | None = None,
     catalog_rows: pl.DataFrame | None = None,
+    executor: Any = None,
 ) -> VerificationReport:
     """`verify_records` plus the report metadata (times, sampling facts); `catalog_rows` from `catalog_cross_check` are appended."""
     started = _now()
-    audit = _Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
-    frame, stats = audit.run(records)
+    if executor is not None:
+        # A cluster (migrate.cluster.DaskExecutor) checks the records on its workers; same rows, same order.
+        records = list(records)
+        frame = executor.verify(records, journal=journal, options=options, progress=progress)
+        population = sum(1 for r in records if r.action in VERIFIED_ACTIONS)
+        stats = VerifyStats(population=population, checked=population, not_verified=len(records) - population)
+    else:
+        audit = _Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
+        frame, stats = audit.run(records)
     if catalog_rows is not None and catalog_rows.height:
         frame = pl.concat([frame, catalog_rows.select(list(REPORT_SCHEMA))])
     return VerificationReport(
@@ -933,17 +962,16 @@ __all__ = [
 ]
 
 
-def catalog_rows_for_plan(plan: "Plan", source: SourceStore) -> pl.DataFrame | None:
-    """Catalog (storage.objects) vs REST listing, for the plan's buckets and prefixes; None without a catalog."""
-    from migrate.stores.catalog import CatalogStore
+def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
+    """Rows without bytes at a Supabase source (the bytes audit, sampled like the audit itself); None for other sources.
 
-    if not isinstance(source, CatalogStore):
+    Comparing the catalog with the REST listing proves nothing (both read
+    `storage.objects`); reading the first byte reaches the storage backend.
+    """
+    from migrate.source_audit import audit_source_bytes, manifest_objects
+
+    if not hasattr(source, "has_bytes"):
         return None
-    frames = []
-    buckets = plan.source.bucket_names or source.list_buckets()
-    for bucket in buckets:
-        for prefix in plan.source.prefixes_for(bucket):
-            catalog = [page for page in source.iter_objects(bucket, prefix)]
-            storage = [page for page in source.rest.iter_objects(bucket, prefix)]
-            frames.append(catalog_cross_check(catalog, storage, bucket=bucket))
-    return pl.concat(frames) if frames else None
+    listed = manifest.filter(pl.col("action").is_in(list(VERIFIED_ACTIONS)))
+    audit = audit_source_bytes(manifest_objects(listed), source, sample=options.sample, concurrency=options.concurrency, seed=options.seed)  # type: ignore[arg-type]
+    return audit.frame()

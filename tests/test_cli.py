@@ -46,6 +46,7 @@ class Env:
         self.s3.create_bucket(Bucket=self.dest)
         self.http = httpx.Client(headers={"apikey": server.service_key, "Authorization": f"Bearer {server.service_key}"}, timeout=60)
         self.data: dict[str, bytes] = {}
+        self.uploader: dict[str, str] = {}
         for env, value in {
             "SUPABASE_URL": server.url,
             "SUPABASE_SERVICE_ROLE_KEY": server.service_key,
@@ -94,11 +95,12 @@ transfer: {{concurrency: 4, part_size: 5MiB, multipart_threshold: 5MiB, max_atte
                 "Content-Type": "application/octet-stream" if key.endswith(".bin") else "application/gzip",
                 "cache-control": "max-age=300",
                 "x-upsert": "true",
-                "x-metadata": base64.b64encode(json.dumps({"uploader": f"u{index}"}).encode()).decode(),
+                "x-metadata": base64.b64encode(json.dumps({"uploader": f"u{index + offset}"}).encode()).decode(),
             }
             response = self.http.post(f"{self.server.url}/storage/v1/object/{self.bucket}/{encode_key(key)}", content=body, headers=headers)
             assert response.status_code == 200, response.text
             self.data[key] = body
+            self.uploader[key] = f"u{index + offset}"
 
     def migrate(self, *args: str) -> int:
         return main([*args, str(self.plan), "--state-dir", str(self.tmp / "state"), "--reports-dir", str(self.tmp / "reports"), *(["--no-progress"] if args[0] in ("run", "verify") else [])])
@@ -113,7 +115,8 @@ transfer: {{concurrency: 4, part_size: 5MiB, multipart_threshold: 5MiB, max_atte
         for key, body in self.data.items():
             got = self.s3.get_object(Bucket=self.dest, Key=self.dest_key(key))
             assert got["Body"].read() == body, key
-            assert got["Metadata"].get("uploader", "").startswith("u"), key
+            # Each object's own metadata, exactly: another object's would differ.
+            assert got["Metadata"] == {"uploader": self.uploader[key]}, key
             expected_cache = "public, max-age=60" if key.endswith("index.json") else "public, max-age=31536000, immutable"
             assert got["CacheControl"] == expected_cache
 
@@ -227,9 +230,18 @@ def test_the_source_is_never_modified(env: Env, supabase_server: Any) -> None:
     assert [(o["name"], o["metadata"]["eTag"], o["updated_at"]) for o in before] == [(o["name"], o["metadata"]["eTag"], o["updated_at"]) for o in after]
 
 
-def test_ctrl_c_stops_cleanly_and_the_next_run_continues(env: Env, supabase_faults: Callable[..., Any]) -> None:
+def _journal_counts(path: Path) -> dict[str, tuple[int, int]]:
+    from migrate.journal import TransferJournal
+
+    with TransferJournal(path, readonly=True) as journal:
+        return {state: (int(n), int(size or 0)) for state, (n, size) in journal.counts().items()}
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_moves_only_the_rest(env: Env, supabase_faults: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
     import os
+    import re
     import signal
+    import sqlite3
     import subprocess
     import sys
     import time
@@ -239,26 +251,68 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(env: Env, supabase_faul
     command = [sys.executable, "-m", "migrate", "run", str(env.plan), "--state-dir", str(env.tmp / "state"), "--reports-dir", str(env.tmp / "reports"), "--no-progress", "--workers", "1"]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     journal = env.tmp / "state" / "runs" / f"cli-{env.dest}" / "journal.sqlite"
-    deadline = time.monotonic() + 60
-    while not journal.exists() and time.monotonic() < deadline:
+    # Interrupt once at least one object is journaled as done (an event, not a guess at timing).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if journal.exists() and _journal_counts(journal).get("done", (0, 0))[0] >= 1:
+                break
+        except sqlite3.OperationalError:  # the child has created the file but not its tables yet
+            pass
         time.sleep(0.1)
-    time.sleep(1.0)
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
+    out, err = child.communicate(timeout=120)
     assert child.returncode == 130, (out, err)
     assert "Rerun `migrate run" in err and "Traceback" not in err
+    first_done, first_bytes = _journal_counts(journal)["done"]
+    assert 1 <= first_done < len(SOURCE), "the interrupt must land mid-run for this test to mean anything"
     httpx.delete(f"{env.server.url}/storage/v1/_faults", headers={"apikey": env.server.service_key, "Authorization": f"Bearer {env.server.service_key}"})
+    capsys.readouterr()
     assert env.migrate("run") == 0
+    summary = capsys.readouterr().out
+    moved = re.search(r"Copied (\d+) objects .*; (\d+) already migrated", summary)
+    assert moved is not None, summary
+    # The rerun moved the rest and only the rest: objects and bytes both add up.
+    assert (int(moved[1]), int(moved[2])) == (len(SOURCE) - first_done, first_done)
+    from migrate.journal import TransferJournal
+
+    with TransferJournal(journal, readonly=True) as j:
+        last = j.last_run()
+    assert last is not None and last["outcome"] == "ok"
+    assert (last["copied"], last["bytes"]) == (len(SOURCE) - first_done, sum(SOURCE.values()) - first_bytes)
     env.assert_migrated()
+
+
+def test_a_bug_exits_1_with_a_masked_traceback(env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from migrate.journal import TransferJournal
+
+    key = env.server.service_key
+
+    def broken(self: Any, plan_fingerprint: str) -> int:
+        raise ZeroDivisionError(f"a bug that leaked {key} into its message")
+
+    monkeypatch.setattr(TransferJournal, "start_run", broken)
+    assert env.migrate("run") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in start_run" not in err and "in broken" in err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "migrate: a bug that leaked *** into its message (internal error; please report it with the trace above)"
+    assert key not in err
 
 
 def test_no_secret_reaches_manifests_journals_or_reports(env: Env, supabase_faults: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
     # A failing object too, so error texts land in the journal and the output.
     supabase_faults({"method": "GET", "path": "/object/authenticated/.*/exact.bin", "action": "status", "status": 500, "count": None})
     assert env.migrate("run") == 3
+    run_output = capsys.readouterr()
     assert env.migrate("status", "--failed") == 0
+    listing = capsys.readouterr()
+    failed = [line for line in listing.out.splitlines() if line.startswith("  failed: ")]
+    assert failed == [f"  failed: {env.bucket}/plugins/beta/2.1.0/exact.bin: supabase://{env.bucket}/plugins/beta/2.1.0/exact.bin: Supabase Storage error 500 (Internal server error)"], listing.out
+    assert "  failed               1  5.0 MiB" in listing.out
     assert env.migrate("verify", "--mode", "deep") == 3
-    captured = capsys.readouterr()
+    verify_output = capsys.readouterr()
+    captured = type(run_output)(run_output.out + listing.out + verify_output.out, run_output.err + listing.err + verify_output.err)
     secrets = [env.server.service_key, env.seaweed.secret_key, env.server.jwt_secret]
     written = [path for path in env.tmp.rglob("*") if path.is_file()]
     assert any(path.suffix == ".sqlite" for path in written) and any(path.name == "report.parquet" for path in written)

@@ -23,7 +23,7 @@ from migrate.stores.supabase import SupabaseStore, encode_key
 
 SPECIAL_KEYS = [
     "reports/Q1 summary (final).pdf",
-    "ünïcode/naïve café.txt",
+    "spaced/naive cafe (v2).txt",
     "odd/semi;colon, comma & amp+plus=eq@at!bang'quote.txt",
     "deep/a/b/c/d/e/f/g/leaf.bin",
     "zero/empty.bin",
@@ -112,22 +112,17 @@ def test_rest_v2_and_catalog_list_everything_with_the_same_metadata(supabase_ser
     assert via_rest["deep/a/b/c/d/e/f/g/leaf.bin"].etag and len(via_rest["deep/a/b/c/d/e/f/g/leaf.bin"].etag) == 32
 
 
-def test_rest_falls_back_to_v1_folder_walking(supabase_server: Any, wide_bucket: str) -> None:
+def test_rest_falls_back_to_v1_folder_walking(supabase_server: Any, wide_bucket: str, supabase_faults: Any) -> None:
     rest = SupabaseStore(supabase_server.url, supabase_server.service_key, fetch_user_metadata=False)
-    faults = httpx.post(
-        f"{supabase_server.url}/storage/v1/_faults",
-        headers={"apikey": supabase_server.service_key, "Authorization": f"Bearer {supabase_server.service_key}"},
-        json={"rules": [{"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1}]},
-    )
-    assert faults.status_code == 200, faults.text
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1})
+    v1_budget = 100_000
+    supabase_faults({"method": "POST", "path": "/object/list/", "action": "latency", "delay_ms": 0, "count": v1_budget})
     keys = _keys(rest, wide_bucket)
-    state = httpx.get(
-        f"{supabase_server.url}/storage/v1/_faults",
-        headers={"apikey": supabase_server.service_key, "Authorization": f"Bearer {supabase_server.service_key}"},
-    ).json()
-    assert "404" in json.dumps(state) or state.get("rules") == [] or state == {"rules": []}
+    rules = httpx.get(f"{supabase_server.url}/storage/v1/_faults", headers={"apikey": supabase_server.service_key}).json()["rules"]
+    assert rules[0]["status"] == 404 and rules[0]["count"] == 0  # the injected 404 fired
+    assert v1_budget - rules[1]["count"] > 0  # and v1 did the listing (the fixture clears both rules)
     assert len(keys) == WIDE_FOLDER_COUNT + len(SPECIAL_KEYS)
-    assert "deep/a/b/c/d/e/f/g/leaf.bin" in keys and "ünïcode/naïve café.txt" in keys
+    assert sorted(k for k in keys if not k.startswith("wide/")) == sorted(SPECIAL_KEYS), sorted(k for k in keys if not k.startswith("wide/"))
 
 
 def test_plan_writes_a_manifest_with_rewrites_filters_and_placeholders(supabase_server: Any, wide_bucket: str, tmp_path: Path) -> None:
@@ -155,7 +150,7 @@ unmatched: keep
     assert rows["wide/file-00007.txt"]["cache_control"] == "public, max-age=31536000, immutable"
     assert rows["deep/a/b/c/d/e/f/g/leaf.bin"]["dest_key"] == "shallow/leaf.bin"
     assert rows["folder/.emptyFolderPlaceholder"]["action"] == "excluded"
-    assert rows["ünïcode/naïve café.txt"]["action"] == "copy" and rows["ünïcode/naïve café.txt"]["dest_key"] == "ünïcode/naïve café.txt"
+    assert rows["spaced/naive cafe (v2).txt"]["action"] == "copy" and rows["spaced/naive cafe (v2).txt"]["dest_key"] == "spaced/naive cafe (v2).txt"
     assert json.loads(rows["reports/Q1 summary (final).pdf"]["user_metadata"]) == {"origin": "test"}
     assert result.summary["actions"]["copy"]["objects"] == WIDE_FOLDER_COUNT + len(SPECIAL_KEYS) - 1
     assert result.runnable
@@ -198,7 +193,8 @@ def test_invalid_destination_keys_are_flagged(supabase_server: Any, uploader: Up
     assert actions["x/ok.txt"] == "copy"
     assert actions["y/" + "long" * 250 + ".txt"] == "invalid-key"  # 1027 bytes after the rewrite: over S3's 1024
     assert "1024" in result.manifest.filter(pl.col("action") == "invalid-key")["reason"][0]
-    assert result.invalid_keys == 1 and result.runnable
+    # Issue 10: what S3 cannot hold blocks the run (plan exits 3) until it is excluded.
+    assert result.invalid_keys == 1 and result.unwritable == 1 and not result.runnable
 
 
 def test_empty_bucket_and_missing_bucket(supabase_server: Any, uploader: Uploader, tmp_path: Path) -> None:
@@ -233,12 +229,122 @@ def test_check_destination_marks_objects_already_there(supabase_server: Any, upl
 
 def _with_destination(plan: Any, seaweed: Any) -> Any:
     """Point a plan's destination at the SeaweedFS fixture (credentials as the plan loader would resolve them)."""
-    import dataclasses
-
-    destination = dataclasses.replace(
-        plan.destination,
-        endpoint_url=seaweed.endpoint_url,
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
+    destination = plan.destination.model_copy(
+        update={"endpoint_url": seaweed.endpoint_url, "access_key_id": seaweed.access_key, "secret_access_key": seaweed.secret_key}
     )
-    return dataclasses.replace(plan, destination=destination)
+    return plan.model_copy(update={"destination": destination})
+
+
+# -- faults, checkpoints, and the source audit (issue 9 item 1, issue 10 item 6) ------------------
+def _manifest_without_times(result: Any) -> pl.DataFrame:
+    return result.manifest.drop("last_modified").sort("source_key")
+
+
+def test_plan_under_injected_faults_equals_a_fault_free_plan(supabase_server: Any, wide_bucket: str, supabase_faults: Any, tmp_path: Path) -> None:
+    plan = _plan(supabase_server, wide_bucket)
+    clean = plan_migration(plan, state_dir=tmp_path / "clean", reports_dir=tmp_path / "r")
+    # About 10% of the plan's ~2,610 requests fail once each (500, 503, 429 in turn), plus list-v2 faults and one drop.
+    statuses = (500, 503, 429)
+    rules = [
+        {"method": "GET", "path": f"/object/info/{wide_bucket}/wide/file-{i:05d}\\.txt$", "action": "status", "status": statuses[i % 3], "count": 1}
+        for i in range(0, WIDE_FOLDER_COUNT, 10)
+    ]
+    rules += [
+        {"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 503, "count": 1},
+        {"method": "POST", "path": "/object/list-v2/", "action": "drop", "count": 1},
+        {"method": "GET", "path": f"/bucket/{wide_bucket}", "action": "status", "status": 500, "count": 1},
+    ]
+    supabase_faults(*rules)
+    faulted = plan_migration(plan, state_dir=tmp_path / "faulted", reports_dir=tmp_path / "r")
+    left = httpx.get(f"{supabase_server.url}/storage/v1/_faults", headers={"apikey": supabase_server.service_key}).json()["rules"]
+    assert len(left) == len(rules) and all(rule["count"] == 0 for rule in left)  # every fault fired
+    assert _manifest_without_times(faulted).equals(_manifest_without_times(clean))
+
+
+def test_a_plan_killed_mid_listing_resumes_from_its_checkpoint(supabase_server: Any, uploader: Uploader, supabase_faults: Any, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bucket = uploader.bucket()
+    pages = 4
+    objects = {f"k/{i:05d}.txt": b"v" for i in range(pages * 1000 - 10)}  # four list-v2 pages at the default size
+    uploader.put_many(bucket, objects)
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(
+        f"version: 1\nname: kill-{bucket}\nsource:\n  type: supabase\n  url: ${{SUPABASE_URL}}\n  key: ${{SUPABASE_SECRET_KEY}}\n  buckets: [{bucket}]\n"
+        "destination:\n  bucket: unused\n  endpoint_url: http://127.0.0.1:9\n  region: us-east-1\n"
+    )
+    env = {**os.environ, "SUPABASE_URL": supabase_server.url, "SUPABASE_SECRET_KEY": supabase_server.secret_key}
+    state = tmp_path / "state"
+    checkpoint = state / "runs" / f"kill-{bucket}" / ".inventory-parts" / "checkpoint.json"
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "latency", "delay_ms": 1500, "count": None})
+    child = subprocess.Popen(
+        [sys.executable, "-m", "migrate", "plan", str(plan_path), "--state-dir", str(state), "--reports-dir", str(tmp_path / "r")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    written = 0
+    while time.monotonic() < deadline and written < 2:
+        try:
+            written = json.loads(checkpoint.read_text())["units"]["0"]["parts"]
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert written >= 2 and child.returncode == -signal.SIGKILL
+    httpx.delete(f"{supabase_server.url}/storage/v1/_faults", headers={"apikey": supabase_server.service_key})
+    budget = 100_000
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "latency", "delay_ms": 0, "count": budget})
+
+    def requests_so_far() -> int:
+        rules = httpx.get(f"{supabase_server.url}/storage/v1/_faults", headers={"apikey": supabase_server.service_key}).json()["rules"]
+        return budget - int(rules[0]["count"])
+
+    environ = {"SUPABASE_URL": supabase_server.url, "SUPABASE_SECRET_KEY": supabase_server.secret_key}
+    plan = parse_plan(plan_path.read_text(), source_name=str(plan_path), environ=environ)
+    resumed = plan_migration(plan, state_dir=state, reports_dir=tmp_path / "r")
+    resumed_pages = requests_so_far()
+    fresh = plan_migration(plan, state_dir=tmp_path / "fresh", reports_dir=tmp_path / "r")
+    full_pages = requests_so_far() - resumed_pages
+    assert full_pages == pages and resumed_pages <= pages - written
+    assert _manifest_without_times(resumed).equals(_manifest_without_times(fresh)) and resumed.manifest.height == len(objects)
+    assert not checkpoint.parent.exists()  # a completed plan clears its checkpoint
+
+
+def test_a_checkpoint_of_another_plan_is_discarded(supabase_server: Any, wide_bucket: str, tmp_path: Path) -> None:
+    from migrate.inventory import ListingCheckpoint
+
+    plan = _plan(supabase_server, wide_bucket)
+    parts = RunDirectory.for_plan(plan.name, state_dir=tmp_path).path / ".inventory-parts"
+    stale = ListingCheckpoint.open(parts, fingerprint="another-plan", source_kind="supabase")
+    stale.unit(0, wide_bucket, "")["done"] = True  # claims the bucket is listed, with no parts
+    stale.save()
+    result = plan_migration(plan, state_dir=tmp_path, reports_dir=tmp_path / "r")
+    assert result.manifest.height == WIDE_FOLDER_COUNT + len(SPECIAL_KEYS)
+
+
+def test_audit_source_finds_rows_without_bytes_before_anything_is_copied(supabase_server: Any, uploader: Uploader, tmp_path: Path) -> None:
+    import psycopg
+
+    bucket = uploader.bucket()
+    for i in range(30):
+        uploader.put(bucket, f"ok/{i:02d}.txt", f"body {i}".encode())
+    with psycopg.connect(supabase_server.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO storage.objects (bucket_id, name, version, metadata) "
+            "SELECT %s, 'ghost/' || i, gen_random_uuid()::text, jsonb_build_object('size', 7, 'eTag', md5(i::text)) FROM generate_series(1, 3) AS i",
+            (bucket,),
+        )
+        version = conn.execute("SELECT version FROM storage.objects WHERE bucket_id = %s AND name = 'ok/05.txt'", (bucket,)).fetchone()[0]
+    blob = Path(supabase_server.process.log_path).parent / "blobs" / version[:2] / version  # the server's data dir
+    blob.unlink()  # bytes deleted behind Supabase's back
+    for database in (False, True):
+        result = plan_migration(_plan(supabase_server, bucket, database=database), state_dir=tmp_path / str(database), reports_dir=tmp_path / "r", audit_source=True)
+        assert result.source_audit is not None
+        missing = sorted(key for _, key, _ in result.source_audit.missing)
+        assert missing == ["ghost/1", "ghost/2", "ghost/3", "ok/05.txt"] and result.source_audit.checked == 33
+        assert "no bytes at the source" in result.summary_text()

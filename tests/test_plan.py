@@ -27,6 +27,7 @@ S3_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
 ENV = {
     "SUPABASE_URL": "http://127.0.0.1:54321",
     "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+    "SUPABASE_SECRET_KEY": SERVICE_KEY,  # plans/*.yaml read the secret key variable; a legacy JWT is accepted there
     "SRC_KEY_ID": "GK31c2f218a2e44f485b94239e",
     "SRC_SECRET": S3_SECRET,
     "PGPASSWORD_FOR_TEST": "catalog-pw-9f8e7d",
@@ -808,7 +809,7 @@ def test_parse_size_refuses_unclear_sizes(value, message):
         ("transfer:\n  part_size: 6GiB\n", "plans/x.yaml:10: transfer.part_size: must be at most 5 GiB, got 6 GiB"),
         ("transfer:\n  multipart_threshold: 4MiB\n", "plans/x.yaml:10: transfer.multipart_threshold: must be at least 5 MiB, got 4 MiB"),
         ("transfer:\n  part_size: 1.5\n", "plans/x.yaml:10: transfer.part_size: expected a size such as 16MiB or a number of bytes, got the number 1.5"),
-        ("transfer:\n  checksum_algorithm: md5\n", "plans/x.yaml:10: transfer.checksum_algorithm: 'md5' is not one of: SHA256, CRC64NVME"),
+        ("transfer:\n  checksum_algorithm: md5\n", "plans/x.yaml:10: transfer.checksum_algorithm: 'md5' is not one of: SHA256, CRC32, CRC32C, CRC64NVME"),
         ("filters:\n  min_size: 2MiB\n  max_size: 1MiB\n", "plans/x.yaml:10: filters.min_size: min_size (2 MiB) is larger than max_size (1 MiB)"),
         ("filters:\n  modified_after: 2025-01-01\n  modified_before: 2024-01-01\n", "plans/x.yaml:10: filters.modified_after: modified_after must be earlier than modified_before (objects with modified_after <= last modified < modified_before are kept)"),
         ("filters:\n  modified_after: yesterday\n", "plans/x.yaml:10: filters.modified_after: 'yesterday' is not an ISO 8601 date; write e.g. 2024-01-31 or 2024-01-31T12:00:00Z"),
@@ -955,3 +956,48 @@ def test_fingerprint_ignores_tuning_name_and_secrets():
     assert parse("name: renamed\n" + FINGERPRINTED).fingerprint() == base
     assert parse(FINGERPRINTED + "verify: {mode: deep}\n").fingerprint() == base
     assert parse(FINGERPRINTED, {**ENV, "SUPABASE_SERVICE_ROLE_KEY": "eyJx.eyJy.other"}).fingerprint() == base
+
+
+@pytest.mark.parametrize(
+    ("name", "fingerprint"),
+    [
+        ("app-assets.yaml", "db4b8dfaec95acb33cfc68437edf810e2f226d6b382edcb73f9a77094e8d9dbe"),
+        ("plugin-registry.yaml", "e21ef799a58ce73ac5614e8f0ab81278d440419e073d1ed0384c49ac9c27c070"),
+    ],
+)
+def test_fingerprints_match_those_of_earlier_versions_so_runs_resume_after_an_upgrade(name, fingerprint):
+    # Computed by migrate at d2ea3b9 (the plan as dataclasses) with this environment.
+    environ = {**ENV, "SUPABASE_DB_URL": "postgresql://u:pw@h/db"}
+    assert load_plan(PLANS / name, environ=environ).fingerprint() == fingerprint
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("rules: [5]\n", "plans/x.yaml:9: rules[0]: expected a rule (a mapping with name, match and to), got the number 5"),
+        ("tiering: [x]\n", "plans/x.yaml:9: tiering[0]: expected a tier (a mapping with storage_class and a condition), got the text 'x'"),
+        ("filters: 5\n", "plans/x.yaml:9: filters: expected a mapping, got the number 5"),
+        ("<<: [1]\n", "plans/x.yaml:9: expected a mapping to merge, got the number 1"),
+    ],
+)
+def test_a_list_item_of_the_wrong_kind_says_what_each_item_is(extra, message):
+    assert str(error_of(MINIMAL + extra)) == message
+
+
+def test_a_choice_that_expands_to_nothing_takes_the_default():
+    plan = parse(MINIMAL + "  on_conflict: ${MODE:-}\nunmatched: ''\n")
+    assert (plan.destination.on_conflict, plan.unmatched) == ("skip", "keep")
+    assert str(error_of(MINIMAL + "tiering:\n  - {min_size: 1, storage_class: ''}\n")).startswith(
+        "plans/x.yaml:10: tiering[0].storage_class: required key is missing; one of: STANDARD,"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be more than 0 requests per second, got 0"),
+        ("fast", "expected a number of requests per second, got the text 'fast'"),
+    ],
+)
+def test_max_requests_per_second_is_a_positive_number(value, message):
+    assert str(error_of(MINIMAL + f"transfer:\n  max_requests_per_second: {value}\n")) == f"plans/x.yaml:10: transfer.max_requests_per_second: {message}"

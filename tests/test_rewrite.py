@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migrate.plan import Rule, RuleMetadata, Tier, load_plan, parse_plan
+from migrate.plan import Rule, RuleMetadata, load_plan, parse_plan
 from migrate.records import Action, ObjectRecord, records_to_frame
 from migrate.rewrite import (
     TemplateError,
@@ -21,7 +21,6 @@ from migrate.rewrite import (
     guess_content_type,
     mark_collisions,
     resolve_content_type,
-    validate_destination_key,
 )
 from migrate.stores.base import ObjectInfo
 
@@ -29,6 +28,7 @@ PLANS = Path(__file__).resolve().parent.parent / "plans"
 DEMO_ENV = {
     "SUPABASE_URL": "http://127.0.0.1:54321",
     "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXZhbHVl",
+    "SUPABASE_SECRET_KEY": "sb_secret_demo-key-for-the-example-plans",  # plans/*.yaml read the secret key variable
 }
 
 
@@ -201,15 +201,16 @@ def test_bucket_prefix_applies_to_kept_unmatched_keys_only():
     assert dest(rw, "avatars", "a/1") == "p/b/1"
 
 
-def test_rewrite_to_a_dangerous_key_is_invalid_not_copied():
+def test_rewrite_to_a_key_s3_cannot_store_is_invalid_not_copied():
     rw = compile_rules([rule("r", "{a}/{b}", "{a}/x/{b}")])
-    result = rw.rewrite("s", "../etc")
+    result = rw.rewrite("s", "\x01/etc")
     assert result.action is Action.INVALID_KEY
-    assert result.dest_key == "../x/etc"
-    assert result.invalid_reason == "destination key has a '..' segment; clients resolve it, so the object would be unreachable"
-    kept = rw.rewrite("s", "a//b")  # unmatched and kept as is
-    assert kept.action is Action.INVALID_KEY
-    assert kept.invalid_reason == "destination key contains '//' (an empty segment)"
+    assert result.dest_key == "\x01/x/etc"
+    assert result.invalid_reason == "destination key contains U+0001, which S3 cannot return in an XML listing"
+    # Keys S3 stores as they are: rewritten or kept, never refused.
+    for key, expected in (("a//b", "a//b"), ("../etc", "../x/etc"), ("/lead", "/lead"), ("trail/", "trail/")):
+        result = rw.rewrite("s", key)
+        assert (result.action, result.dest_key, result.invalid_reason) == (Action.COPY, expected, None), key
 
 
 @pytest.mark.parametrize(
@@ -270,70 +271,14 @@ def test_rewriting_100k_keys_is_fast():
         dest_prefix="migrated/",
     )
     keys = [f"plugins/plugin-{i % 500}/{i % 37}.{i % 11}.0/files/pkg-{i}.tar.gz" for i in range(100_000)]
-    # CPU time, best of three: other test sessions on the machine must not make this flaky.
-    timings = []
-    for _ in range(3):
-        started = time.process_time()
-        results = [rw.rewrite("plugins", k) for k in keys]
-        timings.append(time.process_time() - started)
+    # A generous bound on CPU time (about 0.4 s here), not a speed figure (bench/ has those):
+    # it catches only a pathological slowdown such as recompiling patterns per key.
+    started = time.process_time()
+    results = [rw.rewrite("plugins", k) for k in keys]
+    cpu = time.process_time() - started
     assert results[123].dest_key == "migrated/registry/plugin-123/v12.2.0/files/pkg-123.tar.gz"
     assert all(r.rule == "packages" for r in results)
-    assert min(timings) < 2.0, f"100k rewrites took {min(timings):.2f}s of CPU"
-
-
-# --------------------------------------------------------------------------- destination keys
-
-
-@pytest.mark.parametrize(
-    ("key", "reason"),
-    [
-        ("", "destination key is empty"),
-        ("a" * 1025, "destination key is 1025 bytes of UTF-8; S3 allows at most 1024"),
-        ("é" * 513, "destination key is 1026 bytes of UTF-8; S3 allows at most 1024"),
-        ("a/\x00b", "destination key contains control character U+0000"),
-        ("a/b\nc", "destination key contains control character U+000A"),
-        ("a/b\tc", "destination key contains control character U+0009"),
-        ("a/b\x7f", "destination key contains control character U+007F"),
-        ("a/b\x85", "destination key contains control character U+0085"),
-        ("a/evil\u202egnp.exe", "destination key contains bidirectional control character U+202E"),
-        ("a/\ud800", "destination key is not valid Unicode (it contains a lone surrogate)"),
-        ("/a/b", "destination key starts with '/' (an empty first segment)"),
-        ("/", "destination key starts with '/' (an empty first segment)"),
-        ("a//b", "destination key contains '//' (an empty segment)"),
-        ("a//", "destination key contains '//' (an empty segment)"),
-        ("a/./b", "destination key has a '.' segment; clients resolve it, so the object would be unreachable"),
-        ("a/../b", "destination key has a '..' segment; clients resolve it, so the object would be unreachable"),
-        ("..", "destination key has a '..' segment; clients resolve it, so the object would be unreachable"),
-        (".", "destination key has a '.' segment; clients resolve it, so the object would be unreachable"),
-        ("a/..", "destination key has a '..' segment; clients resolve it, so the object would be unreachable"),
-        ("a/../", "destination key has a '..' segment; clients resolve it, so the object would be unreachable"),
-        # Long keys skip the fast path: the same checks still apply.
-        ("x" * 300 + "/../y", "destination key has a '..' segment; clients resolve it, so the object would be unreachable"),
-        ("x" * 300 + "/\ud800", "destination key is not valid Unicode (it contains a lone surrogate)"),
-        ("x" * 300 + "//y", "destination key contains '//' (an empty segment)"),
-    ],
-)
-def test_dangerous_destination_keys_are_refused(key, reason):
-    assert validate_destination_key(key) == reason
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "a",
-        "a/b/c.txt",
-        "folder/",  # a folder marker
-        "a" * 1024,
-        "a/" * 300 + "b",
-        "é" * 512,  # exactly 1024 bytes
-        "a/.hidden/..x/x..",
-        "a/ spaced /b",
-        "日本語/ファイル.txt",
-        "a/100%+#?&=;:,$@!'()*",
-    ],
-)
-def test_safe_destination_keys_pass(key):
-    assert validate_destination_key(key) is None
+    assert cpu < 20.0, f"100k rewrites took {cpu:.2f}s of CPU"
 
 
 # --------------------------------------------------------------------------- collisions
@@ -547,4 +492,21 @@ def test_rule_metadata_defaults_leave_source_headers_alone():
     rw = compile_rules([rule("r", "{x**}", "{x}")])
     result = rw.rewrite("b", "a.bin")
     assert result.metadata == RuleMetadata()
-    assert Tier(name="t", storage_class="GLACIER", min_size=1).storage_class == "GLACIER"
+
+
+
+def test_a_tier_sets_the_storage_class_the_builder_writes():
+    plan = parse_plan(
+        """
+version: 1
+source: {type: supabase, url: "${SUPABASE_URL}", key: "${SUPABASE_SERVICE_ROLE_KEY}", buckets: [docs]}
+destination: {bucket: dest-bucket}
+tiering:
+  - {name: t, min_size: 1, storage_class: GLACIER}
+""",
+        source_name="t.yaml",
+        environ=DEMO_ENV,
+    )
+    builder = compile_plan(plan)
+    assert builder.build("docs", _info("a.bin", size=1)).storage_class == "GLACIER"
+    assert builder.build("docs", _info("empty.bin", size=0)).storage_class != "GLACIER"  # below the tier's min_size

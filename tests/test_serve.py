@@ -15,7 +15,8 @@ import pytest
 
 from migrate.serve import RunningServer, create_app
 from migrate.stack.process import free_port
-from migrate.stack.supabase_server.auth import make_jwt, sign_object_url
+from migrate.stack.supabase_server.auth import make_jwt
+from migrate.stack.supabase_server.signed import sign_object_url
 from tests.fixtures_cutover import PRIVATE_OBJECTS, PUBLIC_OBJECTS, CutoverWorld
 
 AVATAR = "users/u1/avatar.png"
@@ -78,7 +79,8 @@ REFUSALS = [
     ("authenticated", "wrong-secret", 400, "AccessDenied", "signature verification failed"),
     ("authenticated", "expired", 400, "AccessDenied", '"exp" claim timestamp check failed'),
     ("authenticated", "anon", 400, "NoSuchKey", "Object not found"),
-    ("authenticated", "sb_secret_wrong", 400, "AccessDenied", "Invalid Compact JWS"),
+    # An sb_ key as Bearer without an apikey header: the API gateway answers itself (no code).
+    ("authenticated", "sb_secret_wrong", 401, None, "No API key found in request"),
     ("bare", None, 400, "NoSuchBucket", "Bucket not found"),
     ("bare", "wrong-secret", 400, "NoSuchBucket", "Bucket not found"),
     ("public", None, 400, "NoSuchBucket", "Bucket not found"),
@@ -102,10 +104,10 @@ def test_refused_credentials_get_what_supabase_answers(route: httpx.Client, cuto
         ours = route.get(path, headers=headers)
         upstream = httpx.get(f"{world.server.url}{path}", headers=headers, timeout=30)
         case = (variant, credentials)
-        assert (ours.status_code, ours.json()["code"], ours.json()["message"]) == (status, code, message), case
+        assert (ours.status_code, ours.json().get("code"), ours.json()["message"]) == (status, code, message), case
         assert "location" not in ours.headers, case
         # The bundled Supabase server (recorded against upstream) answers the same status and code.
-        assert (upstream.status_code, upstream.json()["code"]) == (ours.status_code, ours.json()["code"]), case
+        assert (upstream.status_code, upstream.json().get("code")) == (ours.status_code, ours.json().get("code")), case
 
 
 def test_signed_url_tokens_are_verified_like_supabase(route: httpx.Client, cutover_world: CutoverWorld, caplog: pytest.LogCaptureFixture) -> None:

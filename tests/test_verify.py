@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import time
 import tracemalloc
 from dataclasses import dataclass, replace
@@ -27,7 +28,8 @@ from migrate.report import CSV_FILE, HTML_FILE, REPORT_SCHEMA, load_report
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stores.base import ObjectInfo
 from migrate.stores.s3 import S3Location, S3Store
-from migrate.transfer import MiB, TransferOptions, transfer_objects
+from migrate.checksums import MiB
+from migrate.transfer import TransferOptions, transfer_objects
 from migrate.verify import (
     VerifyOptions,
     catalog_cross_check,
@@ -172,9 +174,12 @@ def test_untouched_migration_is_all_match(migrated: Migrated, mode: str) -> None
     assert fine["dest_size"] == 1000 and fine["checked_mode"] == mode
     if mode == "fast":
         assert fine["checksum_basis"] == "journal-sha256"
-        # Multipart: S3's composite checksum against the one run computed from its parts.
+        # Multipart: the full-object CRC64NVME S3 checked and stored, equal to the CRC of the whole body (no "-N" composite).
         assert rows["big"]["checksum_basis"] == "journal-checksum"
-        assert rows["big"]["actual_checksum"].startswith("sha256-composite:") and rows["big"]["actual_checksum"].endswith("-3")
+        from awscrt import checksums as crt
+
+        whole = "crc64nvme:" + base64.b64encode(crt.crc64nvme(migrated.data["big"]).to_bytes(8, "big")).decode()
+        assert rows["big"]["expected_checksum"] == rows["big"]["actual_checksum"] == whole
     else:
         assert {row["checksum_basis"] for row in rows.values()} == {"deep-read"}
         assert rows["big"]["expected_checksum"] == "sha256:" + hashlib.sha256(migrated.data["big"]).hexdigest()
@@ -535,6 +540,232 @@ def test_catalog_rows_do_not_fail_the_migration(migrated: Migrated) -> None:
     )
     assert report.counts()["catalog-only"] == 1 and report.exit_status == ExitStatus.OK
     assert "Supabase catalog cross-check" in report.to_html()
+
+
+# -- one property damaged at a time, every object with metadata of its own ----------------------
+# Each object carries values no other object has, so metadata that lands on the
+# wrong object, or a comparison that is dropped, shows up as a wrong row.
+def _own_metadata(key: str) -> dict[str, Any]:
+    return {
+        "ContentType": f"application/x-{key}",
+        "CacheControl": f"max-age={100 + len(key) * 7}",
+        "ContentDisposition": f'attachment; filename="{key}.bin"',
+        "Metadata": {"owner": f"owner-{key}", "tag": f"t-{key}"},
+    }
+
+
+OWN_KEYS = ("keep", "keep-2", "user-value", "user-extra", "user-swapped", "type", "cache", "disposition", "gone", "short", "bytes", "broken")
+
+
+@pytest.fixture
+def own_migrated(seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path) -> Iterator[Migrated]:
+    client = seaweed.client()
+    source, dest = make_s3_bucket(), make_s3_bucket()
+    store = _store(seaweed)
+    data, records = {}, []
+    for key in OWN_KEYS:
+        data[key] = _body(key, 700 + len(key))
+        client.put_object(Bucket=source, Key=key, Body=data[key], **_own_metadata(key))
+        head = store.head(source, key)
+        assert head is not None
+        records.append(
+            ObjectRecord(
+                source_bucket=source,
+                source_key=key,
+                size=head.size,
+                source_etag=head.etag,
+                dest_bucket=dest,
+                dest_key=PREFIX + key,
+                content_type=head.content_type,
+                cache_control=head.cache_control,
+                content_disposition=head.content_disposition,
+                user_metadata=head.user_metadata,
+            )
+        )
+    journal = TransferJournal(tmp_path / "journal.sqlite")
+    options = TransferOptions(concurrency=4, part_size=PART, multipart_threshold=PART, on_conflict="overwrite")
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=options)
+    assert result.ok and result.copied == len(OWN_KEYS), result.failures
+    m = Migrated(store, client, source, dest, records, journal, data)
+    yield m
+    journal.close()
+
+
+def _rewrite_metadata(m: Migrated, key: str, **changed: Any) -> None:
+    """Rewrite the destination copy in place (same bytes) with its planned metadata but `changed`."""
+    args = {**_own_metadata(key), **changed}
+    m.client.copy_object(
+        Bucket=m.dest, Key=m.dest_key(key), CopySource={"Bucket": m.dest, "Key": m.dest_key(key)}, MetadataDirective="REPLACE", **args
+    )
+
+
+def _damage_one_property_each(m: Migrated) -> None:
+    _rewrite_metadata(m, "user-value", Metadata={"owner": "owner-user-value", "tag": "t-changed"})
+    _rewrite_metadata(m, "user-extra", Metadata={**_own_metadata("user-extra")["Metadata"], "added": "x"})
+    # Another object's user metadata landed on this one.
+    _rewrite_metadata(m, "user-swapped", Metadata=_own_metadata("keep")["Metadata"])
+    _rewrite_metadata(m, "type", ContentType="application/x-keep")
+    _rewrite_metadata(m, "cache", CacheControl="no-store")
+    _rewrite_metadata(m, "disposition", ContentDisposition='attachment; filename="keep.bin"')
+    m.client.delete_object(Bucket=m.dest, Key=m.dest_key("gone"))
+    m.client.put_object(Bucket=m.dest, Key=m.dest_key("short"), Body=m.data["short"][:-3], **_own_metadata("short"))
+    m.client.put_object(Bucket=m.dest, Key=m.dest_key("bytes"), Body=_body("not-bytes", len(m.data["bytes"])), ChecksumAlgorithm="SHA256", **_own_metadata("bytes"))
+    m.client.put_object(Bucket=m.dest, Key=PREFIX + "stray", Body=b"left behind", **_own_metadata("stray"))
+
+
+def _meta_json(**fields: Any) -> str:
+    return json.dumps(fields, sort_keys=True)
+
+
+@pytest.mark.parametrize("mode", ["fast", "deep"])
+def test_each_damaged_property_has_its_own_status_and_detail(own_migrated: Migrated, seaweed: Any, mode: str) -> None:
+    m = own_migrated
+    _damage_one_property_each(m)
+    host, port = seaweed.endpoint_url.split("//")[1].split(":")
+    # `broken` cannot be read at the destination at all: an `error` row, the audit goes on.
+    broken_method = "HEAD" if mode == "fast" else "GET"
+    with FaultProxy(host, int(port)) as proxy:
+        proxy.add(FaultRule("error500", method=broken_method, path=f"/{m.dest}/{PREFIX}broken$", count=100))
+        via_proxy = _store(seaweed, endpoint_url=proxy.endpoint_url)
+        frame = verify_records(
+            m.records,
+            source=via_proxy,
+            destination=via_proxy,
+            journal=m.journal,
+            options=VerifyOptions(mode=mode, concurrency=3, max_attempts=2, expect_prefixes=((m.dest, PREFIX),)),
+        )
+    rows = {row["source_key"] or row["dest_key"]: row for row in frame.iter_rows(named=True)}
+    assert _statuses(rows) == {
+        "keep": "match",
+        "keep-2": "match",
+        "user-value": "metadata-differs",
+        "user-extra": "metadata-differs",
+        "user-swapped": "metadata-differs",
+        "type": "metadata-differs",
+        "cache": "metadata-differs",
+        "disposition": "metadata-differs",
+        "gone": "missing",
+        "short": "size-differs",
+        "bytes": "checksum-differs",
+        "broken": "error",
+        PREFIX + "stray": "unexpected",
+    }
+    planned = {key: _own_metadata(key) for key in OWN_KEYS}
+
+    def user(key: str) -> dict[str, str]:
+        return planned[key]["Metadata"]
+
+    expected_columns = {
+        "user-value": ({"user_metadata": user("user-value")}, {"user_metadata": {"owner": "owner-user-value", "tag": "t-changed"}}),
+        "user-extra": ({"user_metadata": user("user-extra")}, {"user_metadata": dict(sorted({**user("user-extra"), "added": "x"}.items()))}),
+        "user-swapped": ({"user_metadata": user("user-swapped")}, {"user_metadata": user("keep")}),
+        "type": ({"content_type": "application/x-type"}, {"content_type": "application/x-keep"}),
+        "cache": ({"cache_control": planned["cache"]["CacheControl"]}, {"cache_control": "no-store"}),
+        "disposition": ({"content_disposition": 'attachment; filename="disposition.bin"'}, {"content_disposition": 'attachment; filename="keep.bin"'}),
+    }
+    for key, (expected, actual) in expected_columns.items():
+        row = rows[key]
+        # Only the damaged field is named: nothing else about the object is reported as differing.
+        assert (row["expected_metadata"], row["actual_metadata"]) == (_meta_json(**expected), _meta_json(**actual)), key
+        (field,) = expected
+        assert row["detail"].startswith(f"metadata not as planned: {field} is {actual[field]!r}, planned {expected[field]!r}"), row["detail"]
+    for key in ("keep", "keep-2"):
+        assert rows[key]["expected_metadata"] is None and rows[key]["detail"] == "", rows[key]
+    assert "not at the destination" in rows["gone"]["detail"]
+    assert rows["short"]["dest_size"] == len(m.data["short"]) - 3
+    assert rows["bytes"]["expected_checksum"] != rows["bytes"]["actual_checksum"]
+    assert rows["broken"]["detail"].startswith("could not check: ") and ("500" in rows["broken"]["detail"] or "InternalError" in rows["broken"]["detail"])
+    assert rows[PREFIX + "stray"]["dest_size"] == len(b"left behind")
+
+
+# -- the catalog cross-check through verify_plan ---------------------------------------------------
+def _copy_catalog(server_database_url: str, catalog_url: str, bucket: str) -> None:
+    """A second `storage.objects` holding the server's rows for `bucket`: the catalog the plan's database_url names."""
+    import psycopg
+
+    from migrate.stack.supabase_server.catalog import ensure_schema
+
+    ensure_schema(catalog_url)
+    with psycopg.connect(server_database_url) as conn:
+        objects = conn.execute(
+            "SELECT name, metadata::text, user_metadata::text, updated_at FROM storage.objects WHERE bucket_id = %s", (bucket,)
+        ).fetchall()
+    with psycopg.connect(catalog_url) as conn:
+        conn.execute("INSERT INTO storage.buckets (id, name) VALUES (%s, %s)", (bucket, bucket))
+        for name, metadata, user_metadata, updated_at in objects:
+            conn.execute(
+                "INSERT INTO storage.objects (bucket_id, name, metadata, user_metadata, updated_at) VALUES (%s, %s, %s::jsonb, %s::jsonb, %s)",
+                (bucket, name, metadata, user_metadata, updated_at),
+            )
+
+
+def test_verify_plan_reports_where_the_catalog_and_the_storage_disagree(
+    supabase_server: Any,
+    supabase_http: Any,
+    supabase_bucket: str,
+    seaweed: Any,
+    s3_bucket: str,
+    make_database: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+
+    from migrate.inventory import plan_migration
+    from migrate.pipeline import run_migration, verify_plan
+    from migrate.plan import load_plan
+    from tests.plan_files import write_supabase_plan
+
+    for key in ("same.txt", "resized.txt", "uncatalogued.txt"):
+        response = supabase_http.post(f"/object/{supabase_bucket}/{key}", content=key.encode() * 3, headers={"Content-Type": "text/plain"})
+        assert response.status_code == 200, response.text
+    catalog_url = make_database("catalog")
+    _copy_catalog(supabase_server.database_url, catalog_url, supabase_bucket)
+    for name, value in {
+        "SUPABASE_URL": supabase_server.url,
+        "SUPABASE_SERVICE_ROLE_KEY": supabase_server.service_key,
+        "SUPABASE_DB_URL": catalog_url,
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    plan_file = write_supabase_plan(
+        tmp_path / "catalog.yaml",
+        name=f"catalog-{s3_bucket}",
+        bucket=supabase_bucket,
+        dest=s3_bucket,
+        endpoint=seaweed.endpoint_url,
+        database_url=True,
+        extra='rules:\n  - {name: all, match: "{path**}", to: "copied/{path}"}\n',
+    )
+    plan = load_plan(plan_file)
+    state, reports = tmp_path / "state", tmp_path / "reports"
+    plan_migration(plan, state_dir=state, reports_dir=reports)
+    assert run_migration(plan, state_dir=state, reports_dir=reports).result.copied == 3
+    clean = verify_plan(plan, state_dir=state, reports_dir=reports)
+    assert clean.frame["status"].to_list() == ["match"] * 3 and clean.exit_status == ExitStatus.OK
+
+    # The catalog drifts from the storage: a row whose bytes are gone, a row
+    # missing for stored bytes, a row with the wrong size.
+    with psycopg.connect(catalog_url) as conn:
+        conn.execute(
+            "INSERT INTO storage.objects (bucket_id, name, metadata) VALUES (%s, 'ghost.txt', %s::jsonb)",
+            (supabase_bucket, json.dumps({"size": 5, "eTag": '"0123456789abcdef0123456789abcdef"', "mimetype": "text/plain"})),
+        )
+        conn.execute("DELETE FROM storage.objects WHERE bucket_id = %s AND name = 'uncatalogued.txt'", (supabase_bucket,))
+        conn.execute(
+            "UPDATE storage.objects SET metadata = jsonb_set(metadata, '{size}', '999') WHERE bucket_id = %s AND name = 'resized.txt'",
+            (supabase_bucket,),
+        )
+    report = verify_plan(plan, state_dir=state, reports_dir=reports)
+    rows = {(row["checked_mode"], row["source_key"]): row for row in report.frame.iter_rows(named=True)}
+    catalog = {key: row["status"] for (mode, key), row in rows.items() if mode == "catalog"}
+    assert catalog == {"ghost.txt": "catalog-only", "uncatalogued.txt": "storage-only", "resized.txt": "catalog-differs"}
+    assert "999 bytes" in rows[("catalog", "resized.txt")]["detail"] and f"{len('resized.txt') * 3} bytes" in rows[("catalog", "resized.txt")]["detail"]
+    # The migrated objects themselves are still all there: the catalog rows describe the source and do not fail the audit.
+    assert {key: row["status"] for (mode, key), row in rows.items() if mode != "catalog"} == dict.fromkeys(("same.txt", "resized.txt", "uncatalogued.txt"), "match")
+    assert report.exit_status == ExitStatus.OK
+    assert report.path is not None and load_report(report.path).equals(report.frame)
 
 
 def test_deep_verify_reads_obey_the_plan_rate_limits(migrated: Migrated) -> None:

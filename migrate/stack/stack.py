@@ -27,11 +27,14 @@ import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrate.errors import UserInputError
 from migrate.redact import register_secret
 from migrate.stack.process import LOOPBACK, ServerProcess, StackError, pid_alive, port_in_use
+
+if TYPE_CHECKING:
+    from migrate.stack.supabase_server.keys import ProjectKeys
 
 STACK_COMMENT = "created by migrate stack"
 STATE_FILE = "state.json"
@@ -118,9 +121,26 @@ class StackState:
         raw["supabase"] = SupabaseState(**raw["supabase"])
         raw["s3"] = S3State(**raw["s3"])
         state = cls(**raw)
-        for secret in (state.jwt_secret, state.service_key, state.anon_key, state.secret_key):
+        for secret in (state.jwt_secret, state.service_key, state.anon_key, state.secret_key, *_derived_secrets(state)):
             register_secret(secret)
         return state
+
+
+def _project_keys(state: StackState) -> "ProjectKeys":
+    from migrate.stack.supabase_server.keys import project_keys  # the server package is loaded lazily
+
+    return project_keys(state.jwt_secret)
+
+
+def _s3_region() -> str:
+    from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION  # the server package is loaded lazily
+
+    return DEFAULT_S3_REGION
+
+
+def _derived_secrets(state: StackState) -> tuple[str, ...]:
+    keys = _project_keys(state)
+    return (keys.secret_key, keys.publishable_key, keys.s3_secret_access_key)
 
 
 def load_state(state_dir: Path) -> StackState | None:
@@ -473,7 +493,7 @@ def up(
         supabase=supabase_state,
         s3=s3_state,
     )
-    for secret in (state.service_key, state.anon_key):
+    for secret in (state.service_key, state.anon_key, *_derived_secrets(state)):
         register_secret(secret)
     # Recorded before seeding: if seeding fails, `down` still finds what runs.
     save_state(state)
@@ -678,11 +698,20 @@ def require_running(state_dir: Path) -> StackState:
 
 def environment(state: StackState) -> dict[str, str]:
     """The environment variables that point migrate, boto3 and supabase-py at the stack."""
+    keys = _project_keys(state)
     return {
         "SUPABASE_URL": state.supabase.url,
+        # The new keys first (apikey header only); the legacy JWTs still work.
+        "SUPABASE_SECRET_KEY": keys.secret_key,
+        "SUPABASE_PUBLISHABLE_KEY": keys.publishable_key,
         "SUPABASE_SERVICE_ROLE_KEY": state.service_key,
         "SUPABASE_ANON_KEY": state.anon_key,
         "SUPABASE_DB_URL": state.database_url,
+        # The S3 protocol endpoint of the bundled server (plans/s3-to-s3.yaml reads these).
+        "SUPABASE_S3_ENDPOINT": f"{state.supabase.url}/storage/v1/s3",
+        "SUPABASE_S3_REGION": _s3_region(),
+        "SUPABASE_S3_ACCESS_KEY_ID": keys.s3_access_key_id,
+        "SUPABASE_S3_SECRET_ACCESS_KEY": keys.s3_secret_access_key,
         # boto3/botocore and the AWS CLI pick the endpoint up from this one;
         # the bundled plans read MIGRATE_DEST_ENDPOINT_URL / MIGRATE_DEST_REGION.
         "AWS_ENDPOINT_URL_S3": state.s3.endpoint_url,

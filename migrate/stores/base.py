@@ -40,6 +40,19 @@ class ObjectInfo:
     sse_kms_key_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    """One page of a listing and where the listing stands after it.
+
+    `resume` is an opaque position (JSON text): handing it back to
+    `SourceStore.iter_pages` continues the listing after this page. None means
+    this store cannot resume mid-listing (the caller starts that listing over).
+    """
+
+    objects: list[ObjectInfo]
+    resume: str | None = None
+
+
 class SourceStore(ABC):
     """A place objects are read from."""
 
@@ -57,6 +70,16 @@ class SourceStore(ABC):
         Pages keep memory flat: the caller streams them into the manifest.
         Raises `BucketNotFound` when the bucket does not exist.
         """
+
+    def iter_pages(self, bucket: str, prefix: str = "", *, resume: str | None = None) -> Iterator[ListedPage]:
+        """`iter_objects` with a resume position after each page (see `ListedPage`).
+
+        The default cannot resume: it refuses a position rather than ignore it.
+        """
+        if resume is not None:
+            raise ValueError(f"{type(self).__name__} cannot resume a listing")
+        for page in self.iter_objects(bucket, prefix):
+            yield ListedPage(page, None)
 
     @abstractmethod
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -92,6 +115,35 @@ class SourceStore(ABC):
         """Release connections."""
 
 
+class ResponseBody(Iterator[bytes]):
+    """A response body's chunks that can be closed before the first chunk is read.
+
+    A generator's `close()` does nothing until it has started, so a caller
+    that gives up on a read after `open` (say the object changed at the
+    source) would leave the connection checked out of the pool. Closing this
+    closes the response whether or not iteration began.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None]):
+        self._chunks = chunks
+        self._close = close
+
+    def __iter__(self) -> "ResponseBody":
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Return the connection; safe to call more than once."""
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._close()
+
+
 def checked_body(
     chunks: Iterator[bytes],
     *,
@@ -99,12 +151,19 @@ def checked_body(
     what: str,
     close: Callable[[], None],
     translate: Callable[[Exception], MigrateError],
-) -> Iterator[bytes]:
-    """Yield a response body's chunks; a body shorter or longer than announced is a failed attempt.
+) -> ResponseBody:
+    """A response body's chunks; a body shorter or longer than announced is a failed attempt.
 
     `expected` < 0 means the server announced no length. Backend errors
-    while reading go through `translate`; the response is always closed.
+    while reading go through `translate`; the response is always closed,
+    also when the caller closes the body before reading it.
     """
+    return ResponseBody(_checked_chunks(chunks, expected, what, close, translate), close)
+
+
+def _checked_chunks(
+    chunks: Iterator[bytes], expected: int, what: str, close: Callable[[], None], translate: Callable[[Exception], MigrateError]
+) -> Iterator[bytes]:
     received = 0
     try:
         for chunk in chunks:

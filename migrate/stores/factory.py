@@ -35,12 +35,13 @@ def open_source(plan: "Plan", *, concurrency: int | None = None, use_catalog: bo
     from migrate.stores.supabase import SupabaseStore
 
     supabase: SupabaseSource = source  # type: ignore[assignment]
-    rest = SupabaseStore(supabase.url, supabase.key, max_connections=connections, fetch_user_metadata=fetch_user_metadata)
+    attempts = plan.transfer.max_attempts
+    rest = SupabaseStore(supabase.url, supabase.key, max_connections=connections, fetch_user_metadata=fetch_user_metadata, max_attempts=attempts)
     want_catalog = bool(supabase.database_url) if use_catalog is None else use_catalog
     if want_catalog and supabase.database_url:
         from migrate.stores.catalog import CatalogStore
 
-        return CatalogStore(supabase.database_url, rest)
+        return CatalogStore(supabase.database_url, rest, max_attempts=attempts)
     return rest
 
 

@@ -10,7 +10,6 @@ decides what to retry, so attempts never multiply.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping
@@ -19,34 +18,27 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from migrate.errors import (
-    AccessDenied,
-    BucketNotFound,
-    MigrateError,
-    ObjectError,
-    ObjectNotFound,
-    ServiceUnavailable,
-    TransientError,
-)
+from migrate.checksums import b64_digest
+from migrate.errors import BucketNotFound, ObjectNotFound, ServiceUnavailable, TransientError
+from migrate.metadata import decode_metadata, encode_metadata
+from migrate.retry import call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
+from migrate.stores.s3_errors import (  # noqa: F401 - re-exported: the engine catches these from here
+    ConditionalWriteFailed,
+    FolderKeyRefused,
+    HeaderRefused,
+    UploadGone,
+    _error_code,
+    translate_error,
+)
 from migrate.stores.s3_http import S3HttpClient
+from migrate.stores.s3_resolve import S3Resolution
 
 # How much of a response body we pull per read: large enough to keep per-call
 # overhead low, small enough that it is noise next to the part size.
 READ_CHUNK = 1024 * 1024
-
-_ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidToken", "ExpiredToken", "403"}
-_THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "429", "503"}
-_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-class ConditionalWriteFailed(ObjectError):
-    """The destination already has the key and the conflict policy forbids overwriting."""
-
-
-class UploadGone(ObjectError):
-    """A multipart upload recorded in the journal no longer exists at the destination."""
-
+# ListObjectsV2's MaxKeys ceiling (and default): S3 never answers more per page.
+LIST_PAGE_SIZE = 1000
 
 @dataclass(frozen=True)
 class S3Location:
@@ -71,62 +63,6 @@ class S3Location:
         return self.endpoint_url or f"s3 ({self.region or 'default region'})"
 
 
-def _error_code(err: botocore.exceptions.ClientError) -> tuple[str, int]:
-    error = err.response.get("Error", {})
-    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return str(error.get("Code", status)), status
-
-
-def translate_error(err: Exception, *, what: str) -> MigrateError:
-    """Map a boto3/botocore failure to our typed errors. `what` names the bucket/key for the message."""
-    if isinstance(err, MigrateError):
-        return err
-    if isinstance(err, botocore.exceptions.ClientError):
-        code, status = _error_code(err)
-        if code == "NoSuchBucket":
-            return BucketNotFound(f"{what}: the bucket does not exist; create it or fix the bucket name in the plan")
-        if code in _ACCESS_CODES or status == 403:
-            return AccessDenied(
-                f"{what}: access denied by S3 ({code}); check the credentials (AWS_ACCESS_KEY_ID/AWS_PROFILE) and their permissions"
-            )
-        if code in _MISSING_KEY_CODES or status == 404:
-            return ObjectNotFound(f"{what}: not found ({code})")
-        if code == "NoSuchUpload":
-            return UploadGone(f"{what}: the multipart upload no longer exists")
-        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
-            return ConditionalWriteFailed(f"{what}: already exists at the destination ({code})")
-        if code in _THROTTLE_CODES or status in (429, 503):
-            return TransientError(f"{what}: throttled by S3 ({code})", throttled=True)
-        if status >= 500 or code in ("InternalError", "RequestTimeout", "RequestTimeTooSkewed"):
-            return TransientError(f"{what}: S3 error {code} (HTTP {status})")
-        checksum_rejected = code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch") or (
-            code == "InvalidRequest" and "checksum" in str(err).lower()
-        )
-        if checksum_rejected:
-            return TransientError(f"{what}: S3 rejected the upload checksum ({code}); the bytes were corrupted in flight")
-        return ObjectError(f"{what}: S3 refused the request ({code}, HTTP {status})")
-    if isinstance(err, botocore.exceptions.NoCredentialsError):
-        return AccessDenied(f"{what}: no S3 credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
-    if isinstance(err, botocore.exceptions.EndpointConnectionError):
-        return TransientError(f"{what}: cannot connect to the S3 endpoint")
-    if isinstance(
-        err,
-        (
-            botocore.exceptions.ConnectionError,
-            botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.IncompleteReadError,
-            botocore.exceptions.ResponseStreamingError,
-            ConnectionError,
-            TimeoutError,
-        ),
-    ):
-        return TransientError(f"{what}: connection problem talking to S3 ({type(err).__name__})")
-    if isinstance(err, botocore.exceptions.ParamValidationError):
-        return ObjectError(f"{what}: invalid request parameters ({err})")
-    return TransientError(f"{what}: unexpected S3 client failure ({type(err).__name__})")
-
-
 # Write settings: (setting, boto3 parameter, HTTP header). One table for both data paths.
 _WRITE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("content_type", "ContentType", "Content-Type"),
@@ -143,7 +79,7 @@ def write_settings(
     content_type: str | None,
     cache_control: str | None,
     content_disposition: str | None,
-    metadata: Mapping[str, str] | None,
+    metadata: Mapping[str, Any] | None,
     storage_class: str | None,
     sse: str | None,
     kms_key_id: str | None,
@@ -157,10 +93,11 @@ def write_settings(
     if sse == "aws:kms" and kms_key_id:
         out["x-amz-server-side-encryption-aws-kms-key-id" if as_headers else "SSEKMSKeyId"] = kms_key_id
     if metadata:
+        encoded = encode_metadata(metadata)  # JSON values -> header text (migrate/metadata.py)
         if as_headers:
-            out.update({f"x-amz-meta-{name}": value for name, value in metadata.items()})
+            out.update({f"x-amz-meta-{name}": value for name, value in encoded.items()})
         else:
-            out["Metadata"] = dict(metadata)
+            out["Metadata"] = encoded
     return out
 
 
@@ -170,12 +107,18 @@ _NO_SETTINGS: dict[str, Any] = {
 }
 
 
+def _naming_headers(err: HeaderRefused, write_args: Mapping[str, Any]) -> HeaderRefused:
+    """`err`, naming the headers that were sent besides the bytes when the server did not say which it refused."""
+    message = str(err)
+    if " header" in message:
+        return err
+    sent = write_settings(as_headers=True, **{**_NO_SETTINGS, **write_args})
+    listed = ", ".join(f"{name}: {value!r}" for name, value in sent.items())
+    return HeaderRefused(f"{message}; it refuses one of the headers sent: {listed}")
+
+
 def _unquote(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
-
-
-def b64_digest(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
 
 
 class S3Store(SourceStore):
@@ -191,8 +134,18 @@ class S3Store(SourceStore):
         timeout: float = 60.0,
         fetch_metadata: bool = False,
         fast_data_path: bool = True,
+        page_size: int = LIST_PAGE_SIZE,
+        max_attempts: int = 5,
     ):
+        if not 1 <= page_size <= LIST_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{LIST_PAGE_SIZE} (S3's MaxKeys), got {page_size}")
         self.location = location
+        # Keys per ListObjectsV2 page; tests lower it to reach page two cheaply.
+        self.page_size = page_size
+        # Listing, bucket checks and the HEADs that complete a listing are
+        # retried here (nothing above retries them); object reads and writes
+        # are retried by the stage that calls them.
+        self.max_attempts = max_attempts
         # As a source: ListObjectsV2 carries no Content-Type, Cache-Control or
         # user metadata, so each listed page is completed with HEADs.
         self.fetch_metadata = fetch_metadata
@@ -202,8 +155,13 @@ class S3Store(SourceStore):
             aws_access_key_id=location.access_key_id,
             aws_secret_access_key=location.secret_access_key,
             aws_session_token=location.session_token,
-            region_name=location.region or "us-east-1",
+            # None: botocore's own chain (AWS_REGION, AWS_DEFAULT_REGION, the profile's region).
+            region_name=location.region,
         )
+        # Addressing: the profile's/config's `s3.addressing_style` wins; an
+        # endpoint named in the plan (S3-compatible servers) defaults to path style.
+        configured_s3 = session._session.get_config_variable("s3") or {}
+        s3_config = {} if configured_s3.get("addressing_style") or not location.endpoint_url else {"addressing_style": "path"}
         config = Config(
             max_pool_connections=max_connections,
             connect_timeout=10,
@@ -214,18 +172,23 @@ class S3Store(SourceStore):
             # second pass over every body (or trailers some servers reject).
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            s3={"addressing_style": "path"} if location.endpoint_url else {},
+            s3=s3_config,
             tcp_keepalive=True,
         )
         self.client = session.client("s3", endpoint_url=location.endpoint_url, config=config)
+        # Endpoint, region, addressing, proxies and TLS trust: resolved once, by
+        # botocore, for this client; the lean path asks it (see s3_resolve.py).
+        self.resolution = S3Resolution(
+            self.client,
+            client_for_region=lambda region: session.client("s3", endpoint_url=location.endpoint_url, config=config, region_name=region),
+        )
         # GET/PUT/UploadPart go through the lean client (see s3_http.py) when
         # credentials are at hand; without them boto3 raises the clear error.
         self.http: S3HttpClient | None = None
         credentials = session.get_credentials()
         if fast_data_path and credentials is not None:
             self.http = S3HttpClient(
-                endpoint_url=location.endpoint_url,
-                region=session.region_name or "us-east-1",
+                resolution=self.resolution,
                 credentials=credentials.get_frozen_credentials,
                 timeout=timeout,
                 translate=lambda err, what: translate_error(err, what=what),
@@ -241,6 +204,10 @@ class S3Store(SourceStore):
             return getattr(self.client, method)(**kwargs)
         except Exception as err:  # noqa: BLE001 - translated, never swallowed
             raise translate_error(err, what=what) from err
+
+    def _call_retrying(self, what: str, method: str, **kwargs: Any) -> Any:
+        """`_call` through the one retry policy: for requests no stage retries (listing, bucket checks)."""
+        return call_with_retries(lambda: self._call(what, method, **kwargs), max_attempts=self.max_attempts)
 
     @staticmethod
     def _info_from_head(key: str, response: Mapping[str, Any]) -> ObjectInfo:
@@ -263,7 +230,7 @@ class S3Store(SourceStore):
             cache_control=response.get("CacheControl"),
             content_disposition=response.get("ContentDisposition"),
             last_modified=response.get("LastModified"),
-            user_metadata=dict(response.get("Metadata") or {}),
+            user_metadata=decode_metadata(response.get("Metadata")),
             storage_class=response.get("StorageClass"),
             checksums=checksums,
             server_side_encryption=response.get("ServerSideEncryption"),
@@ -272,35 +239,39 @@ class S3Store(SourceStore):
 
     # -- SourceStore -------------------------------------------------------
     def list_buckets(self) -> list[str]:
-        response = self._call(self.location.describe(), "list_buckets")
+        response = self._call_retrying(self.location.describe(), "list_buckets")
         return [bucket["Name"] for bucket in response.get("Buckets", [])]
 
     def check_bucket(self, bucket: str) -> None:
         """Raise BucketNotFound/AccessDenied early, with one clear line."""
+
+        def attempt() -> None:
+            try:
+                self.client.head_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as err:
+                code, status = _error_code(err)
+                if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
+                    raise BucketNotFound(
+                        f"s3://{bucket} at {self.location.describe()}: the bucket does not exist; create it or fix the bucket name in the plan"
+                    ) from err
+                raise translate_error(err, what=f"s3://{bucket}") from err
+            except Exception as err:  # noqa: BLE001
+                raise translate_error(err, what=f"s3://{bucket} at {self.location.describe()}") from err
+
         try:
-            self.client.head_bucket(Bucket=bucket)
-        except botocore.exceptions.ClientError as err:
-            code, status = _error_code(err)
-            if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
-                raise BucketNotFound(
-                    f"s3://{bucket} at {self.location.describe()}: the bucket does not exist; create it or fix the bucket name in the plan"
-                ) from err
-            raise translate_error(err, what=f"s3://{bucket}") from err
-        except Exception as err:  # noqa: BLE001
-            translated = translate_error(err, what=f"s3://{bucket} at {self.location.describe()}")
-            if isinstance(translated, TransientError):
-                raise ServiceUnavailable(
-                    f"s3://{bucket}: cannot reach {self.location.describe()}; check the endpoint URL and that the service is running"
-                ) from err
-            raise translated from err
+            call_with_retries(attempt, max_attempts=self.max_attempts)
+        except TransientError as err:
+            raise ServiceUnavailable(
+                f"s3://{bucket}: cannot reach {self.location.describe()} ({err}); check the endpoint URL and that the service is running"
+            ) from err
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
             if token:
                 kwargs["ContinuationToken"] = token
-            response = self._call(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)
+            response = self._call_retrying(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)
             page = [
                 ObjectInfo(
                     key=item["Key"],
@@ -320,7 +291,9 @@ class S3Store(SourceStore):
                 return
 
     def _with_metadata(self, bucket: str, page: list[ObjectInfo]) -> list[ObjectInfo]:
-        heads = fetch_each(page, lambda info: self.head(bucket, info.key), workers=min(self._max_connections, 16))
+        heads = fetch_each(
+            page, lambda info: call_with_retries(lambda: self.head(bucket, info.key), max_attempts=self.max_attempts), workers=min(self._max_connections, 16)
+        )
         # Keep the listing's storage class: HEAD omits it for STANDARD.
         return [
             replace(head, storage_class=listed.storage_class) if head is not None else listed
@@ -387,6 +360,42 @@ class S3Store(SourceStore):
         **write_args: Any,
     ) -> str:
         """PUT a whole object from memory; the server checks Content-MD5 (and the checksum). Returns the ETag."""
+        try:
+            etag = self._put_object(bucket, key, body, content_md5=content_md5, checksum=checksum, if_none_match=if_none_match, sha256_hex=sha256_hex, **write_args)
+        except HeaderRefused as err:
+            raise _naming_headers(err, write_args) from err
+        self._check_folder_key(bucket, key, len(body))
+        return etag
+
+    def _check_folder_key(self, bucket: str, key: str, size: int) -> None:
+        """A key ending in "/" with bytes is an object; some servers (SeaweedFS) keep it as an empty folder.
+
+        Such a write is undone and failed with the reason, never left as 0 bytes.
+        """
+        if not key.endswith("/") or size == 0:
+            return
+        stored = call_with_retries(lambda: self.head(bucket, key), max_attempts=self.max_attempts)
+        if stored is not None and stored.size == size:
+            return
+        if stored is not None:
+            self._call_retrying(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+        raise FolderKeyRefused(
+            f"s3://{bucket}/{key}: the destination kept {stored.size if stored else 'none'} of {size} bytes for this key ending in '/' "
+            "(it treats such keys as folders); map it to another key with a rule, or exclude it"
+        )
+
+    def _put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_md5: bytes,
+        checksum: tuple[str, str] | None,
+        if_none_match: bool,
+        sha256_hex: str | None,
+        **write_args: Any,
+    ) -> str:
         if self.http is not None:
             headers = write_settings(as_headers=True, **write_args)
             headers["Content-MD5"] = b64_digest(content_md5)
@@ -413,11 +422,19 @@ class S3Store(SourceStore):
         )
         return _unquote(response.get("ETag")) or ""
 
-    def create_multipart_upload(self, bucket: str, key: str, *, checksum_algorithm: str | None = None, **write_args: Any) -> str:
+    def create_multipart_upload(
+        self, bucket: str, key: str, *, checksum_algorithm: str | None = None, full_object: bool = False, **write_args: Any
+    ) -> str:
+        """Start an upload; `full_object` asks S3 to check and store one whole-object CRC (`ChecksumType=FULL_OBJECT`)."""
         args = write_settings(as_headers=False, **write_args)
         if checksum_algorithm:
             args["ChecksumAlgorithm"] = checksum_algorithm
-        response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)
+            if full_object:
+                args["ChecksumType"] = "FULL_OBJECT"
+        try:
+            response = self._call(f"s3://{bucket}/{key}", "create_multipart_upload", Bucket=bucket, Key=key, **args)
+        except HeaderRefused as err:
+            raise _naming_headers(err, write_args) from err
         return str(response["UploadId"])
 
     def upload_part(
@@ -480,11 +497,26 @@ class S3Store(SourceStore):
                 return parts
 
     def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[dict[str, Any]],
+        *,
+        if_none_match: bool = False,
+        full_object_checksum: tuple[str, str] | None = None,
+        expected_size: int | None = None,
     ) -> str:
+        """Complete an upload; with `full_object_checksum` (algorithm, base64) S3 checks the whole object against it.
+
+        `expected_size` lets a key ending in "/" be checked for servers that keep it as an empty folder.
+        """
         args: dict[str, Any] = {}
         if if_none_match:
             args["IfNoneMatch"] = "*"
+        if full_object_checksum:
+            args["ChecksumType"] = "FULL_OBJECT"
+            args[f"Checksum{full_object_checksum[0]}"] = full_object_checksum[1]
         response = self._call(
             f"s3://{bucket}/{key}",
             "complete_multipart_upload",
@@ -494,6 +526,8 @@ class S3Store(SourceStore):
             MultipartUpload={"Parts": parts},
             **args,
         )
+        if expected_size is not None:
+            self._check_folder_key(bucket, key, expected_size)
         return _unquote(response.get("ETag")) or ""
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
@@ -535,7 +569,7 @@ class S3Store(SourceStore):
         uploads: list[tuple[str, str]] = []
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         while True:
-            response = self._call(f"s3://{bucket}/{prefix}", "list_multipart_uploads", **kwargs)
+            response = self._call_retrying(f"s3://{bucket}/{prefix}", "list_multipart_uploads", **kwargs)
             uploads.extend((u["Key"], u["UploadId"]) for u in response.get("Uploads", []))
             if not response.get("IsTruncated"):
                 return uploads

@@ -19,6 +19,7 @@ SigV4 reference: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -26,6 +27,7 @@ import ssl
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator, Mapping
@@ -33,8 +35,9 @@ from typing import Any, Callable, Iterator, Mapping
 import botocore.exceptions
 from botocore.credentials import Credentials
 
-from migrate.errors import MigrateError, TransientError
+from migrate.errors import MigrateError, ObjectError, TransientError
 from migrate.stores.base import range_header
+from migrate.stores.s3_resolve import BucketAddress, S3Resolution
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -46,24 +49,25 @@ def _uri_encode(text: str, *, keep_slash: bool) -> str:
 
 
 class SigV4Signer:
-    """Signs S3 requests; caches the derived signing key per day."""
+    """Signs S3 requests; caches the derived signing key per day and region."""
 
-    def __init__(self, credentials: Callable[[], Credentials], region: str):
+    def __init__(self, credentials: Callable[[], Credentials]):
         self._credentials = credentials
-        self.region = region
-        self._key_cache: tuple[str, str, bytes] | None = None  # (date, access key, key)
+        self._key_cache: tuple[str, str, str, str, bytes] | None = None  # (date, region, service, access key, key)
 
-    def _signing_key(self, date: str, secret: str, access_key: str) -> bytes:
+    def _signing_key(self, date: str, region: str, service: str, secret: str, access_key: str) -> bytes:
         cached = self._key_cache
-        if cached and cached[0] == date and cached[1] == access_key:
-            return cached[2]
+        if cached and cached[:4] == (date, region, service, access_key):
+            return cached[4]
         key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
-        for part in (self.region, "s3", "aws4_request"):
+        for part in (region, service, "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        self._key_cache = (date, access_key, key)
+        self._key_cache = (date, region, service, access_key, key)
         return key
 
-    def sign(self, method: str, host: str, path: str, query: str, headers: dict[str, str], payload_hash: str) -> None:
+    def sign(
+        self, method: str, host: str, path: str, query: str, headers: dict[str, str], payload_hash: str, *, region: str, service: str = "s3"
+    ) -> None:
         """Add x-amz-date, x-amz-content-sha256 (and the session token) and Authorization to `headers`."""
         creds = self._credentials()
         now = datetime.now(timezone.utc)
@@ -86,104 +90,183 @@ class SigV4Signer:
                 payload_hash,
             ]
         )
-        scope = f"{date}/{self.region}/s3/aws4_request"
+        scope = f"{date}/{region}/{service}/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(self._signing_key(date, creds.secret_key, creds.access_key), to_sign.encode(), hashlib.sha256).hexdigest()
+        key = self._signing_key(date, region, service, creds.secret_key, creds.access_key)
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={signed_names}, Signature={signature}"
         headers.pop("host")  # http.client sends Host itself
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A signed request, ready to send: where to, the request target and the headers."""
+
+    method: str
+    address: BucketAddress
+    path: str
+    query: str
+    headers: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.address.url(self.path, self.query)
+
+
 class S3HttpClient:
-    """GET/PUT objects and parts over keep-alive `http.client` connections, one per thread."""
+    """GET/PUT objects and parts over keep-alive `http.client` connections, one per thread.
+
+    Where requests go (endpoint, addressing, region), through which proxy and
+    with which TLS trust comes from `resolution`: botocore's own answer for
+    the store's boto3 client (see `s3_resolve.py`).
+    """
 
     def __init__(
         self,
         *,
-        endpoint_url: str | None,
-        region: str,
+        resolution: S3Resolution,
         credentials: Callable[[], Credentials],
         timeout: float = 60.0,
         translate: Callable[[Exception, str], MigrateError],
     ):
-        self.region = region
+        self.resolution = resolution
         self.timeout = timeout
         self._translate = translate
-        if endpoint_url:
-            parsed = urllib.parse.urlsplit(endpoint_url)
-            self.scheme = parsed.scheme or "https"
-            self.host = parsed.netloc
-            self.base_path = parsed.path.rstrip("/")
-            self.path_style = True
-        else:
-            self.scheme, self.host, self.base_path, self.path_style = "https", f"s3.{region}.amazonaws.com", "", False
-        self.signer = SigV4Signer(credentials, region)
+        self.signer = SigV4Signer(credentials)
         self._local = threading.local()
-        self._ssl = ssl.create_default_context() if self.scheme == "https" else None
+        verify = resolution.verify
+        if verify is False:
+            self._ssl = ssl._create_unverified_context()  # the user turned verification off (verify=False), as in botocore
+        else:
+            # A CA bundle replaces the system's trust store, as it does for botocore (urllib3 `ca_certs`).
+            self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
 
     # -- connections -------------------------------------------------------
-    def _connection(self, host: str) -> http.client.HTTPConnection:
-        pool: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
-        conn = pool.get(host)
+    def _connection(self, address: BucketAddress) -> http.client.HTTPConnection:
+        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+        slot = (address.scheme, address.host)
+        conn = pool.get(slot)
         if conn is None:
-            if self._ssl is not None:
-                conn = http.client.HTTPSConnection(host, timeout=self.timeout, context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(host, timeout=self.timeout)
-            pool[host] = conn
+            conn = self._open(address)
+            pool[slot] = conn
         return conn
 
-    def _drop(self, host: str) -> None:
-        pool: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
-        conn = pool.pop(host, None)
+    def _open(self, address: BucketAddress) -> http.client.HTTPConnection:
+        proxy = self.resolution.proxy_for(address.url("/"))
+        https = address.scheme == "https"
+        if proxy is None:
+            if https:
+                return http.client.HTTPSConnection(address.host, timeout=self.timeout, context=self._ssl)
+            return http.client.HTTPConnection(address.host, timeout=self.timeout)
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        proxy_headers: dict[str, str] = {}
+        if parsed.username:
+            credentials = f"{urllib.parse.unquote(parsed.username)}:{urllib.parse.unquote(parsed.password or '')}"
+            proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+        proxy_host = parsed.hostname or ""
+        proxy_port = parsed.port or (443 if parsed.scheme == "https" else 8080)
+        if https:
+            # HTTPS through a proxy: CONNECT tunnel, TLS with the real host inside it.
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=self.timeout, context=self._ssl)
+            conn.set_tunnel(address.host, headers=proxy_headers or None)
+            return conn
+        conn = _ForwardingConnection(proxy_host, proxy_port, timeout=self.timeout)
+        conn.proxy_headers = proxy_headers
+        return conn
+
+    def _drop(self, address: BucketAddress) -> None:
+        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+        conn = pool.pop((address.scheme, address.host), None)
         if conn is not None:
             conn.close()
 
-    def _address(self, bucket: str, key: str) -> tuple[str, str]:
-        if self.path_style:
-            return self.host, f"{self.base_path}/{_uri_encode(bucket, keep_slash=False)}/{_uri_encode(key, keep_slash=True)}"
-        return f"{bucket}.{self.host}", f"/{_uri_encode(key, keep_slash=True)}"
-
-    def _request(
-        self, method: str, bucket: str, key: str, *, query: Mapping[str, str] | None = None, headers: dict[str, str], body: Any = None, payload_hash: str, what: str
-    ) -> http.client.HTTPResponse:
-        host, path = self._address(bucket, key)
+    def prepare(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str],
+        payload_hash: str,
+        address: BucketAddress | None = None,
+    ) -> PreparedRequest:
+        """Address and sign one request (nothing is sent): what `_request` sends, and what tests compare with botocore's."""
+        address = address or self.resolution.address(bucket)
+        path = f"{address.prefix}/{_uri_encode(key, keep_slash=True)}"
         query_string = "&".join(
             f"{_uri_encode(k, keep_slash=False)}={_uri_encode(v, keep_slash=False)}" for k, v in sorted((query or {}).items())
         )
-        self.signer.sign(method, host, path, query_string, headers, payload_hash)
-        target = f"{path}?{query_string}" if query_string else path
-        conn = self._connection(host)
+        signed = dict(headers)
+        self.signer.sign(method, address.host, path, query_string, signed, payload_hash, region=address.region, service=address.service)
+        return PreparedRequest(method, address, path, query_string, signed)
+
+    def _request(
+        self, method: str, bucket: str, key: str, *, query: Mapping[str, str] | None = None, headers: dict[str, str], body: Any = None, payload_hash: str, what: str
+    ) -> tuple[http.client.HTTPResponse, BucketAddress]:
+        _check_header_text(headers, what)
+        prepared = self.prepare(method, bucket, key, query=query, headers=headers, payload_hash=payload_hash)
+        response = self._send(prepared, body, what)
+        if response.status >= 300:
+            payload = self._error_body(response, prepared.address, what)
+            region = response.getheader("x-amz-bucket-region")
+            if response.status in (301, 400) and region and region != prepared.address.region:
+                # The bucket is in another region (301 PermanentRedirect, or a
+                # 400 naming the right region): resolve it there and resend once,
+                # as botocore's S3RegionRedirectorv2 does.
+                address = self.resolution.redirect(bucket, region)
+                prepared = self.prepare(method, bucket, key, query=query, headers=headers, payload_hash=payload_hash, address=address)
+                response = self._send(prepared, body, what)
+                if response.status < 300:
+                    return response, prepared.address
+                payload = self._error_body(response, prepared.address, what)
+            raise self._translate(_client_error(response, payload, method), what)
+        return response, prepared.address
+
+    def _error_body(self, response: http.client.HTTPResponse, address: BucketAddress, what: str) -> bytes:
+        """Read an error answer's body; leave the connection reusable only when that is safe."""
+        try:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            # A truncated error body is a connection fault like any other: retried, never "unexpected IncompleteRead".
+            self._drop(address)
+            raise TransientError(f"{what}: S3 error answer cut off (HTTP {response.status}, {type(err).__name__})") from err
+        if response.will_close:
+            self._drop(address)
+        return payload
+
+    def _send(self, prepared: PreparedRequest, body: Any, what: str) -> http.client.HTTPResponse:
+        address = prepared.address
+        target = f"{prepared.path}?{prepared.query}" if prepared.query else prepared.path
+        conn = self._connection(address)
+        if isinstance(conn, _ForwardingConnection):
+            target = prepared.url  # a plain-HTTP proxy takes the absolute URL
         reused = conn.sock is not None
         try:
-            conn.request(method, target, body=body, headers=headers)
-            response = conn.getresponse()
+            conn.request(prepared.method, target, body=body, headers=prepared.headers)
+            return conn.getresponse()
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as err:
-            self._drop(host)
+            self._drop(address)
             if not reused:
                 raise TransientError(f"{what}: connection problem talking to S3 ({type(err).__name__})") from err
             # A kept-alive connection the server had already closed: not a
             # fault of this request, so one fresh try does not count as an attempt.
-            conn = self._connection(host)
+            conn = self._connection(address)
             try:
-                conn.request(method, target, body=body, headers=headers)
-                response = conn.getresponse()
+                conn.request(prepared.method, target, body=body, headers=prepared.headers)
+                return conn.getresponse()
             except (OSError, http.client.HTTPException) as again:
-                self._drop(host)
+                self._drop(address)
                 raise TransientError(f"{what}: connection problem talking to S3 ({type(again).__name__})") from again
+        except ssl.SSLCertVerificationError as err:
+            self._drop(address)
+            raise TransientError(
+                f"{what}: the TLS certificate of {address.host} is not trusted ({err.verify_message}); "
+                "set AWS_CA_BUNDLE (or ca_bundle in the profile) to the CA that signed it"
+            ) from err
         except (OSError, http.client.HTTPException) as err:
-            self._drop(host)
+            self._drop(address)
             raise TransientError(f"{what}: connection problem talking to S3 ({type(err).__name__})") from err
-        if response.status >= 300:
-            try:
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as err:
-                # A truncated error body is a connection fault like any other: retried, never "unexpected IncompleteRead".
-                self._drop(host)
-                raise TransientError(f"{what}: S3 error answer cut off (HTTP {response.status}, {type(err).__name__})") from err
-            if response.will_close:
-                self._drop(host)
-            raise self._translate(_client_error(response, payload, method), what)
-        return response
 
     # -- the data path -----------------------------------------------------
     def get(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[dict[str, Any], Iterator[bytes]]:
@@ -193,8 +276,7 @@ class S3HttpClient:
         byte_range = range_header(offset, length)
         if byte_range:
             headers["Range"] = byte_range
-        response = self._request("GET", bucket, key, headers=headers, payload_hash=EMPTY_SHA256, what=what)
-        host = self._address(bucket, key)[0]
+        response, address = self._request("GET", bucket, key, headers=headers, payload_hash=EMPTY_SHA256, what=what)
 
         expected = int(response.getheader("Content-Length") or -1)
 
@@ -214,17 +296,17 @@ class S3HttpClient:
                 # Only a connection whose response was read to its announced
                 # end can carry the next request.
                 if not complete or response.will_close:
-                    self._drop(host)
+                    self._drop(address)
 
         return _response_fields(response), chunks()
 
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         """HEAD an object, stored checksums included: boto3-style fields. Raises ObjectNotFound when absent."""
         what = f"s3://{bucket}/{key}"
-        response = self._request("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, payload_hash=EMPTY_SHA256, what=what)
+        response, address = self._request("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, payload_hash=EMPTY_SHA256, what=what)
         response.read()
         if response.will_close:
-            self._drop(self._address(bucket, key)[0])
+            self._drop(address)
         return _response_fields(response)
 
     def put(
@@ -242,29 +324,50 @@ class S3HttpClient:
         headers = {**headers, "Content-Length": str(len(body))}
         # The payload hash is the body's real SHA-256 when we have it: the
         # signature then covers the bytes too.
-        payload_hash = payload_sha256 or (UNSIGNED_PAYLOAD if self.scheme == "https" else hashlib.sha256(body).hexdigest())
-        response = self._request("PUT", bucket, key, query=query, headers=headers, body=body, payload_hash=payload_hash, what=what)
+        https = self.resolution.address(bucket).scheme == "https"
+        payload_hash = payload_sha256 or (UNSIGNED_PAYLOAD if https else hashlib.sha256(body).hexdigest())
+        response, address = self._request("PUT", bucket, key, query=query, headers=headers, body=body, payload_hash=payload_hash, what=what)
         response.read()
         if response.will_close:
-            self._drop(self._address(bucket, key)[0])
+            self._drop(address)
         return (response.getheader("ETag") or "").strip('"')
+
+
+class _ForwardingConnection(http.client.HTTPConnection):
+    """A connection to a plain-HTTP proxy that forwards absolute-URL requests (http:// endpoints only)."""
+
+    proxy_headers: dict[str, str] = {}
+
+    def putrequest(self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False) -> None:
+        super().putrequest(method, url, skip_host=skip_host, skip_accept_encoding=skip_accept_encoding)
+        for name, value in self.proxy_headers.items():
+            self.putheader(name, value)
+
+
+def _check_header_text(headers: Mapping[str, str], what: str) -> None:
+    """S3 headers are US-ASCII: name a header that is not before it is sent (http.client would send Latin-1 and break the signature)."""
+    for name, value in headers.items():
+        try:
+            str(value).encode("ascii")
+        except UnicodeEncodeError:
+            raise ObjectError(
+                f"{what}: the {name} value {str(value)!r} is not US-ASCII, which S3 headers must be; change it at the source or in the plan's metadata rule"
+            ) from None
 
 
 def _client_error(response: http.client.HTTPResponse, payload: bytes, operation: str) -> botocore.exceptions.ClientError:
     """An S3 error answer in botocore's ClientError shape, so one table translates both paths."""
-    code, message = str(response.status), response.reason
+    error: dict[str, str] = {"Code": str(response.status), "Message": response.reason}
     if payload:
         try:
             root = ElementTree.fromstring(payload)
-            code = root.findtext("Code") or code
-            message = root.findtext("Message") or message
+            # Every field of the answer, as botocore keeps them (ArgumentName, ArgumentValue, Region, ...).
+            error.update({child.tag: child.text or "" for child in root if len(child) == 0})
         except ElementTree.ParseError:
             pass
     elif response.status == 404:
-        code = "NoSuchKey"
-    return botocore.exceptions.ClientError(
-        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": response.status}}, operation
-    )
+        error["Code"] = "NoSuchKey"
+    return botocore.exceptions.ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": response.status}}, operation)
 
 
 def _response_fields(response: http.client.HTTPResponse) -> dict[str, Any]:

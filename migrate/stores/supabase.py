@@ -1,11 +1,32 @@
 """Supabase Storage over its REST API (`{project}/storage/v1`).
 
-Listing uses list-v2 with its cursor (recursive when no delimiter is sent),
-falling back to walking folders with v1 (`/object/list`, one folder level per
-call, offset paging) when list-v2 is not available. Reads are streamed with
-httpx from `/object/authenticated/{bucket}/{key}` with `Range` support:
-storage3's `download()` returns whole bodies, which would break the memory
-bound for large objects.
+Which client does what, and why:
+- the official client (storage3, from supabase-py) lists (list-v2 with its
+  cursor, recursive without a delimiter; v1 folder walking with offset
+  paging when list-v2 is missing) and checks buckets: request shapes come
+  from the project that follows the API;
+- raw httpx reads bytes (`/object/authenticated/...`, streamed with `Range`:
+  storage3's `download()` returns whole bodies, which would break the memory
+  bound) and asks `/object/info`: storage3's `info()` drops empty segments
+  (`relative_path_to_parts`, storage3 2.34), so `a//b.txt` would name
+  `a/b.txt`, and it refuses `.`/`..` segments, both valid Supabase keys
+  (tests/test_stores_supabase.py shows both). Nothing here signs URLs.
+Both share one httpx client; a response hook turns every error answer into
+`_ErrorAnswer` before storage3 sees it, and the store translates that into
+our typed errors, so both paths retry the same way. Listing with storage3
+costs the same as the raw requests did (4,000 objects: 0.10-0.21 s vs
+0.09-0.21 s for the pages alone, 2.7-4.5 s vs 2.9-4.0 s with the per-object
+info calls, on a shared 2-core machine).
+
+Keys: a new secret key (`sb_secret_...`) goes in the `apikey` header only
+(the hosted gateway rejects a non-JWT bearer); a legacy JWT service_role key
+also goes as `Authorization: Bearer` (supabase.com/docs/guides/api/api-keys).
+
+Listing, `/object/info` and bucket checks are retried here through the one
+retry policy (`migrate.retry`), honouring Retry-After; when the attempts are
+used up the stage stops with `ServiceUnavailable` (exit 4) naming the host.
+Byte reads are retried by their caller (transfer, verify), so attempts never
+multiply.
 
 Real API references (github.com/supabase/storage):
 - src/http/routes/object/listObjectsV2.ts: list-v2 body {prefix, limit, cursor,
@@ -16,6 +37,13 @@ Real API references (github.com/supabase/storage):
   updated_at, created_at, last_accessed_at -- no user_metadata, so keeping user
   metadata through REST needs one `/object/info` call per object.
 - Errors: HTTP 4xx with JSON {"statusCode": "404", "error": "not_found", "message": ...}.
+- src/storage/renderer/renderer.ts `render`: when the backend has no bytes
+  for a row (S3 NoSuchKey), the GET answers HTTP 400 with
+  {"statusCode": "404", "error": "Not found", "message": "The resource was not found"}
+  and `cache-control: no-store`; a missing row is {"error": "not_found",
+  "message": "Object not found"}. That difference tells a catalog row
+  without bytes from a missing object. (Upstream's file backend answers 500
+  for the same damage: fs.stat's ENOENT is not a renderable error.)
 """
 
 from __future__ import annotations
@@ -24,9 +52,10 @@ import json
 import urllib.parse
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import httpx
+from storage3 import SyncStorageClient
 
 from migrate.errors import (
     AccessDenied,
@@ -38,12 +67,48 @@ from migrate.errors import (
     TransientError,
 )
 from migrate.redact import register_secret
-from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
+from migrate.retry import Throttle, call_with_retries, parse_retry_after
+from migrate.stores.base import ListedPage, ObjectInfo, SourceStore, checked_body, fetch_each, range_header
+
+T = TypeVar("T")
 
 LIST_V2_PAGE = 1000  # the real server's maximum for list-v2
 LIST_V1_PAGE = 1000
 READ_CHUNK = 1024 * 1024
 PLACEHOLDER = ".emptyFolderPlaceholder"
+#: A catalog row without stored bytes, as `run` and the source audit report it.
+NO_BYTES = "no bytes at the source: the catalog row has no stored object"
+
+
+class SourceBytesMissing(ObjectNotFound):
+    """The object's catalog row exists but the storage backend has no bytes for it (damage at the source)."""
+
+
+class _ErrorAnswer(Exception):
+    """An HTTP error answer, raised by the client's response hook and translated by the store."""
+
+    def __init__(self, response: httpx.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _raise_error_answers(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        response.read()  # error bodies are small; the connection goes back to the pool
+        response.close()
+        raise _ErrorAnswer(response)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for Supabase's new API keys (`sb_secret_...`, `sb_publishable_...`): not JWTs, `apikey` header only."""
+    return key.startswith("sb_") or key.count(".") != 2
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    """The headers supabase-js / supabase-py send for this kind of key."""
+    if is_secret_key(key):
+        return {"apikey": key}
+    return {"apikey": key, "Authorization": f"Bearer {key}"}
 
 
 class ListV2Unavailable(Exception):
@@ -89,7 +154,8 @@ def info_from_metadata(key: str, metadata: dict[str, Any] | None, *, updated_at:
         content_type=metadata.get("mimetype"),
         cache_control=metadata.get("cacheControl"),
         last_modified=parse_timestamp(metadata.get("lastModified")) or parse_timestamp(updated_at),
-        user_metadata={str(k): str(v) for k, v in (user_metadata or {}).items()} if isinstance(user_metadata, dict) else {},
+        # JSON values kept as they are (numbers, booleans, lists...): migrate/metadata.py maps them to S3 losslessly.
+        user_metadata={str(k): v for k, v in (user_metadata or {}).items()} if isinstance(user_metadata, dict) else {},
     )
 
 
@@ -110,23 +176,40 @@ class SupabaseStore(SourceStore):
         max_connections: int = 32,
         timeout: float = 60.0,
         fetch_user_metadata: bool = True,
+        list_v2_page: int = LIST_V2_PAGE,
+        list_v1_page: int = LIST_V1_PAGE,
+        max_attempts: int = 5,
     ):
+        """`list_v2_page` / `list_v1_page`: rows per listing request (the real server's maximum is 1000).
+
+        `max_attempts`: tries per listing page, info call and bucket check before the stage stops.
+        """
+        if list_v2_page < 1 or list_v1_page < 1:
+            raise ValueError("listing page sizes must be at least 1")
         register_secret(service_key)
         self.url = url.rstrip("/")
         self.base = f"{self.url}/storage/v1"
+        self.host = urllib.parse.urlsplit(self.url).netloc or self.url
         self.fetch_user_metadata = fetch_user_metadata
+        self.list_v2_page = list_v2_page
+        self.list_v1_page = list_v1_page
+        self.max_attempts = max_attempts
         self._max_connections = max_connections
+        self._throttle = Throttle()
+        headers = auth_headers(service_key)
         self.http = httpx.Client(
-            headers={"apikey": service_key, "Authorization": f"Bearer {service_key}"},
+            headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
+            event_hooks={"response": [_raise_error_answers]},
         )
+        self.storage = SyncStorageClient(f"{self.base}/", headers, http_client=self.http)
 
     def __repr__(self) -> str:
         return f"SupabaseStore(url={self.url!r})"
 
-    # -- errors ------------------------------------------------------------
+    # -- errors and retries -------------------------------------------------
     def _error(self, response: httpx.Response, *, what: str, bucket: str | None = None) -> MigrateError:
         """Translate an error answer (real shape: {"statusCode","error","message"}) into our errors."""
         try:
@@ -137,123 +220,150 @@ class SupabaseStore(SourceStore):
         code = str(body.get("error") or "")
         status = str(body.get("statusCode") or response.status_code)
         message = str(body.get("message") or response.reason_phrase)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code == 429 or status == "429":
-            return TransientError(f"{what}: rate limited by Supabase Storage (429)", throttled=True)
+            return TransientError(f"{what}: rate limited by Supabase Storage (429)", throttled=True, retry_after=retry_after)
         if response.status_code >= 500 or status.startswith("5"):
-            return TransientError(f"{what}: Supabase Storage error {status} ({message})")
+            return TransientError(f"{what}: Supabase Storage error {status} ({message})", retry_after=retry_after)
         if status in ("401", "403") or code in ("InvalidJWT", "Unauthorized", "AccessDenied"):
             return AccessDenied(
-                f"{what}: Supabase Storage refused the key ({message}); use the project's service_role key in SUPABASE_SERVICE_ROLE_KEY"
+                f"{what}: Supabase Storage refused the key ({message}); use the project's secret key "
+                "(sb_secret_..., SUPABASE_SECRET_KEY) or its legacy service_role key (SUPABASE_SERVICE_ROLE_KEY)"
             )
         if code in ("NoSuchBucket", "Bucket not found") or "bucket not found" in message.lower():
             return BucketNotFound(f"supabase bucket {bucket!r}: not found; check the bucket names in the plan")
+        if status == "404" and code == "Not found" and message == "The resource was not found":
+            return SourceBytesMissing(f"{what}: {NO_BYTES}")
         if status == "404" or code in ("not_found", "NoSuchKey"):
             return ObjectNotFound(f"{what}: not found at the source")
         return ObjectError(f"{what}: Supabase Storage answered {status} {code}: {message}")
 
-    def _request(self, method: str, path: str, *, what: str, bucket: str | None = None, **kwargs: Any) -> httpx.Response:
+    def _call(self, func: Callable[[], T], *, what: str, bucket: str | None = None) -> T:
+        """One attempt of a request, with every failure translated into our typed errors."""
         try:
-            response = self.http.request(method, f"{self.base}{path}", **kwargs)
+            return func()
+        except _ErrorAnswer as answer:
+            raise self._error(answer.response, what=what, bucket=bucket) from None
         except httpx.ConnectError as err:
-            raise TransientError(f"{what}: cannot connect to {self.url}") from err
+            raise TransientError(f"{what}: cannot connect to Supabase Storage at {self.host} ({type(err).__name__})") from err
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as err:
-            raise TransientError(f"{what}: connection problem talking to Supabase ({type(err).__name__})") from err
-        if response.status_code >= 400:
-            raise self._error(response, what=what, bucket=bucket)
-        return response
+            raise TransientError(f"{what}: connection problem talking to Supabase Storage at {self.host} ({type(err).__name__})") from err
+
+    def _retrying(self, func: Callable[[], T], *, what: str, bucket: str | None = None) -> T:
+        """`_call` through the one retry policy; exhausted transient faults stop the stage (exit 4)."""
+        try:
+            return call_with_retries(lambda: self._call(func, what=what, bucket=bucket), max_attempts=self.max_attempts, throttle=self._throttle)
+        except TransientError as err:
+            raise ServiceUnavailable(
+                f"Supabase Storage at {self.host} is not answering ({err}; {self.max_attempts} attempts); "
+                "rerun the same command to continue"
+            ) from err
+
+    def _request(self, method: str, path: str, *, what: str, bucket: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self._call(lambda: self.http.request(method, f"{self.base}{path}", **kwargs), what=what, bucket=bucket)
 
     # -- SourceStore -------------------------------------------------------
     def list_buckets(self) -> list[str]:
-        try:
-            response = self._request("GET", "/bucket", what=f"{self.url} bucket list")
-        except TransientError as err:
-            raise ServiceUnavailable(f"cannot list buckets at {self.url}: {err}; check SUPABASE_URL and that the project is up") from err
-        return sorted(str(row["name"]) for row in response.json())
+        buckets = self._retrying(self.storage.list_buckets, what=f"{self.host} bucket list")
+        return sorted(str(bucket.name) for bucket in buckets)
 
     def check_bucket(self, bucket: str) -> None:
-        self._request("GET", f"/bucket/{urllib.parse.quote(bucket, safe='')}", what=f"supabase bucket {bucket!r}", bucket=bucket)
+        """Raise BucketNotFound / AccessDenied / ServiceUnavailable unless the bucket can be read."""
+        self._retrying(lambda: self.storage.get_bucket(bucket), what=f"supabase bucket {bucket!r}", bucket=bucket)
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
-        self.check_bucket(bucket)
-        try:
-            pages = self._iter_v2(bucket, prefix)
-            first = next(pages, None)
-        except ListV2Unavailable:
-            pages, first = self._iter_v1(bucket, prefix), None
+        for page in self.iter_pages(bucket, prefix):
+            yield page.objects
+
+    def iter_pages(self, bucket: str, prefix: str = "", *, resume: str | None = None) -> Iterator[ListedPage]:
+        """Pages of the listing, each with the position to resume after it (list-v2 cursor, or v1 folder stack)."""
+        position = json.loads(resume) if resume else None
+        if position is None:
+            self.check_bucket(bucket)
+        if position is None or position.get("api") == "v2":
+            try:
+                pages = self._iter_v2(bucket, prefix, position.get("cursor") if position else None)
+                first = next(pages, None)
+            except ListV2Unavailable:
+                pages, first = self._iter_v1(bucket, prefix, None), None
+        else:
+            pages, first = self._iter_v1(bucket, prefix, position.get("stack")), None
         if first is not None:
             yield self._with_user_metadata(bucket, first)
         for page in pages:
             yield self._with_user_metadata(bucket, page)
 
-    def _iter_v2(self, bucket: str, prefix: str) -> Iterator[list[ObjectInfo]]:
-        cursor: str | None = None
+    def _iter_v2(self, bucket: str, prefix: str, cursor: str | None) -> Iterator[ListedPage]:
         what = f"supabase://{bucket}/{prefix} (list-v2)"
-        while True:
-            body: dict[str, Any] = {"prefix": prefix, "limit": LIST_V2_PAGE, "with_delimiter": False}
+        files = self.storage.from_(bucket)
+
+        def page_at(cursor: str | None) -> Any:
+            options: dict[str, Any] = {"prefix": prefix, "limit": self.list_v2_page, "with_delimiter": False}
             if cursor:
-                body["cursor"] = cursor
-            response = self.http.post(f"{self.base}/object/list-v2/{urllib.parse.quote(bucket, safe='')}", json=body)
-            # An HTTP 404 is a missing route (old server); a missing bucket is
-            # HTTP 400 with statusCode "404" in the body, and check_bucket ran first.
-            if response.status_code == 404 or (response.status_code == 400 and "not available" in response.text):
-                raise ListV2Unavailable()
-            if response.status_code >= 400:
-                raise self._error(response, what=what, bucket=bucket)
-            data = response.json()
-            page = [
-                info_from_metadata(row["name"] if not row.get("key") else row["key"], row.get("metadata"), updated_at=row.get("updated_at"))
-                for row in data.get("objects", [])
-            ]
+                options["cursor"] = cursor
+            try:
+                return files.list_v2(options)  # type: ignore[arg-type]
+            except _ErrorAnswer as answer:
+                # An HTTP 404 is a missing route (old server); a missing bucket is
+                # HTTP 400 with statusCode "404" in the body, and check_bucket ran first.
+                response = answer.response
+                if response.status_code == 404 or (response.status_code == 400 and "not available" in response.text):
+                    raise ListV2Unavailable() from None
+                raise
+
+        while True:
+            result = self._retrying(lambda: page_at(cursor), what=what, bucket=bucket)
+            cursor = result.nextCursor
+            more = bool(result.hasNext and cursor)
+            page = [info_from_metadata(row.key or row.name, row.metadata, updated_at=row.updated_at) for row in result.objects]
             if page:
-                yield page
-            cursor = data.get("nextCursor")
-            if not data.get("hasNext") or not cursor:
+                yield ListedPage(page, json.dumps({"api": "v2", "cursor": cursor}) if more else None)
+            if not more:
                 return
 
-    def _iter_v1(self, bucket: str, prefix: str) -> Iterator[list[ObjectInfo]]:
-        """Walk folders depth-first with v1 listing (one folder level per call)."""
-        folders = [prefix.rstrip("/")] if prefix else [""]
-        while folders:
-            folder = folders.pop()
-            offset = 0
-            while True:
-                body = {
-                    "prefix": folder,
-                    "limit": LIST_V1_PAGE,
-                    "offset": offset,
-                    "sortBy": {"column": "name", "order": "asc"},
-                }
-                rows = self._request(
-                    "POST",
-                    f"/object/list/{urllib.parse.quote(bucket, safe='')}",
-                    json=body,
-                    what=f"supabase://{bucket}/{folder} (list)",
-                    bucket=bucket,
-                ).json()
-                page: list[ObjectInfo] = []
-                for row in rows:
-                    key = f"{folder}/{row['name']}" if folder else row["name"]
-                    if row.get("id") is None:
-                        folders.append(key)
-                    else:
-                        page.append(info_from_metadata(key, row.get("metadata"), updated_at=row.get("updated_at")))
-                if page:
-                    yield page
-                if len(rows) < LIST_V1_PAGE:
-                    break
-                offset += len(rows)
+    def _iter_v1(self, bucket: str, prefix: str, stack: list[list[Any]] | None) -> Iterator[ListedPage]:
+        """Walk folders depth-first with v1 listing (one folder level per call, offset paging).
 
-    def _with_user_metadata(self, bucket: str, page: list[ObjectInfo]) -> list[ObjectInfo]:
+        `stack` holds the (folder, offset) requests still to make; it is the resume position.
+        """
+        pending: list[list[Any]] = stack if stack is not None else [[prefix.rstrip("/") if prefix else "", 0]]
+        files = self.storage.from_(bucket)
+        while pending:
+            folder, offset = pending.pop()
+            options = {"limit": self.list_v1_page, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
+            rows = self._retrying(
+                lambda: files.list(folder, options),  # type: ignore[arg-type]
+                what=f"supabase://{bucket}/{folder} (list)",
+                bucket=bucket,
+            )
+            page: list[ObjectInfo] = []
+            for row in rows:
+                key = f"{folder}/{row['name']}" if folder else row["name"]
+                if row.get("id") is None:
+                    pending.append([key, 0])
+                else:
+                    page.append(info_from_metadata(key, row.get("metadata"), updated_at=row.get("updated_at")))
+            if len(rows) >= self.list_v1_page:
+                pending.append([folder, offset + len(rows)])  # the rest of this folder comes next
+            if page:
+                yield ListedPage(page, json.dumps({"api": "v1", "stack": pending}) if pending else None)
+
+    def _with_user_metadata(self, bucket: str, page: ListedPage) -> ListedPage:
         """Fill in user_metadata (not part of list rows) with concurrent info calls."""
-        if not self.fetch_user_metadata or not page:
+        if not self.fetch_user_metadata or not page.objects:
             return page
-        infos = fetch_each(page, lambda info: self._info(bucket, info.key), workers=min(self._max_connections, 16))
+        infos = fetch_each(
+            page.objects,
+            lambda info: self._retrying(lambda: self._info(bucket, info.key), what=f"supabase://{bucket}/{info.key}", bucket=bucket),
+            workers=min(self._max_connections, 16),
+        )
         # Only user_metadata comes from /object/info: everything else stays as
         # the listing's metadata document says, exactly as the catalog has it.
-        return [
+        objects = [
             replace(listed, user_metadata=fresh.user_metadata) if fresh is not None else listed
-            for listed, fresh in zip(page, infos)
+            for listed, fresh in zip(page.objects, infos)
         ]
+        return ListedPage(objects, page.resume)
 
     def _info(self, bucket: str, key: str) -> ObjectInfo | None:
         what = f"supabase://{bucket}/{key}"
@@ -270,14 +380,17 @@ class SupabaseStore(SourceStore):
             content_type=data.get("content_type"),
             cache_control=data.get("cache_control"),
             last_modified=parse_timestamp(data.get("last_modified")) or parse_timestamp(data.get("updated_at")),
-            user_metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+            user_metadata={str(k): v for k, v in (data.get("metadata") or {}).items()},  # JSON values as they are (migrate/metadata.py)
         )
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return self._info(bucket, key)
 
     def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[ObjectInfo, Iterator[bytes]]:
-        """Stream an object (or a range of it). Returns response metadata and a chunk iterator."""
+        """Stream an object (or a range of it). Returns response metadata and a chunk iterator.
+
+        Raises `SourceBytesMissing` when the catalog row exists but its bytes do not.
+        """
         what = f"supabase://{bucket}/{key}"
         # identity: Content-Length must count the object's bytes, not a gzip stream.
         headers = {"Accept-Encoding": "identity"}
@@ -287,17 +400,8 @@ class SupabaseStore(SourceStore):
         if length == 0:
             return self.empty_read(bucket, key)
         url = f"{self.base}/object/authenticated/{urllib.parse.quote(bucket, safe='')}/{encode_key(key)}"
-        try:
-            request = self.http.build_request("GET", url, headers=headers)
-            response = self.http.send(request, stream=True)
-        except httpx.ConnectError as err:
-            raise TransientError(f"{what}: cannot connect to {self.url}") from err
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as err:
-            raise TransientError(f"{what}: connection problem ({type(err).__name__})") from err
-        if response.status_code >= 400:
-            response.read()
-            response.close()
-            raise self._error(response, what=what, bucket=bucket)
+        request = self.http.build_request("GET", url, headers=headers)
+        response = self._call(lambda: self.http.send(request, stream=True), what=what, bucket=bucket)
         expected = int(response.headers.get("content-length", -1))
         info = ObjectInfo(
             key=key,
@@ -306,7 +410,6 @@ class SupabaseStore(SourceStore):
             content_type=response.headers.get("content-type"),
             cache_control=response.headers.get("cache-control"),
         )
-
         return info, checked_body(
             response.iter_raw(READ_CHUNK),
             expected=expected,
@@ -315,6 +418,25 @@ class SupabaseStore(SourceStore):
             translate=lambda err: TransientError(f"{what}: body cut off ({type(err).__name__})"),
         )
 
+    def has_bytes(self, bucket: str, key: str, *, size: int) -> bool:
+        """Whether the storage backend holds bytes for this catalog row: a 1-byte ranged GET (retried).
+
+        The listing and `/object/info` read the catalog only; a read reaches
+        the backend. A zero-byte object has no first byte to ask for, so it is
+        read whole (nothing to transfer).
+        """
+        what = f"supabase://{bucket}/{key}"
+
+        def probe() -> bool:
+            try:
+                _, chunks = self.open(bucket, key, offset=0, length=1 if size > 0 else None)
+            except SourceBytesMissing:
+                return False
+            for _ in chunks:
+                pass
+            return True
+
+        return self._retrying(probe, what=what, bucket=bucket)
 
     def close(self) -> None:
         self.http.close()

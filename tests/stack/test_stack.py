@@ -96,6 +96,10 @@ def test_up_status_env_down(capsys: pytest.CaptureFixture[str], stack_options: l
     assert env["SUPABASE_DB_URL"].endswith(f"/{stack_database}")
     assert env["AWS_REGION"] == "us-east-1"
     assert {"SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
+    assert env["SUPABASE_SECRET_KEY"].startswith("sb_secret_")
+    assert env["SUPABASE_PUBLISHABLE_KEY"].startswith("sb_publishable_")
+    assert "export SUPABASE_SECRET_KEY=sb_secret_" in out
+    assert env["SUPABASE_S3_ENDPOINT"] == f"http://127.0.0.1:{supabase_port}/storage/v1/s3"
 
     # The state file holds the keys: owner-only. The database is marked as ours.
     state_file = state_dir / stack.STATE_FILE
@@ -116,6 +120,17 @@ def test_up_status_env_down(capsys: pytest.CaptureFixture[str], stack_options: l
     auth = {"Authorization": f"Bearer {key}", "apikey": key}
     buckets = httpx.get(f"{env['SUPABASE_URL']}/storage/v1/bucket", headers=auth, timeout=10).json()
     assert {(b["id"], b["public"]) for b in buckets} == {("plugins", False), ("avatars", True), ("documents", False)}
+    # The new secret key, in the apikey header only, is the service role too.
+    by_secret = httpx.get(f"{env['SUPABASE_URL']}/storage/v1/bucket", headers={"apikey": env["SUPABASE_SECRET_KEY"]}, timeout=10)
+    assert {b["id"] for b in by_secret.json()} == {"plugins", "avatars", "documents"}
+    # The S3 protocol endpoint with the exported S3 access keys (path-style, SigV4).
+    supabase_s3 = s3_client(
+        endpoint_url=env["SUPABASE_S3_ENDPOINT"],
+        access_key=env["SUPABASE_S3_ACCESS_KEY_ID"],
+        secret_key=env["SUPABASE_S3_SECRET_ACCESS_KEY"],
+        region=env["SUPABASE_S3_REGION"],
+    )
+    assert {b["Name"] for b in supabase_s3.list_buckets()["Buckets"]} == {"plugins", "avatars", "documents"}
 
     # The seed, counted in the catalog, is exactly the plan.
     _, planned = seed_plan(large_objects=1)

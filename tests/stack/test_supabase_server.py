@@ -9,8 +9,12 @@ catalog rows in PostgreSQL, and the fault switchboard the transfer tests use.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
+import importlib.util
+import io
+import secrets
 import json
 import socket
 import time
@@ -100,6 +104,35 @@ def test_launch_contract(supabase_server: SupabaseServer) -> None:
     cmdline = Path(f"/proc/{supabase_server.process.pid}/cmdline").read_bytes()
     assert supabase_server.jwt_secret.encode() not in cmdline
     assert b"migrate.stack.supabase_server" in cmdline
+
+
+# ../shared beside the checkout (CI lays it there): the upstream server's recorded answers.
+UPSTREAM_RECORDING = Path(__file__).resolve().parents[2].parent / "shared" / "supabase-upstream"
+
+
+def test_answers_like_the_recorded_upstream_server(make_database: Callable[[str], str], tmp_path: Path) -> None:
+    """The shared diff tool's scenario against a fresh bundled server: no difference from the recording."""
+    tool_path = UPSTREAM_RECORDING / "supabase_diff.py"
+    assert tool_path.is_file(), f"{UPSTREAM_RECORDING} is missing: the recording lives in ../shared beside the checkout"
+    spec = importlib.util.spec_from_file_location("supabase_diff", tool_path)
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    server = launch(database_url=make_database("diff"), data_dir=tmp_path / "data", jwt_secret=secrets.token_urlsafe(32))
+    try:
+        # The recorded server already had one private bucket, `rig-test`: its
+        # `bucket.list` step shows it first (buckets are listed oldest first).
+        created = httpx.post(f"{server.storage_url}/bucket", json={"name": "rig-test", "public": False}, headers=service_headers(server))
+        assert created.status_code == 200, created.text
+        ours = tmp_path / "ours.json"
+        ours.write_text(json.dumps(tool.probe(server.url, server.service_key, server.anon_key)))
+    finally:
+        server.stop()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        differences = tool.compare(str(UPSTREAM_RECORDING / "upstream-probe.json"), str(ours))
+    assert differences == 0, printed.getvalue()
+    assert printed.getvalue().startswith("0 differences over ")
 
 
 def test_schema_is_the_real_one_and_idempotent(supabase_server: SupabaseServer) -> None:
@@ -302,8 +335,12 @@ def test_upsert_and_update(
 
 
 def test_invalid_keys_are_rejected(supabase_http: httpx.Client, supabase_bucket: str) -> None:
-    # limits.ts isValidKey: text XML 1.0 can carry (src/test/limits.test.ts in the real repo).
-    for key in ("bell\x07.txt", "escape\x1b[0m", "nonchar\ufffe", "nonchar\uffff"):
+    # limits.ts isValidKey: S3-safe ASCII only (JavaScript's \w); upstream answers
+    # "ü.txt" with InvalidKey (../shared/supabase-upstream, step upload.badkey).
+    for key in (
+        "bell\x07.txt", "escape\x1b[0m", "nonchar\ufffe", "ünïcode/naïve café.txt", "folder/일이삼/🙂/a b.txt",
+        "tab\tand\nnewline.txt", "100%.txt", "hash#.txt", "tilde~.txt", "back\\slash", "curly{}.txt", "a<b>.txt",
+    ):
         response = supabase_http.post(f"/object/{supabase_bucket}/{quote_key(key)}", content=b"x")
         assert response.json() == {"statusCode": "400", "code": "InvalidKey", "error": "InvalidKey", "message": f"Invalid key: {key}"}, key
 
@@ -312,12 +349,9 @@ def test_keys_with_spaces_and_special_characters(sb: Client, supabase_http: http
     keys = [
         "dir with space/file (1)!.txt",
         "odd/a+b=c&d;e,f$g@h'i*j:k.txt",
-        "q?mark#hash%percent.txt",
+        "q?mark.txt",
         "dots.../x-y_z.txt",
-        "ünïcode/naïve café.txt",
-        "folder/일이삼/🙂/a b.txt",
-        "tab\tand\nnewline.txt",
-        "back\\slash{curly}[square]<angle>\"quote\"|pipe^caret`tick~.txt",
+        "every/!-.*'() &$@=;:+,?_09AZaz.txt",
     ]
     bucket = sb.storage.from_(supabase_bucket)
     for index, key in enumerate(keys):
@@ -395,7 +429,7 @@ def test_list_v2_with_delimiter(supabase_http: httpx.Client, tree_bucket: str) -
     assert [f["key"] for f in body["folders"]] == ["Folder2", "folder"]
     assert body["folders"][0]["id"] is None
     assert [o["name"] for o in body["objects"]] == ["B.txt", "a.txt", "c d.txt"]
-    assert set(body["objects"][0]) == {"key", "name", "id", "updated_at", "created_at", "last_accessed_at", "metadata", "user_metadata"}
+    assert set(body["objects"][0]) == {"key", "name", "id", "updated_at", "created_at", "last_accessed_at", "metadata"}
     nested = supabase_http.post(f"/object/list-v2/{tree_bucket}", json={"prefix": "folder/", "with_delimiter": True}).json()
     assert [f["name"] for f in nested["folders"]] == ["folder/sub/"]
     assert [(o["key"], o["name"]) for o in nested["objects"]] == [("x.txt", "folder/x.txt")]
@@ -522,13 +556,19 @@ def test_interrupted_upload_leaves_nothing_behind(
     put(supabase_http, supabase_bucket, "keep.txt", b"original")
     host, port = supabase_server.url.removeprefix("http://").split(":")
     for key in ("keep.txt", "never.txt"):
-        with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with socket.create_connection((host, int(port)), timeout=30) as raw:
             auth = service_headers(supabase_server)["Authorization"]
             raw.sendall(
                 f"PUT /storage/v1/object/{supabase_bucket}/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
                 "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n".encode() + b"half" * 1000
             )
-    time.sleep(0.3)  # let the server notice the closed connections
+            raw.shutdown(socket.SHUT_WR)  # the body ends 996,000 bytes early
+            # The server answers only once its handler has returned, so whatever it
+            # would commit is committed by the time this answer (or EOF) arrives.
+            answer = b""
+            while chunk := raw.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert supabase_http.get(f"/object/{supabase_bucket}/keep.txt").content == b"original"
     assert supabase_http.get(f"/object/{supabase_bucket}/never.txt").json() == NOT_FOUND
     assert db_rows(supabase_server, "SELECT count(*) FROM storage.objects WHERE bucket_id = %s", supabase_bucket) == [(1,)]
@@ -565,7 +605,8 @@ def test_download_headers_and_ranges(supabase_http: httpx.Client, object_1k: tup
     clamped = supabase_http.get(url, headers={"Range": "bytes=1020-99999"})
     assert (clamped.content, clamped.headers["content-range"]) == (data[1020:], "bytes 1020-1023/1024")
     beyond = supabase_http.get(url, headers={"Range": "bytes=1024-"})
-    assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */1024"
+    # The recorded upstream 416 has no Content-Range (step get.range.416).
+    assert beyond.status_code == 416 and "content-range" not in beyond.headers
     assert beyond.json() == {"statusCode": "416", "code": "InvalidRange", "error": "invalid_range", "message": "invalid range provided"}
     ignored = supabase_http.get(url, headers={"Range": "bytes=5-1"})
     assert (ignored.status_code, ignored.content) == (200, data)
@@ -577,12 +618,15 @@ def test_conditional_and_download_disposition(supabase_http: httpx.Client, objec
     etag = md5_etag(data)
     not_modified = supabase_http.get(url, headers={"If-None-Match": etag})
     assert (not_modified.status_code, not_modified.content) == (304, b"")
+    # The recorded 304 keeps the entity headers (step get.inm).
+    assert (not_modified.headers["etag"], not_modified.headers["content-type"]) == (etag, "application/octet-stream")
+    assert not_modified.headers["accept-ranges"] == "bytes" and not_modified.headers["cache-control"] == "max-age=30"
     stale = supabase_http.get(url, headers={"If-None-Match": '"other"'})
     assert stale.status_code == 200 and stale.headers["cache-control"] == "max-age=30, stale-while-revalidate=30"
     since = supabase_http.get(url, headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
     assert since.status_code == 304
     named = supabase_http.get(url, params={"download": "my file.bin"})
-    assert named.headers["content-disposition"] == "attachment; filename=my%20file.bin; filename*=UTF-8''my%20file.bin;"
+    assert named.headers["content-disposition"] == "attachment; filename=my%20file.bin; filename*=UTF-8''my%20file.bin"  # no trailing ';' (supabase/storage#735)
     plain = supabase_http.get(url, params={"download": ""})
     assert plain.headers["content-disposition"] == "attachment;"
 
@@ -599,6 +643,108 @@ def test_missing_object_error(sb: Client, supabase_http: httpx.Client, supabase_
     assert missing_bucket.json() == NO_BUCKET
     unknown = supabase_http.get("/nowhere")
     assert unknown.status_code == 404 and unknown.json()["message"] == "Route GET:/nowhere not found"
+
+
+# -- signed uploads (getSignedUploadURL.ts, uploadSignedObject.ts), unknown routes --------------------
+
+
+def test_signed_upload_with_the_official_client(supabase_server: SupabaseServer, sb: Client, supabase_bucket: str) -> None:
+    bucket = sb.storage.from_(supabase_bucket)
+    signed = bucket.create_signed_upload_url("dir/up load.txt")
+    path = urllib.parse.urlsplit(signed["signed_url"]).path
+    assert path == f"/storage/v1/object/upload/sign/{supabase_bucket}/dir/up%20load.txt"
+    claims = jwt.decode(signed["token"], supabase_server.jwt_secret, algorithms=["HS256"])
+    assert (claims["url"], claims["upsert"], claims["exp"] - claims["iat"]) == (f"{supabase_bucket}/dir/up load.txt", False, 7200)
+    uploaded = bucket.upload_to_signed_url("dir/up load.txt", signed["token"], b"signed bytes")
+    assert uploaded.full_path == f"{supabase_bucket}/dir/up load.txt"
+    assert bucket.download("dir/up load.txt") == b"signed bytes"
+    info = bucket.info("dir/up load.txt")
+    assert (info["size"], info["cache_control"]) == (12, "max-age=3600")
+    # The token said no upsert: a second upload with it is a duplicate, and so is signing again.
+    with pytest.raises(StorageApiError) as again:
+        bucket.upload_to_signed_url("dir/up load.txt", signed["token"], b"other")
+    assert (again.value.status, again.value.code) == ("409", "Duplicate")
+    with pytest.raises(StorageApiError) as resign:
+        bucket.create_signed_upload_url("dir/up load.txt")
+    assert resign.value.code == "Duplicate"
+    assert bucket.download("dir/up load.txt") == b"signed bytes"
+
+
+def test_signed_upload_with_upsert_replaces(supabase_http: httpx.Client, bare_http: httpx.Client, supabase_bucket: str) -> None:
+    put(supabase_http, supabase_bucket, "u.bin", b"old")
+    signed = supabase_http.post(f"/object/upload/sign/{supabase_bucket}/u.bin", headers={"x-upsert": "true"})
+    assert signed.status_code == 200 and set(signed.json()) == {"url", "token"}
+    url = signed.json()["url"]
+    assert url.startswith(f"/object/upload/sign/{supabase_bucket}/u.bin?token=")
+    # Raw body, no API key at all: the token is the authority.
+    response = bare_http.put(url, content=b"new bytes", headers={"Content-Type": "application/x-new"})
+    assert (response.status_code, response.json()) == (200, {"Key": f"{supabase_bucket}/u.bin"})
+    got = supabase_http.get(f"/object/{supabase_bucket}/u.bin")
+    assert (got.content, got.headers["content-type"]) == (b"new bytes", "application/x-new")
+
+
+def test_signed_upload_token_errors(sb: Client, supabase_http: httpx.Client, bare_http: httpx.Client, supabase_bucket: str, supabase_server: SupabaseServer) -> None:
+    token = supabase_http.post(f"/object/upload/sign/{supabase_bucket}/a.txt").json()["token"]
+    other = bare_http.put(f"/object/upload/sign/{supabase_bucket}/b.txt", params={"token": token}, content=b"x")
+    assert (other.status_code, other.json()) == (
+        400, {"statusCode": "400", "code": "InvalidSignature", "error": "InvalidSignature", "message": "Invalid signature"}
+    )
+    bad = bare_http.put(f"/object/upload/sign/{supabase_bucket}/a.txt", params={"token": "x.y.z"}, content=b"x")
+    assert (bad.status_code, bad.json()["code"]) == (400, "InvalidJWT")
+    missing = bare_http.put(f"/object/upload/sign/{supabase_bucket}/a.txt", content=b"x")
+    assert missing.json() == {"statusCode": "400", "error": "Bad Request", "message": "querystring must have required property 'token'"}
+    # A download token cannot upload, an upload token cannot download.
+    put(supabase_http, supabase_bucket, "a.txt", b"kept")
+    download_url = supabase_http.post(f"/object/sign/{supabase_bucket}/a.txt", json={"expiresIn": 60}).json()["signedURL"]
+    download_token = urllib.parse.parse_qs(urllib.parse.urlsplit(download_url).query)["token"][0]
+    refused = bare_http.put(f"/object/upload/sign/{supabase_bucket}/a.txt", params={"token": download_token}, content=b"x")
+    assert refused.json()["code"] == "InvalidSignature"
+    assert bare_http.get(f"/object/sign/{supabase_bucket}/a.txt", params={"token": token}).json()["code"] == "InvalidSignature"
+    assert sb.storage.from_(supabase_bucket).download("a.txt") == b"kept"
+    # Signing needs the right to insert, an existing bucket and a valid key.
+    anon = {"apikey": supabase_server.publishable_key}
+    assert bare_http.post(f"/object/upload/sign/{supabase_bucket}/n.txt", headers=anon).json() == RLS_DENIED
+    assert supabase_http.post("/object/upload/sign/no-such-bucket/n.txt").json() == NO_BUCKET
+    assert supabase_http.post(f"/object/upload/sign/{supabase_bucket}/%C3%BC.txt").json()["code"] == "InvalidKey"
+
+
+def test_sign_routes_never_fall_through_to_a_bucket_named_upload(supabase_http: httpx.Client, supabase_bucket: str) -> None:
+    created = supabase_http.post("/bucket", json={"name": "upload"})
+    assert created.status_code == 200, created.text
+    try:
+        signed = supabase_http.post(f"/object/upload/sign/{supabase_bucket}/p.txt")
+        assert set(signed.json()) == {"url", "token"}
+        put_without_token = supabase_http.put(f"/object/upload/sign/{supabase_bucket}/p.txt", content=b"body")
+        assert put_without_token.status_code == 400
+        assert supabase_http.post("/object/list/upload", json={"prefix": "sign"}).json() == []
+        assert supabase_http.post(f"/object/list/{supabase_bucket}", json={"prefix": ""}).json() == []
+    finally:
+        supabase_http.post("/bucket/upload/empty", json={})
+        supabase_http.request("DELETE", "/bucket/upload", json={})
+
+
+def test_unknown_routes_answer_as_fastify_does(supabase_http: httpx.Client, supabase_bucket: str) -> None:
+    for method, target in (
+        ("PATCH", f"/object/{supabase_bucket}/k.txt"),
+        ("GET", f"/bucket/{supabase_bucket}/extra?x=1"),
+        ("DELETE", "/bucket"),
+        ("PUT", "/bucket?x=%20y"),
+        ("POST", "/object"),
+    ):
+        response = supabase_http.request(method, target)
+        assert (response.status_code, response.json()) == (
+            404, {"message": f"Route {method}:{target} not found", "error": "Not Found", "statusCode": 404}
+        ), target
+
+
+def test_download_disposition_with_the_official_client(sb: Client, supabase_http: httpx.Client, supabase_bucket: str) -> None:
+    put(supabase_http, supabase_bucket, "r.pdf", b"%PDF", **{"Content-Type": "application/pdf"})
+    bucket = sb.storage.from_(supabase_bucket)
+    named = httpx.get(bucket.create_signed_url("r.pdf", 60, {"download": "report 1.pdf"})["signedURL"])
+    # supabase/storage#735 (2025): no trailing ';'.
+    assert named.headers["content-disposition"] == "attachment; filename=report%201.pdf; filename*=UTF-8''report%201.pdf"
+    plain = httpx.get(bucket.create_signed_url("r.pdf", 60, {"download": True})["signedURL"])
+    assert plain.headers["content-disposition"] == "attachment;"
 
 
 def test_keep_alive_reuses_the_connection(supabase_server: SupabaseServer, object_1k: tuple[str, str, bytes]) -> None:
@@ -700,9 +846,6 @@ def test_missing_and_bad_jwts(supabase_server: SupabaseServer, bare_http: httpx.
 
     # The real server verifies with jose (src/internal/auth/jwt-jose.ts): these are its messages.
     assert bare_http.get("/bucket").json() == denied("Invalid Compact JWS")
-    assert bare_http.get("/bucket", headers={"Authorization": "Bearer sb_secret_not_a_jwt"}).json() == denied(
-        "Invalid Compact JWS"
-    )
     wrong_secret = make_jwt("not-the-secret-at-all-not-the-secret", "service_role")
     assert bare_http.get("/bucket", headers={"Authorization": f"Bearer {wrong_secret}"}).json() == denied(
         "signature verification failed"
@@ -716,6 +859,84 @@ def test_missing_and_bad_jwts(supabase_server: SupabaseServer, bare_http: httpx.
     # The API gateway's behaviour: the `apikey` header alone is enough.
     only_apikey = bare_http.get(f"/bucket/{supabase_bucket}", headers={"apikey": supabase_server.service_key})
     assert only_apikey.json()["id"] == supabase_bucket
+
+
+GATEWAY_NO_KEY = {"message": "No API key found in request", "hint": "No `apikey` request header or url param was found."}
+GATEWAY_BAD_KEY = {"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}
+
+
+def test_new_api_keys_have_their_formats(supabase_server: SupabaseServer) -> None:
+    assert supabase_server.secret_key.startswith("sb_secret_") and len(supabase_server.secret_key) > 30
+    assert supabase_server.publishable_key.startswith("sb_publishable_")
+    assert supabase_server.secret_key.count(".") == 0  # not a JWT
+    assert "sb_secret_" not in repr(supabase_server.keys)
+
+
+def test_secret_key_in_apikey_is_the_service_role(
+    supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_bucket: str
+) -> None:
+    secret = {"apikey": supabase_server.secret_key}
+    assert bare_http.get(f"/bucket/{supabase_bucket}", headers=secret).json()["id"] == supabase_bucket
+    assert supabase_bucket in {b["id"] for b in bare_http.get("/bucket", headers=secret).json()}
+    # The gateway also takes the key as the `apikey` URL parameter.
+    assert bare_http.get(f"/bucket/{supabase_bucket}", params={"apikey": supabase_server.secret_key}).json()["id"] == supabase_bucket
+    uploaded = bare_http.post(f"/object/{supabase_bucket}/k.txt", content=b"secret-key", headers=secret)
+    assert uploaded.json()["Key"] == f"{supabase_bucket}/k.txt"
+    assert bare_http.get(f"/object/authenticated/{supabase_bucket}/k.txt", headers=secret).content == b"secret-key"
+    rows = bare_http.post(f"/object/list/{supabase_bucket}", json={"prefix": ""}, headers=secret).json()
+    assert [row["name"] for row in rows] == ["k.txt"]
+
+
+def test_secret_key_as_bearer_is_rejected_as_the_gateway_does(
+    supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_bucket: str
+) -> None:
+    key = supabase_server.secret_key
+    bearer = {"Authorization": f"Bearer {key}"}
+    # Equal to apikey: forwarded to Storage, which refuses a non-JWT bearer (api-keys.mdx, Known limitations).
+    both = bare_http.get(f"/bucket/{supabase_bucket}", headers={**bearer, "apikey": key})
+    assert (both.status_code, both.json()) == (
+        400,
+        {"statusCode": "403", "code": "AccessDenied", "error": "Unauthorized", "message": "Invalid Compact JWS"},
+    )
+    assert bare_http.post(f"/object/{supabase_bucket}/x.txt", content=b"x", headers={**bearer, "apikey": key}).status_code == 400
+    # Bearer only: the gateway answers itself.
+    alone = bare_http.get(f"/bucket/{supabase_bucket}", headers=bearer)
+    assert (alone.status_code, alone.json()) == (401, GATEWAY_NO_KEY)
+    # Nothing was written by the refused upload.
+    listed = bare_http.post(f"/object/list/{supabase_bucket}", json={"prefix": ""}, headers={"apikey": key}).json()
+    assert listed == []
+
+
+def test_publishable_key_is_anon(
+    supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_http: httpx.Client,
+    make_supabase_bucket: Callable[..., str],
+) -> None:
+    private, public = make_supabase_bucket(), make_supabase_bucket(public=True)
+    put(supabase_http, private, "p.txt", b"private")
+    put(supabase_http, public, "p.txt", b"public")
+    anon = {"apikey": supabase_server.publishable_key}
+    assert bare_http.get("/bucket", headers=anon).json() == []
+    assert bare_http.get(f"/bucket/{private}", headers=anon).json() == NO_BUCKET
+    assert bare_http.post(f"/object/{public}/new.txt", content=b"x", headers=anon).json() == RLS_DENIED
+    assert bare_http.get(f"/object/authenticated/{private}/p.txt", headers=anon).json() == NOT_FOUND
+    assert bare_http.get(f"/object/authenticated/{public}/p.txt", headers=anon).content == b"public"
+
+
+def test_unknown_new_key_is_refused_by_the_gateway(supabase_server: SupabaseServer, bare_http: httpx.Client) -> None:
+    for key in ("sb_secret_" + "x" * 32, "sb_publishable_nope", supabase_server.secret_key + "x"):
+        response = bare_http.get("/bucket", headers={"apikey": key})
+        assert (response.status_code, response.json()) == (401, GATEWAY_BAD_KEY)
+
+
+def test_legacy_jwt_keys_keep_working(supabase_server: SupabaseServer, bare_http: httpx.Client, supabase_bucket: str) -> None:
+    service, anon = supabase_server.service_key, supabase_server.anon_key
+    for headers in ({"apikey": service}, {"apikey": service, "Authorization": f"Bearer {service}"}):
+        assert bare_http.get(f"/bucket/{supabase_bucket}", headers=headers).json()["id"] == supabase_bucket
+    # A user JWT as Bearer with the publishable key as apikey (what supabase-js sends for a signed-in user).
+    user = make_jwt(supabase_server.jwt_secret, "authenticated")
+    as_user = bare_http.get("/bucket", headers={"apikey": supabase_server.publishable_key, "Authorization": f"Bearer {user}"})
+    assert as_user.status_code == 200 and as_user.json() == []
+    assert bare_http.get("/bucket", headers={"apikey": anon, "Authorization": f"Bearer {anon}"}).json() == []
 
 
 def test_anon_sees_nothing_private(
@@ -861,12 +1082,16 @@ def test_fault_drop_truncate_latency(
         supabase_http.get(path)
 
     supabase_faults({"method": "GET", "path": path, "query": "download", "action": "latency", "delay_ms": 300})
-    started = time.monotonic()
-    assert supabase_http.get(path).content == data  # no query: not delayed
-    assert time.monotonic() - started < 0.25
+    assert supabase_http.get(path).content == data  # no query: the rule does not fire...
+    def latency_rules() -> list[dict[str, Any]]:
+        return [rule for rule in supabase_http.get("/_faults").json()["rules"] if rule["action"] == "latency"]
+
+    [rule] = latency_rules()
+    assert rule["count"] == 1  # ...and is still armed
     started = time.monotonic()
     assert supabase_http.get(path, params={"download": ""}).content == data
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.3  # a lower bound the rule itself implies
+    assert latency_rules() in ([], [{**rule, "count": 0}])
 
 
 def test_fault_admin_is_guarded_and_validated(anon_http: httpx.Client, supabase_http: httpx.Client) -> None:

@@ -8,7 +8,7 @@ PostgreSQL and object bytes on local disk, and can inject faults on demand
 
     server = launch(database_url=url, data_dir=path, jwt_secret=secret)
     try:
-        ...  # server.url, server.service_key, server.anon_key
+        ...  # server.url, server.secret_key (sb_secret_), server.service_key (legacy JWT), ...
     finally:
         server.stop()
 """
@@ -24,13 +24,14 @@ from pathlib import Path
 from migrate.stack.process import LOOPBACK, ServerProcess, free_port
 from migrate.stack.supabase_server.auth import make_jwt
 from migrate.stack.supabase_server.catalog import ensure_schema
+from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION, ProjectKeys, project_keys
 
 JWT_SECRET_ENV = "MIGRATE_SUPABASE_JWT_SECRET"
 DATABASE_URL_ENV = "MIGRATE_SUPABASE_DATABASE_URL"
 FAULTS_ENV = "MIGRATE_SUPABASE_FAULTS"
 READY_TIMEOUT = 30.0
 
-__all__ = ["SupabaseServer", "ensure_schema", "launch", "make_jwt"]
+__all__ = ["ProjectKeys", "SupabaseServer", "ensure_schema", "launch", "make_jwt", "project_keys"]
 
 
 @dataclass
@@ -43,6 +44,37 @@ class SupabaseServer:
     jwt_secret: str
     database_url: str
     process: ServerProcess
+    s3_region: str = DEFAULT_S3_REGION
+
+    @property
+    def keys(self) -> ProjectKeys:
+        """The project's non-JWT keys (derived from the JWT secret, see keys.py)."""
+        return project_keys(self.jwt_secret)
+
+    @property
+    def secret_key(self) -> str:
+        """`sb_secret_...`: the service role, sent in the `apikey` header only."""
+        return self.keys.secret_key
+
+    @property
+    def publishable_key(self) -> str:
+        """`sb_publishable_...`: the anon role, sent in the `apikey` header."""
+        return self.keys.publishable_key
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The S3 protocol endpoint (path-style): `{url}/storage/v1/s3`."""
+        return f"{self.url}/storage/v1/s3"
+
+    @property
+    def s3_access_key_id(self) -> str:
+        """The project's S3 access key id (SigV4 credential)."""
+        return self.keys.s3_access_key_id
+
+    @property
+    def s3_secret_access_key(self) -> str:
+        """The secret of the project's S3 access key."""
+        return self.keys.s3_secret_access_key
 
     @property
     def storage_url(self) -> str:
@@ -70,6 +102,7 @@ def launch(
     port: int | None = None,
     log_path: Path | None = None,
     faults: str | None = None,
+    s3_region: str = DEFAULT_S3_REGION,
 ) -> SupabaseServer:
     """Start `python -m migrate.stack.supabase_server` on 127.0.0.1 and wait until it answers.
 
@@ -84,7 +117,8 @@ def launch(
     if faults:
         env[FAULTS_ENV] = faults
     url = f"http://{LOOPBACK}:{port}"
-    argv = [sys.executable, "-m", "migrate.stack.supabase_server", "--data-dir", str(data_dir), "--port", str(port)]
+    argv = [sys.executable, "-m", "migrate.stack.supabase_server", "--data-dir", str(data_dir), "--port", str(port),
+            "--s3-region", s3_region]
     process = ServerProcess.start(
         "supabase-storage", argv, log_path=log_path, ready=lambda: _answers(url), env=env, timeout=READY_TIMEOUT
     )
@@ -95,4 +129,5 @@ def launch(
         jwt_secret=jwt_secret,
         database_url=database_url,
         process=process,
+        s3_region=s3_region,
     )

@@ -22,6 +22,7 @@ from migrate.stack.supabase_server import DATABASE_URL_ENV, FAULTS_ENV, JWT_SECR
 from migrate.stack.supabase_server.app import DEFAULT_FILE_SIZE_LIMIT, build_server
 from migrate.stack.supabase_server.catalog import ensure_schema
 from migrate.stack.supabase_server.faults import InvalidFaultRule, parse_rules
+from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +38,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="global upload limit in bytes (buckets may set a lower one)")
     parser.add_argument("--pool-size", type=int, default=16, help="PostgreSQL connections")
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    parser.add_argument("--s3-region", default=DEFAULT_S3_REGION,
+                        help=f"the region the S3 endpoint (/storage/v1/s3) signs with (default: {DEFAULT_S3_REGION})")
     return parser.parse_args(argv)
 
 
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         file_size_limit=args.file_size_limit,
         pool_size=args.pool_size,
         access_log=args.access_log,
+        s3_region=args.s3_region,
     )
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -23,7 +23,9 @@ from migrate.stack.supabase_server.blobs import BlobStore
 from migrate.stack.supabase_server.catalog import Catalog
 from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.faults import FaultInjector, FaultRule
+from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION
 from migrate.stack.supabase_server.routes import StorageApi
+from migrate.stack.supabase_server.s3 import s3_error_response
 from migrate.stack.supabase_server.wire import BodyReader, MalformedBody, Request, Response, error_response
 
 PREFIX = "/storage/v1"
@@ -139,7 +141,7 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
         if relative not in ("/status", "/_faults"):
             rule = self.server.api.faults.take(self.command, raw_path, query)
             if rule is not None:
-                outcome = self._apply_fault(rule, body)
+                outcome = self._apply_fault(rule, body, s3=relative == "/s3" or relative.startswith("/s3/"))
                 if outcome is not None or rule.action == "drop":
                     return outcome
         request = Request(
@@ -148,10 +150,13 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
             query=urllib.parse.parse_qs(query, keep_blank_values=True),
             headers=self.headers,
             body=body,
+            target=self.path[len(PREFIX) :],
         )
+        if relative == "/s3" or relative.startswith("/s3/"):
+            return self.server.api.s3.handle(request)
         return self.server.api.handle(request)
 
-    def _apply_fault(self, rule: FaultRule, body: BodyReader) -> Response | None:
+    def _apply_fault(self, rule: FaultRule, body: BodyReader, *, s3: bool = False) -> Response | None:
         """A response that replaces the real one, or None to carry on (or to drop)."""
         if rule.action == "drop":
             return None
@@ -164,6 +169,8 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
         failure = errors.injected(rule.status)
         if rule.retry_after is not None:
             failure.headers["Retry-After"] = str(rule.retry_after)
+        if s3:  # the S3 endpoint answers errors in S3's XML (s3 error-handler.ts)
+            return s3_error_response(failure, self.path.partition("?")[0][len(PREFIX) + len("/s3") :])
         return error_response(failure)
 
     def _finish_request_body(self, body: BodyReader) -> None:
@@ -239,6 +246,7 @@ def build_server(
     file_size_limit: int = DEFAULT_FILE_SIZE_LIMIT,
     pool_size: int = 16,
     access_log: bool = False,
+    s3_region: str = DEFAULT_S3_REGION,
 ) -> StorageHTTPServer:
     """A ready-to-serve server (call `serve_forever()`); the schema must already exist."""
     api = StorageApi(
@@ -247,6 +255,7 @@ def build_server(
         faults=FaultInjector(fault_rules),
         jwt_secret=jwt_secret,
         file_size_limit=file_size_limit,
+        s3_region=s3_region,
     )
     return StorageHTTPServer((host, port), api, access_log=access_log)
 

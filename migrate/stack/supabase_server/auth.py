@@ -12,6 +12,18 @@
   `authenticated`) goes through it. This server has no RLS policies, so
   those roles see no rows: they can only read public buckets through the
   routes that look objects up as the superuser.
+- The API gateway in front of hosted Supabase (supabase/supabase
+  apps/docs/content/guides/api/api-keys.mdx, "Known limitations"): an
+  `sb_secret_...` key in the `apikey` header reaches Storage as the
+  service_role, an `sb_publishable_...` key as anon. A publishable or secret
+  key cannot be sent as `Authorization: Bearer`: when it equals the
+  `apikey` header the request is forwarded and rejected as not a JWT (what
+  Storage's jose answers: AccessDenied "Invalid Compact JWS", HTTP 400 with
+  statusCode "403", as supabase/cli#4181 shows for the local gateway); with
+  no `apikey` at all the gateway itself answers 401 "No API key found in
+  request" (supabase.com/kb .../auth-error-401-unauthorized_missing_api_key),
+  and an `apikey` it does not know gets its 401 "Invalid API key" (the
+  gateway's wording, e.g. nuxt-modules/supabase#195).
 - src/internal/auth/jwt.ts `signJWT`/`verifyJWT` and
   src/storage/object.ts `signObjectUrl`: signed URLs carry a JWT with the
   `url` ("bucket/key") and `exp` claims, signed with the same secret.
@@ -25,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 import jwt
+
+from migrate.stack.supabase_server.keys import is_new_api_key, project_keys
 
 ALGORITHM = "HS256"
 SERVICE_ROLE = "service_role"
@@ -98,17 +112,13 @@ def verify_jwt(token: str, secret: str) -> dict[str, Any]:
     return dict(claims)
 
 
-def request_token(headers: HeaderSource) -> str:
-    """The JWT a request carries: the Bearer token, else the `apikey` header.
+class GatewayRejected(Exception):
+    """The API gateway refuses the request before Storage sees it (HTTP 401)."""
 
-    The storage server reads only `Authorization`; the `apikey` fallback is
-    what the Supabase API gateway in front of it does for clients that send
-    only the key.
-    """
-    authorization = headers.get("Authorization") or ""
-    if authorization:
-        return _BEARER.sub("", authorization, count=1).strip()
-    return (headers.get("apikey") or "").strip()
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 def principal_for(token: str, secret: str) -> Principal:
@@ -117,7 +127,56 @@ def principal_for(token: str, secret: str) -> Principal:
     return Principal(role=str(claims.get("role") or ANON_ROLE), authenticated=True, claims=claims)
 
 
-def sign_object_url(secret: str, url: str, expires_in: int) -> str:
-    """The token of a signed download URL for `url` ("bucket/key")."""
-    now = int(time.time())
-    return jwt.encode({"url": url, "iat": now, "exp": now + expires_in}, secret, algorithm=ALGORITHM)
+class Gatekeeper:
+    """The hosted gateway's key handling plus Storage's JWT check, with a verification cache."""
+
+    def __init__(self, jwt_secret: str):
+        self.jwt_secret = jwt_secret
+        keys = project_keys(jwt_secret)
+        self._api_keys = {
+            keys.secret_key: Principal(role=SERVICE_ROLE, authenticated=True, claims={"role": SERVICE_ROLE}),
+            keys.publishable_key: Principal(role=ANON_ROLE, authenticated=True, claims={"role": ANON_ROLE}),
+        }
+        # Clients send the same key on every request; verifying it once per
+        # distinct token (until it expires) keeps HMAC and JSON work off the hot path.
+        self._verified: dict[str, tuple[float, Principal]] = {}
+
+    def principal(self, headers: HeaderSource, *, anonymous_ok: bool = False, apikey_param: str | None = None) -> Principal:
+        """Who the request is; raises TokenRejected (Storage) or GatewayRejected (gateway).
+
+        Without `Authorization` the gateway turns the `apikey` header (or the
+        `apikey` URL parameter) into the Bearer token Storage reads (a legacy JWT
+        as it is, a new key into its role).
+        """
+        authorization = (headers.get("Authorization") or "").strip()
+        apikey = (headers.get("apikey") or apikey_param or "").strip()
+        if authorization:
+            token = _BEARER.sub("", authorization, count=1).strip()
+            if is_new_api_key(token) and not apikey:
+                raise GatewayRejected(
+                    "No API key found in request", "No `apikey` request header or url param was found."
+                )
+            # A new key as Bearer is forwarded as it is and fails the JWT check below.
+        elif is_new_api_key(apikey):
+            mapped = self._api_keys.get(apikey)
+            if mapped is None:
+                raise GatewayRejected("Invalid API key", "Double check your Supabase `anon` or `service_role` API key.")
+            return mapped
+        else:
+            token = apikey
+        if not token and anonymous_ok:
+            return ANONYMOUS
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
+        try:
+            principal = principal_for(token, self.jwt_secret)
+        except TokenRejected:
+            if anonymous_ok:
+                return ANONYMOUS
+            raise
+        if len(self._verified) > 1024:
+            self._verified.clear()
+        expires = principal.claims.get("exp")
+        self._verified[token] = (float(expires) if isinstance(expires, (int, float)) else time.time() + 60, principal)
+        return principal

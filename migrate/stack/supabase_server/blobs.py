@@ -15,8 +15,20 @@ import hashlib
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Iterator
+
+
+@dataclass
+class Incoming:
+    """An upload's payload and the metadata that came with it (REST or S3), before it is stored."""
+
+    mimetype: str
+    cache_control: str
+    user_metadata: Any
+    chunks: Iterator[bytes]
+    declared_length: int | None
 
 
 class BlobTooLarge(Exception):

@@ -104,7 +104,9 @@ class StoredObject:
             "created_at": iso_timestamp(self.created_at),
             "last_accessed_at": iso_timestamp(self.last_accessed_at),
             "metadata": self.metadata,
-            "user_metadata": self.user_metadata,
+            # objectSchema types user_metadata as an object, and Fastify's
+            # serializer writes a NULL column as {} (recorded: step `remove`).
+            "user_metadata": {} if self.user_metadata is None else self.user_metadata,
         }
 
 

@@ -30,6 +30,8 @@ class StorageError(Exception):
     error: str | None = None
     http_status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # A body in another shape than Storage's (the gateway's, Fastify's 404).
+    raw_body: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -44,6 +46,8 @@ class StorageError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON body to send."""
+        if self.raw_body is not None:
+            return self.raw_body
         rendered: dict[str, Any] = {"statusCode": str(self.status)}
         if self.code is not None:
             rendered["code"] = self.code
@@ -125,17 +129,10 @@ def invalid_mime_type(mime_type: str) -> StorageError:
 
 
 def invalid_range(size: int) -> StorageError:
-    # codes.ts InvalidRange gives the body. The HTTP status follows RFC 9110 and
-    # the S3 backend the real server streams from (416 + `bytes */size`).
+    # codes.ts InvalidRange gives the body; the recorded upstream answer
+    # (step get.range.416) is HTTP 416 without a Content-Range header.
     """codes.ts InvalidRange for a Range the object cannot satisfy."""
-    return StorageError(
-        416,
-        "InvalidRange",
-        "invalid range provided",
-        error="invalid_range",
-        http_status=416,
-        headers={"Content-Range": f"bytes */{size}"},
-    )
+    return StorageError(416, "InvalidRange", "invalid range provided", error="invalid_range", http_status=416)
 
 
 def invalid_parameter(name: str, message: str | None = None) -> StorageError:
@@ -171,9 +168,14 @@ def validation_error(message: str) -> StorageError:
     return StorageError(400, None, message, error="Bad Request", http_status=400)
 
 
-def route_not_found(method: str, path: str) -> StorageError:
-    """Fastify's 404 for an unknown route."""
-    return StorageError(404, None, f"Route {method}:{path} not found", error="Not Found", http_status=404)
+def route_not_found(method: str, url: str) -> StorageError:
+    """Fastify's default 404 for an unknown route: `url` is the raw request target as
+    Storage sees it (behind the gateway, without /storage/v1), query included; the
+    body's statusCode is a number there, unlike Storage's own errors."""
+    message = f"Route {method}:{url} not found"
+    return StorageError(
+        404, None, message, http_status=404, raw_body={"message": message, "error": "Not Found", "statusCode": 404}
+    )
 
 
 def injected(status: int) -> StorageError:
@@ -201,3 +203,9 @@ def injected(status: int) -> StorageError:
     except ValueError:
         phrase = "Injected fault"
     return StorageError(status, "InternalError" if status >= 500 else "InvalidRequest", phrase, http_status=status)
+
+
+
+def gateway_rejected(message: str, hint: str) -> StorageError:
+    """The gateway's 401 for a missing or unknown API key (never reaches Storage): `{"message", "hint"}`."""
+    return StorageError(401, None, message, http_status=401, raw_body={"message": message, "hint": hint})

@@ -470,7 +470,6 @@ def _v2_body(
                     "created_at": iso_timestamp(folder_row["created_at"]) if folder_row else None,
                     "last_accessed_at": None,
                     "metadata": None,
-                    "user_metadata": None,
                 }
             )
         else:
@@ -501,8 +500,9 @@ def _v2_object(entry: Entry, *, levels: int, delimited: bool) -> dict[str, Any]:
         "last_accessed_at": iso_timestamp(row["last_accessed_at"]),
     }
     if delimited:
-        # search_v2 rows also carry the name's segment at the prefix level and user_metadata.
-        wire = {"key": _split_part(row["name"], levels), **wire, "user_metadata": row.get("user_metadata")}
+        # search_v2 rows also carry the name's segment at the prefix level (no
+        # user_metadata: the recorded upstream answer, ../shared/supabase-upstream).
+        wire = {"key": _split_part(row["name"], levels), **wire}
     return wire
 
 

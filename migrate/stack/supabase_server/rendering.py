@@ -29,11 +29,15 @@ from migrate.stack.supabase_server.wire import (
 
 
 def content_disposition(download: str) -> str:
-    """renderer.ts handleDownload, with encodeURIComponent's safe characters."""
+    """renderer.ts handleDownload, with encodeURIComponent's safe characters.
+
+    No trailing `;` after the filename since supabase/storage#735 (merged
+    2025-07, RFC 6266 grammar); a bare `?download` is still `attachment;`.
+    """
     if download == "":
         return "attachment;"
     encoded = urllib.parse.quote(download, safe="-_.!~*'()")
-    return f"attachment; filename={encoded}; filename*=UTF-8''{encoded};"
+    return f"attachment; filename={encoded}; filename*=UTF-8''{encoded}"
 
 
 def normalize_content_type(value: str) -> str:
@@ -85,7 +89,7 @@ def render_info(obj: StoredObject) -> Response:
         "last_modified": iso_timestamp(obj.updated_at),
         "created_at": iso_timestamp(obj.created_at),
     }
-    headers = {"Content-Type": "application/json", **entity_headers(obj)}
+    headers = {"Content-Type": "application/json; charset=utf-8", **entity_headers(obj)}
     if metadata.get("cacheControl"):
         headers["Cache-Control"] = str(metadata["cacheControl"])
     return json_response(document, headers=headers)
@@ -127,7 +131,12 @@ def render_asset(request: Request, obj: StoredObject, path: Path, *, expires: st
     metadata = obj.metadata
     etag = str(metadata.get("eTag") or "")
     if _not_modified(request, obj, etag):
-        return Response(304)
+        # The recorded 304 carries the entity's headers (ETag, Accept-Ranges,
+        # Content-Type, Cache-Control), as the S3 backend's NotModified does.
+        not_modified = {"Accept-Ranges": "bytes", "Content-Type": _content_type(metadata), **entity_headers(obj)}
+        if not expires:
+            not_modified["Cache-Control"] = str(metadata.get("cacheControl") or "no-cache")
+        return Response(304, not_modified)
     try:
         byte_range = parse_range(request.header("Range"), size)
     except Unsatisfiable as err:

@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from migrate.stack.supabase_server import errors, listing, rendering
 from migrate.stack.supabase_server.auth import (
-    ANONYMOUS,
+    Gatekeeper,
+    GatewayRejected,
     Principal,
     TokenRejected,
-    principal_for,
-    request_token,
-    sign_object_url,
-    verify_jwt,
 )
-from migrate.stack.supabase_server.blobs import BlobStore, BlobTooLarge
+from migrate.stack.supabase_server.blobs import BlobStore, BlobTooLarge, Incoming
 from migrate.stack.supabase_server.catalog import Bucket, Catalog, StoredObject, iso_timestamp
 from migrate.stack.supabase_server.errors import StorageError
 from migrate.stack.supabase_server.faults import FaultInjector, InvalidFaultRule, rules_from_json
+from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION, project_keys
+from migrate.stack.supabase_server.s3 import S3Api
+from migrate.stack.supabase_server.signed import SignedUrlRoutes
 from migrate.stack.supabase_server.validation import (
     as_bool,
     as_count,
@@ -52,7 +50,6 @@ from migrate.stack.supabase_server.wire import (
     Response,
     boundary_of,
     error_response,
-    http_date,
     json_response,
 )
 
@@ -63,17 +60,6 @@ MAX_USER_METADATA = 1024 * 1024  # uploader.ts MAX_CUSTOM_METADATA_SIZE
 def js_iso_now() -> str:
     """Now, as the real server's JSON writes timestamps."""
     return iso_timestamp(datetime.now(timezone.utc)) or ""
-
-
-@dataclass
-class Incoming:
-    """An upload's payload and the metadata that came with it."""
-
-    mimetype: str
-    cache_control: str
-    user_metadata: Any
-    chunks: Iterator[bytes]
-    declared_length: int | None
 
 
 def _route(pattern: str) -> re.Pattern[str]:
@@ -106,15 +92,17 @@ class StorageApi:
         faults: FaultInjector,
         jwt_secret: str,
         file_size_limit: int,
+        s3_region: str = DEFAULT_S3_REGION,
     ):
         self.catalog = catalog
         self.blobs = blobs
         self.faults = faults
         self.jwt_secret = jwt_secret
         self.file_size_limit = file_size_limit
-        # Clients send the same key on every request; verifying it once per
-        # distinct token (until it expires) keeps HMAC and JSON work off the hot path.
-        self._verified: dict[str, tuple[float, Principal]] = {}
+        self.gatekeeper = Gatekeeper(jwt_secret)
+        keys = project_keys(jwt_secret)
+        self.s3 = S3Api(self, access_key_id=keys.s3_access_key_id, secret_access_key=keys.s3_secret_access_key, region=s3_region)
+        signed = SignedUrlRoutes(self)
         # Static paths before parametric ones, as Fastify's router prefers them.
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", _route(r"/status"), self.status),
@@ -131,9 +119,12 @@ class StorageApi:
             ("POST", _route(r"/object/copy"), self.copy_object),
             ("POST", _route(r"/object/list/(?P<bucket>[^/]+)"), self.list_v1),
             ("POST", _route(r"/object/list-v2/(?P<bucket>[^/]+)"), self.list_v2),
-            ("POST", _route(r"/object/sign/(?P<bucket>[^/]+)/?"), self.sign_urls),
-            ("POST", _route(r"/object/sign/(?P<bucket>[^/]+)/(?P<key>.+)"), self.sign_url),
-            ("GET", _route(r"/object/sign/(?P<bucket>[^/]+)/(?P<key>.+)"), self.get_signed_object),
+            ("POST", _route(r"/object/sign/(?P<bucket>[^/]+)/?"), signed.sign_urls),
+            ("POST", _route(r"/object/sign/(?P<bucket>[^/]+)/(?P<key>.+)"), signed.sign_url),
+            ("GET", _route(r"/object/sign/(?P<bucket>[^/]+)/(?P<key>.+)"), signed.get_signed_object),
+            # Before /object/{bucket}/{key}: otherwise "upload" would be taken as a bucket name.
+            ("POST", _route(r"/object/upload/sign/(?P<bucket>[^/]+)/(?P<key>.+)"), signed.sign_upload_url),
+            ("PUT", _route(r"/object/upload/sign/(?P<bucket>[^/]+)/(?P<key>.+)"), signed.upload_signed),
             ("GET", _route(r"/object/info/(?P<variant>authenticated|public)/(?P<bucket>[^/]+)/(?P<key>.+)"), self.object_info),
             ("GET", _route(r"/object/info/(?P<bucket>[^/]+)/(?P<key>.+)"), self.object_info),
             ("GET", _route(r"/object/(?P<variant>authenticated|public)/(?P<bucket>[^/]+)/(?P<key>.+)"), self.get_object),
@@ -158,29 +149,18 @@ class StorageApi:
                     return handler(request)
                 except StorageError as err:
                     return error_response(err)
-        return error_response(errors.route_not_found(request.method, request.path))
+        return error_response(errors.route_not_found(request.method, request.target or request.path))
 
     # -- auth -----------------------------------------------------------------------
 
     def principal(self, request: Request, *, anonymous_ok: bool = False) -> Principal:
         """jwt.ts: verify the request's JWT; on `allowInvalidJwt` routes fall back to anon."""
-        token = request_token(request.headers)
-        if not token and anonymous_ok:
-            return ANONYMOUS
-        cached = self._verified.get(token)
-        if cached is not None and cached[0] > time.time():
-            return cached[1]
         try:
-            principal = principal_for(token, self.jwt_secret)
+            return self.gatekeeper.principal(request.headers, anonymous_ok=anonymous_ok, apikey_param=request.arg("apikey"))
         except TokenRejected as err:
-            if anonymous_ok:
-                return ANONYMOUS
             raise errors.access_denied(str(err)) from err
-        if len(self._verified) > 1024:
-            self._verified.clear()
-        expires = principal.claims.get("exp")
-        self._verified[token] = (float(expires) if isinstance(expires, (int, float)) else time.time() + 60, principal)
-        return principal
+        except GatewayRejected as err:
+            raise errors.gateway_rejected(err.message, err.hint) from err
 
     def _bucket(self, bucket_id: str) -> Bucket:
         bucket = self.catalog.get_bucket(bucket_id)
@@ -232,7 +212,8 @@ class StorageApi:
         """GET /bucket (getAllBuckets.ts); RLS hides every row from non-service roles."""
         principal = self.principal(request)
         buckets = self.catalog.list_buckets() if principal.bypasses_rls else []
-        return json_response([bucket.to_json() for bucket in buckets])
+        # getAllBuckets.ts selects `type` too (getBucket.ts does not): the recorded answers.
+        return json_response([{**bucket.to_json(), "type": bucket.type} for bucket in buckets])
 
     def get_bucket(self, request: Request) -> Response:
         """GET /bucket/{id} (getBucket.ts)."""
@@ -309,9 +290,15 @@ class StorageApi:
         # updateObject.ts (PUT) always upserts; createObject.ts (POST) only with x-upsert: true.
         upsert = request.method == "PUT" or request.header("x-upsert") == "true"
         self._valid_key(key)
-        bucket = self._bucket(bucket_id)
+        self._bucket(bucket_id)
         if not principal.bypasses_rls:
             raise errors.rls_denied()
+        obj = self.upload(request, bucket_id=bucket_id, key=key, owner=principal.owner, upsert=upsert)
+        return json_response({"Id": obj.id, "Key": f"{bucket_id}/{key}"})
+
+    def upload(self, request: Request, *, bucket_id: str, key: str, owner: str | None, upsert: bool) -> StoredObject:
+        """uploader.ts: the bucket's limits, then bytes and row (the caller has checked the right to write)."""
+        bucket = self._bucket(bucket_id)
         # uploader.ts canUpload: the insert is tried before any byte is read.
         if not upsert and self.catalog.object_exists(bucket_id, key):
             raise errors.key_already_exists()
@@ -323,15 +310,7 @@ class StorageApi:
             raise errors.invalid_mime_type(incoming.mimetype)
         if incoming.declared_length is not None and incoming.declared_length > limit:
             raise errors.entity_too_large()
-        obj = self._store(
-            bucket_id=bucket_id,
-            key=key,
-            owner=principal.owner,
-            incoming=incoming,
-            limit=limit,
-            upsert=upsert,
-        )
-        return json_response({"Id": obj.id, "Key": f"{bucket_id}/{key}"})
+        return self._store(bucket_id=bucket_id, key=key, owner=owner, incoming=incoming, limit=limit, upsert=upsert)
 
     def _incoming(self, request: Request) -> Incoming:
         content_type = request.header("Content-Type") or ""
@@ -596,71 +575,6 @@ class StorageApi:
                 sort_order=order,
             )
         return json_response(result)
-
-    # -- signed URLs (getSignedURL.ts, getSignedURLs.ts, getSignedObject.ts) -------------
-
-    def _expires_in(self, body: dict[str, Any]) -> int:
-        return as_positive(required(body, "expiresIn"), "expiresIn")
-
-    @staticmethod
-    def _signed_path(bucket_id: str, key: str, token: str) -> str:
-        # object.ts answers "/object/sign/<bucket>/<key>?token=..."; the key is
-        # percent-encoded here so keys with "?" or "#" survive the round trip.
-        return f"/object/sign/{urllib.parse.quote(f'{bucket_id}/{key}', safe='/')}?token={token}"
-
-    def sign_url(self, request: Request) -> Response:
-        """POST /object/sign/{bucket}/{key} (getSignedURL.ts): {"signedURL": "/object/sign/...?token="}."""
-        principal = self.principal(request)
-        body = object_body(request.json())
-        expires_in = self._expires_in(body)
-        bucket_id, key = request.params["bucket"], self._valid_key(request.params["key"])
-        self._readable_source(principal, bucket_id, key)
-        token = sign_object_url(self.jwt_secret, f"{bucket_id}/{key}", expires_in)
-        return json_response({"signedURL": self._signed_path(bucket_id, key, token)})
-
-    def sign_urls(self, request: Request) -> Response:
-        """POST /object/sign/{bucket} {"paths", "expiresIn"} (getSignedURLs.ts)."""
-        principal = self.principal(request)
-        body = object_body(request.json())
-        expires_in = self._expires_in(body)
-        paths = required(body, "paths")
-        if not isinstance(paths, list) or not all(isinstance(item, str) for item in paths):
-            raise errors.validation_error("body/paths must be array")
-        bucket_id = request.params["bucket"]
-        found = self.catalog.existing_names(bucket_id, paths) if principal.bypasses_rls and paths else set()
-        answer = []
-        for path in paths:
-            if path in found:
-                token = sign_object_url(self.jwt_secret, f"{bucket_id}/{path}", expires_in)
-                answer.append({"error": None, "path": path, "signedURL": self._signed_path(bucket_id, path, token)})
-            else:
-                answer.append(
-                    {
-                        "error": "Either the object does not exist or you do not have access to it",
-                        "path": path,
-                        "signedURL": None,
-                    }
-                )
-        return json_response(answer)
-
-    def get_signed_object(self, request: Request) -> Response:
-        """GET /object/sign/{bucket}/{key}?token= (getSignedObject.ts)."""
-        token = request.arg("token")
-        if not token:
-            raise errors.validation_error("querystring must have required property 'token'")
-        try:
-            claims = verify_jwt(token, self.jwt_secret)
-        except TokenRejected as err:
-            raise errors.invalid_jwt(str(err)) from err
-        bucket_id, key = request.params["bucket"], request.params["key"]
-        if claims.get("url") != f"{bucket_id}/{key}":
-            raise errors.invalid_signature()
-        self._valid_key(key)
-        obj = self.catalog.find_object(bucket_id, key)
-        if obj is None:
-            raise errors.no_such_key()
-        expires = http_date(datetime.fromtimestamp(int(claims["exp"]), timezone.utc))
-        return self._render_asset(request, obj, expires=expires)
 
     # -- reading objects (getObject.ts, getPublicObject.ts, getObjectInfo.ts) ---------------
 

@@ -331,6 +331,7 @@ class Request:
     headers: Message
     body: BodyReader
     params: dict[str, str] = field(default_factory=dict)
+    target: str = ""  # the raw request target relative to /storage/v1, query included
 
     def header(self, name: str) -> str | None:
         """A request header, or None."""

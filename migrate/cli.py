@@ -26,10 +26,12 @@ from migrate.redact import redact
 
 if TYPE_CHECKING:
     from migrate.plan import Plan
+    from migrate.rundir import RunDirectory
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "migrate.backup.command",
+    "migrate.cutover_commands",
     "migrate.stack.command",
     "migrate.demo",
 )
@@ -55,16 +57,20 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
     from migrate.progress import TqdmProgress
 
     plan = _load(args)
-    result = plan_stage(
-        plan,
-        state_dir=args.state_dir,
-        reports_dir=args.reports_dir,
-        check_destination=args.check_destination,
-        use_catalog=False if args.rest else None,
-        audit_source=args.audit_source,
-        audit_sample=args.sample,
-        progress=TqdmProgress(enabled=None if not args.json else False),
-    )
+    from migrate.deletions import manifest_snapshot
+    from migrate.rundir import RunDirectory
+
+    with manifest_snapshot(RunDirectory.for_plan(plan.name, state_dir=args.state_dir)) as snapshot:
+        result = plan_stage(
+            plan,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            check_destination=args.check_destination,
+            use_catalog=False if args.rest else None,
+            audit_source=args.audit_source,
+            audit_sample=args.sample,
+            progress=TqdmProgress(enabled=None if not args.json else False),
+        )
     if args.json:
         print(json.dumps({**result.summary, "manifest": str(result.run_dir.manifest), "report_dir": str(result.report_dir)}, indent=2, default=str))
     else:
@@ -72,6 +78,8 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
         print()
         print(f"Manifest: {result.run_dir.manifest}")
         print(f"Summary:  {result.report_dir / 'summary.md'}")
+    if snapshot.added and not args.json:
+        print(f"Some objects were deleted at the source since the last plan; `migrate run {args.plan} --replan` reports them.")
     if not result.runnable:
         if result.collisions:
             print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
@@ -98,17 +106,24 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.transfer import SOURCE_CHANGED
 
     plan = _load(args)
+    if args.delete_removed and not args.replan:
+        raise UserInputError("--delete-removed needs --replan: deletions are found by planning again")
+    from migrate.deletions import manifest_snapshot
+    from migrate.rundir import RunDirectory
+
+    run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
     executor = _executor(args, plan)
     try:
-        outcome = run_migration(
-            plan,
-            state_dir=args.state_dir,
-            reports_dir=args.reports_dir,
-            workers=args.workers,
-            replan=args.replan,
-            progress=TqdmProgress(enabled=False if args.no_progress else None),
-            executor=executor,
-        )
+        with manifest_snapshot(run_dir):
+            outcome = run_migration(
+                plan,
+                state_dir=args.state_dir,
+                reports_dir=args.reports_dir,
+                workers=args.workers,
+                replan=args.replan,
+                progress=TqdmProgress(enabled=False if args.no_progress else None),
+                executor=executor,
+            )
     finally:
         if executor is not None:
             executor.close()
@@ -125,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
         "interrupted": result.interrupted,
         "elapsed_seconds": round(result.elapsed, 3),
     }
+    if outcome.replanned:
+        _report_removed(args, run_dir, plan)
     if outcome.replanned:
         print(f"Planned first (no manifest yet, the plan changed, or --replan): {outcome.run_dir / 'manifest.parquet'}")
     rate = result.bytes_copied / result.elapsed / (1024 * 1024) if result.elapsed else 0.0
@@ -153,6 +170,32 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
         return ExitStatus.INCOMPLETE
     print(f"Everything planned is at the destination. Next: migrate verify {args.plan}")
     return ExitStatus.OK
+
+
+def _report_removed(args: argparse.Namespace, run_dir: "RunDirectory", plan: "Plan") -> None:
+    """The final delta's deletions: count objects deleted at the source; delete their copies only when asked."""
+    from migrate.deletions import delete_removed, pending_removals, removal_counts
+    from migrate.estimate import human_size
+
+    counts = removal_counts(run_dir)
+    if not counts["pending"]:
+        return
+    print(f"{counts['pending']} objects ({human_size(counts['pending_bytes'])}) were deleted at the source since an earlier plan; their copies are still at the destination.")
+    if not args.delete_removed:
+        print(f"  To remove them there: migrate run {args.plan} --replan --delete-removed")
+        return
+    if not args.yes:
+        for index, removal in enumerate(pending_removals(run_dir)):
+            if index == 20:
+                print(f"  ... and {counts['pending'] - 20} more")
+                break
+            print(f"  would delete s3://{removal.dest_bucket}/{removal.dest_key}")
+        print(f"Dry run: nothing was deleted. Delete them with: migrate run {args.plan} --replan --delete-removed --yes")
+        return
+    deleted = delete_removed(plan, state_dir=args.state_dir)
+    print(f"Deleted {deleted.deleted} objects ({human_size(deleted.bytes_deleted)}) at the destination; journaled in {run_dir.path / 'removals.sqlite'}.")
+    for key, code in list(deleted.failed.items())[:10]:
+        print(f"  not deleted: {key}: {code}", file=sys.stderr)
 
 
 def _executor(args: argparse.Namespace, plan: "Plan") -> Any:
@@ -305,6 +348,8 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
     run.add_argument("--workers", type=_positive_int, help="concurrent transfers (default: the plan's transfer.concurrency); 1 runs serially")
     run.add_argument("--replan", action="store_true", help="inventory the source again first, to pick up new or changed objects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--delete-removed", action="store_true", help="with --replan: delete at the destination what was deleted at the source (lists first; --yes deletes)")
+    run.add_argument("--yes", action="store_true", help="with --delete-removed: really delete")
     _add_executor(run)
     run.set_defaults(func=cmd_run)
 

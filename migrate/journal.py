@@ -406,6 +406,12 @@ class TransferJournal:
             rows = self._db.execute("SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM objects GROUP BY state").fetchall()
         return {state: (int(count), int(size)) for state, count, size in rows}
 
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop the rows of objects removed from the destination, so a later copy is never skipped as done."""
+        self.flush()
+        with self._lock:
+            self._db.executemany("DELETE FROM objects WHERE source_bucket = ? AND source_key = ?", list(keys))
+
     def counts_for(self, keys: Iterable[tuple[str, str]]) -> tuple[dict[str, tuple[int, int]], int]:
         """({state: (objects, bytes)} over the given (source_bucket, source_key)s only, rows outside them).
 

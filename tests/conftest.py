@@ -15,6 +15,7 @@ import pytest
 pytest_plugins: list[str] = [
     "tests.fixtures_s3",
     "tests.fixtures_supabase",
+    "tests.fixtures_cutover",
 ]
 
 #: The PostgreSQL server tests use. Trust auth, user postgres (see README).

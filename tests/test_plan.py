@@ -450,7 +450,7 @@ def test_literal_secret_access_key_in_an_env_key_is_refused_and_masked():
         ),
         (
             "rulez: []\n",
-            "plans/x.yaml:9: rulez: unknown key; did you mean 'rules'? expected one of: backup, costs, destination, filters, "
+            "plans/x.yaml:9: rulez: unknown key; did you mean 'rules'? expected one of: backup, bucket, costs, cutover, destination, filters, "
             "name, rules, source, tiering, transfer, unmatched, verify, version",
         ),
         (

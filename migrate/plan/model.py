@@ -30,6 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from migrate.checksums import CHECKSUM_SIZES, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.errors import PlanError
+from migrate.plan.cutover import BucketSettings, CutoverSettings, mark_configured
 from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Source, StorageClass, SupabaseSource
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
@@ -84,12 +85,19 @@ class Plan(PlanModel):
     verify: VerifySettings = Field(default_factory=lambda: VerifySettings(), description="Mode, concurrency and sample of `migrate verify`.")
     costs: CostTable = Field(default_factory=lambda: CostTable(), description="Prices for the cost estimate.")
     backup: BackupSettings | None = Field(None, description="`migrate backup`: where snapshots of the source go and how many a prune keeps.")
+    cutover: CutoverSettings = Field(default_factory=lambda: CutoverSettings(), description="URLs, redirect route and presigning after the switch (`migrate urls`, `serve`, `presign`).")
+    bucket: BucketSettings = Field(default_factory=lambda: BucketSettings(), description="The destination bucket's versioning, default encryption and lifecycle (`migrate bucket apply`).")
     _path: str | None = PrivateAttr(None)
 
     @property
     def path(self) -> str | None:
         """The file the plan was read from (None when parsed from text without one)."""
         return self._path
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_given(cls, value: BucketSettings) -> BucketSettings:
+        return mark_configured(value)
 
     @field_validator("name")
     @classmethod
@@ -146,10 +154,10 @@ class Plan(PlanModel):
         Covers source, destination, rules, unmatched, filters, tiering, part size, multipart threshold and checksum
         algorithm, normalised (comments, spacing, key order and `10MiB` vs `10485760` do not matter). Leaves out
         secrets, the plan's name and path, tuning that never changes the result (concurrency, attempts, bandwidth, request rate),
-        verify settings and prices: a run can be retuned and resumed.
+        verify settings, prices and the cutover/bucket sections: a run can be retuned and resumed.
         """
         data = self.to_dict()
-        for key in ("name", "verify", "costs"):
+        for key in ("name", "verify", "costs", "cutover", "bucket"):
             data.pop(key)
         data.pop("backup", None)  # where snapshots go never changes where objects go
         for key in ("concurrency", "max_attempts", "max_bandwidth", "max_requests_per_second"):

@@ -68,7 +68,7 @@ def dataset_specs(*, quick: bool) -> dict[str, DatasetSpec]:
     return {
         "A": DatasetSpec("A", "5,000 small objects (1-64 KiB), nested keys", 5_000, 1 * KiB, 64 * KiB, "image/png"),
         "B": DatasetSpec("B", "6 large objects (200 MiB)", 6, 200 * MiB, 200 * MiB, "application/octet-stream"),
-        "S": DatasetSpec("S", "8,000 small objects (1-64 KiB) with user metadata on a Supabase server", 8_000, 1 * KiB, 64 * KiB, "image/png"),
+        "S": DatasetSpec("S", "6,000 small objects (1-64 KiB) with user metadata on a Supabase server", 6_000, 1 * KiB, 64 * KiB, "image/png"),
         "C": DatasetSpec("C", "50,000 tiny objects (64 B-2 KiB) for inventory", 50_000, 64, 2 * KiB, "image/png", users=1_000),
         "M": DatasetSpec("M", "one 1 GiB object (memory bound)", 1, 1 * GiB, 1 * GiB, "application/octet-stream"),
     }

@@ -1,24 +1,27 @@
 """The benchmark: start the servers, seed the datasets, run every contender in turn, write the report.
 
-    python -m bench [--datasets A,B,C] [--runs 3] [--quick] [--profile]
+    python -m bench [--datasets A,B,S,C] [--runs 3] [--quick] [--profile] [--memory-curve]
 
 Stages, in order:
 
+0. With --memory-curve: `python -m bench.memory` (when bench/memory.py exists).
 1. SeaweedFS on 127.0.0.1 (migrate.stack.seaweed) holds the source and
    destination buckets; each dataset is seeded from the seed (timed, reported).
 2. Copies (datasets A, B): rounds of every contender in turn (A B C A B C
    ...), each into a fresh destination bucket that is checked (count, sizes,
-   MD5s) and then deleted. `migrate` is `migrate run` on
-   bench/plans/s3-to-s3.yaml after `migrate plan` (measured apart: a user
-   plans first).
+   MD5s) and then deleted. `migrate` is `migrate plan` + `migrate run` on
+   bench/plans/s3-to-s3.yaml timed together (what a user runs, against
+   `rclone copy`); `migrate run alone` is derived from the same runs.
 3. Verification (A, B): `rclone check` and `rclone check --download` against
-   the destination `migrate` wrote, alternating with `migrate` verify fast
-   and deep (`migrate.verify.verify_records` until the CLI has `verify`).
-4. Memory (M): `migrate run --workers 8` moves one 1 GiB object (16 MiB
-   parts); peak RSS of the child.
-5. Inventory (C): the bundled Supabase server, seeded straight into its
-   PostgreSQL catalog and blob directory; catalog vs REST listing.
-6. The Markdown report in bench/results/, plus the raw runs as JSON.
+   the destination `migrate` wrote, alternating with `migrate verify --mode
+   fast|deep` (the CLI).
+4. Memory (M, with B): `migrate run --workers 8` moves one 1 GiB object
+   (16 MiB parts); peak RSS of the child.
+5. Supabase source (S) and inventory (C), bench/supabase_stages.py: the
+   bundled Supabase server, seeded straight into its PostgreSQL catalog and
+   blob directory; `migrate` over REST vs rclone/s5cmd over its S3 endpoint;
+   catalog vs REST listing.
+6. The Markdown report and the headline table in bench/results/, plus the raw runs as JSON.
 
 Everything the harness starts (servers, children) it stops by PID; every
 database it creates is named migrate_bench_* and dropped; the work directory

@@ -147,8 +147,10 @@ def headline(session: "Session", started: datetime, *, report_name: str) -> str:
 def memory_curve(results: Path, started: datetime) -> tuple[Path, list[dict[str, Any]]] | None:
     """The rows of bench/results/<date>-memory.json (this run's date, else the newest such file), or None.
 
-    Expected: a list of rows, or {"rows": [...]}, each with stage, objects,
-    peak_rss_mib, wall_s; anything else is skipped, never an error.
+    Read defensively (bench/memory.py is another module's): a list of rows,
+    or an object holding one under "rows" or "points"; each row a mapping
+    with stage, objects, peak RSS (`peak_rss_mib` or `rss_mib`) and wall
+    time (`wall_s` or `wall`). Anything else is skipped, never an error.
     """
     today = results / f"{started:%Y-%m-%d}-memory.json"
     candidates = [today] if today.is_file() else sorted(results.glob("*-memory.json"))[-1:]
@@ -157,16 +159,18 @@ def memory_curve(results: Path, started: datetime) -> tuple[Path, list[dict[str,
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        rows = data.get("rows") if isinstance(data, dict) else data
+        rows = next((data[key] for key in ("rows", "points") if isinstance(data.get(key), list)), None) if isinstance(data, dict) else data
         if isinstance(rows, list):
             return path, [row for row in rows if isinstance(row, dict)]
     return None
 
 
-def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
-    value = row.get(key)
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value)
+def _cell(row: dict[str, Any], keys: tuple[str, ...], fmt: str) -> str:
+    value = next((row[key] for key in keys if row.get(key) is not None), None)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
     try:
         return format(value, fmt)
     except (TypeError, ValueError):
@@ -176,7 +180,10 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 def _memory_curve_table(rows: list[dict[str, Any]]) -> str:
     return table(
         ["stage", "objects", "peak RSS MiB", "wall s"],
-        [[_cell(r, "stage", ""), _cell(r, "objects", ","), _cell(r, "peak_rss_mib", ".0f"), _cell(r, "wall_s", ".1f")] for r in rows],
+        [
+            [_cell(r, ("stage",), ""), _cell(r, ("objects",), ","), _cell(r, ("peak_rss_mib", "rss_mib"), ".0f"), _cell(r, ("wall_s", "wall"), ".1f")]
+            for r in rows
+        ],
     )
 
 

@@ -67,3 +67,12 @@ def test_memory_curve_is_read_defensively(tmp_path: Path) -> None:
     text = headline(session_of([], tmp_path), STARTED, report_name="r.md")
     assert "| plan | 100,000 | 150 | 3.2 |" in text and "| run |  |  |  |" in text
     assert "[2026-12-01-memory.png](2026-12-01-memory.png)" in text
+
+
+def test_memory_curve_takes_bench_memory_points_too(tmp_path: Path) -> None:
+    """The shape bench/memory.py writes today: {"points": [{stage, objects, rss_mib, wall, ...}]}."""
+    points = [{"stage": "plan", "objects": 1000000, "rss_mib": 932.6, "wall": 220.2, "cpu": 47.7, "exit_code": 0}]
+    (tmp_path / "2026-11-30-memory.json").write_text(json.dumps({"measured_at": "x", "points": points}))
+    found = memory_curve(tmp_path, STARTED)  # no file of this date: the newest one
+    assert found is not None and found[0].name == "2026-11-30-memory.json"
+    assert "| plan | 1,000,000 | 933 | 220.2 |" in headline(session_of([], tmp_path), STARTED, report_name="r.md")

@@ -132,7 +132,7 @@ def headline(session: "Session", started: datetime, *, report_name: str) -> str:
     lines = [
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores shared with the servers (`bash bench/run "
         + " ".join(session.args.argv) + f"`; full report `bench/results/{report_name}`). Medians (min–max) over "
-        f"{session.rounds} paired rounds; each ratio is taken per round against the baseline measured in the same round.",
+        f"{session.rounds} paired round{'s' if session.rounds != 1 else ''}; each ratio is taken per round against the baseline measured in the same round.",
         "",
         table(["figure", "migrate", "baseline", "ratio", "target", "verdict"], rows) if rows else "No target measured.",
     ]
@@ -279,7 +279,7 @@ def _memory_section(session: "Session") -> str:
         total = [r for r in session.memory_runs if r.contender == name]
         mine = [r for r in total if r.valid]
         settings = (
-            f"`migrate run --workers {MEMORY_CONCURRENCY}`, part {MEMORY_PART_SIZE // MiB} MiB "
+            f"`migrate plan` + `migrate run --workers {MEMORY_CONCURRENCY}`, part {MEMORY_PART_SIZE // MiB} MiB "
             f"(byte budget {TransferOptions(concurrency=MEMORY_CONCURRENCY, part_size=MEMORY_PART_SIZE).memory_budget // MiB} MiB)"
             if name == "migrate"
             else "defaults"

@@ -349,6 +349,8 @@ def render(session: "Session", started: datetime, machine: list[tuple[str, str]]
                    "S and C: the bundled Supabase Storage server on 127.0.0.1 as the source"),
         ("migrate's plan", f"`{PLAN.relative_to(PLAN.parents[2])}` (defaults: concurrency 16, part 16 MiB, multipart from 64 MiB, SHA256, on_conflict skip)"),
         ("child timeout", f"{session.ctx.timeout:.0f}s"),
+        # The default run is meant to fit in 45 minutes on 2 cores (bench/README.md): this says whether it did.
+        ("benchmark wall time", f"{(datetime.now(started.tzinfo) - started).total_seconds() / 60:.1f} minutes (servers, seeding, checks and clean-up included)"),
         ("code measured", f"a snapshot of migrate/ taken at the start, source hash `{session.source_at_start}` (bench.environment.source_fingerprint)"),
     ]
     sections = report.sections

@@ -31,6 +31,17 @@ class Endpoint:
     access_key: str
     secret_key: str = field(repr=False)
     region: str = "us-east-1"
+    # rclone's provider name: SeaweedFS for the benchmark's own server, Other for Supabase's S3 endpoint.
+    provider: str = "SeaweedFS"
+
+
+@dataclass(frozen=True)
+class SupabaseSource:
+    """The bundled Supabase Storage server a dataset is read from: REST for `migrate`, its S3 endpoint for the rest."""
+
+    url: str
+    secret_key: str = field(repr=False)
+    s3: Endpoint
 
 
 @dataclass(frozen=True)
@@ -80,27 +91,31 @@ class BenchContext:
             "BENCH_S3_SECRET_KEY": self.endpoint.secret_key,
         }
 
-    def rclone_env(self) -> dict[str, str]:
+    def rclone_env(self, source: "Endpoint | None" = None) -> dict[str, str]:
+        """Remotes `src:` (the SeaweedFS, or `source`: e.g. the Supabase S3 endpoint) and `dst:` (the SeaweedFS)."""
         env = self.base_env()
-        for remote in ("SRC", "DST"):
+        for remote, endpoint in (("SRC", source or self.endpoint), ("DST", self.endpoint)):
             env.update(
                 {
                     f"RCLONE_CONFIG_{remote}_TYPE": "s3",
-                    f"RCLONE_CONFIG_{remote}_PROVIDER": "SeaweedFS",
-                    f"RCLONE_CONFIG_{remote}_ENDPOINT": self.endpoint.url,
-                    f"RCLONE_CONFIG_{remote}_REGION": self.endpoint.region,
-                    f"RCLONE_CONFIG_{remote}_ACCESS_KEY_ID": self.endpoint.access_key,
-                    f"RCLONE_CONFIG_{remote}_SECRET_ACCESS_KEY": self.endpoint.secret_key,
+                    f"RCLONE_CONFIG_{remote}_PROVIDER": endpoint.provider,
+                    f"RCLONE_CONFIG_{remote}_ENDPOINT": endpoint.url,
+                    f"RCLONE_CONFIG_{remote}_REGION": endpoint.region,
+                    f"RCLONE_CONFIG_{remote}_ACCESS_KEY_ID": endpoint.access_key,
+                    f"RCLONE_CONFIG_{remote}_SECRET_ACCESS_KEY": endpoint.secret_key,
+                    # Path-style: Supabase's /storage/v1/s3 requires it (SeaweedFS takes both).
+                    f"RCLONE_CONFIG_{remote}_FORCE_PATH_STYLE": "true",
                 }
             )
         return env
 
-    def aws_env(self) -> dict[str, str]:
+    def aws_env(self, endpoint: "Endpoint | None" = None) -> dict[str, str]:
+        endpoint = endpoint or self.endpoint
         return {
             **self.base_env(),
-            "AWS_ACCESS_KEY_ID": self.endpoint.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.endpoint.secret_key,
-            "AWS_REGION": self.endpoint.region,
+            "AWS_ACCESS_KEY_ID": endpoint.access_key,
+            "AWS_SECRET_ACCESS_KEY": endpoint.secret_key,
+            "AWS_REGION": endpoint.region,
         }
 
 
@@ -112,6 +127,13 @@ class CopyJob:
     source_bucket: str
     dest_bucket: str
     run_dir: Path
+    # Set for a Supabase-source dataset (S); None: the source bucket is on the benchmark's SeaweedFS.
+    supabase: SupabaseSource | None = None
+
+    @property
+    def source_endpoint(self) -> Endpoint | None:
+        """Where S3 tools read the source: Supabase's S3 endpoint for S, else the SeaweedFS (None)."""
+        return self.supabase.s3 if self.supabase else None
 
     @property
     def log(self) -> Path:
@@ -129,16 +151,26 @@ RCLONE_TUNED_FLAGS = ("--transfers", "32", "--checkers", "32", "--fast-list")
 
 
 PLAN = Path(__file__).resolve().parent / "plans" / "s3-to-s3.yaml"
+SUPABASE_PLAN = Path(__file__).resolve().parent / "plans" / "supabase-to-s3.yaml"
+
+
+def plan_for(job: CopyJob) -> Path:
+    """The plan `migrate` runs for this job: S3 -> S3, or Supabase (REST) -> S3 for dataset S."""
+    return SUPABASE_PLAN if job.supabase else PLAN
 
 
 def migrate_env(ctx: BenchContext, job: CopyJob, *, on_conflict: str = "skip") -> dict[str, str]:
-    """What bench/plans/s3-to-s3.yaml reads: endpoint, credentials, and this run's buckets."""
-    return {
+    """What the bench plans read: endpoints, credentials, and this run's buckets."""
+    env = {
         **ctx.python_env(),
         "BENCH_SOURCE_BUCKET": job.source_bucket,
         "BENCH_DEST_BUCKET": job.dest_bucket,
         "BENCH_ON_CONFLICT": on_conflict,
     }
+    if job.supabase:
+        # The names a user exports for a real project (README, plans/*.yaml).
+        env.update({"SUPABASE_URL": job.supabase.url, "SUPABASE_SECRET_KEY": job.supabase.secret_key})
+    return env
 
 
 def migrate_argv(ctx: BenchContext, job: CopyJob, command: str, *extra: str) -> list[str]:
@@ -146,7 +178,7 @@ def migrate_argv(ctx: BenchContext, job: CopyJob, command: str, *extra: str) -> 
     return [
         str(migrate),
         command,
-        str(PLAN),
+        str(plan_for(job)),
         "--state-dir",
         str(job.run_dir / "state"),
         "--reports-dir",
@@ -156,11 +188,14 @@ def migrate_argv(ctx: BenchContext, job: CopyJob, command: str, *extra: str) -> 
 
 
 def run_migrate(ctx: BenchContext, job: CopyJob, *, workers: int | None = None, on_conflict: str = "skip") -> Measurement:
-    """`migrate plan` (measured, not counted), `migrate run` (the contender), then a no-op rerun (measured apart).
+    """`migrate plan` + `migrate run`, the contender as a user runs it; then a no-op rerun (measured apart).
 
-    The plan and the rerun go to `extra.json` in the run directory: the plan
-    is the inventory a user runs first, the rerun shows the fixed cost of
-    starting `migrate run` and finding everything already done.
+    Returns plan and run together (times added up, the larger peak RSS): what
+    `rclone copy`, which lists and copies in one command, is compared with.
+    Each step goes to `extra.json` in the run directory too (`plan`, `run`,
+    `rerun`): the harness reports `run` alone beside the headline, and the
+    rerun shows the fixed cost of starting `migrate run` and finding
+    everything already done.
     """
     env = migrate_env(ctx, job, on_conflict=on_conflict)
     extra: dict[str, object] = {}
@@ -171,11 +206,12 @@ def run_migrate(ctx: BenchContext, job: CopyJob, *, workers: int | None = None, 
         return plan
     workers_args = ("--workers", str(workers)) if workers is not None else ()
     run = run_measured(migrate_argv(ctx, job, "run", "--no-progress", *workers_args), env=env, log_path=job.log, timeout=ctx.timeout, cwd=job.run_dir)
+    extra["run"] = asdict(run)
     if run.exit_code == 0:
         rerun = run_measured(migrate_argv(ctx, job, "run", "--no-progress", *workers_args), env=env, log_path=job.log, timeout=ctx.timeout, cwd=job.run_dir)
         extra["rerun"] = asdict(rerun)
     (job.run_dir / "extra.json").write_text(json.dumps(extra))
-    return run
+    return plan.then(run)
 
 
 def run_rclone(ctx: BenchContext, job: CopyJob, *, tuned: bool) -> Measurement:
@@ -184,8 +220,11 @@ def run_rclone(ctx: BenchContext, job: CopyJob, *, tuned: bool) -> Measurement:
     argv = [str(ctx.tools.rclone), "copy", "--disable", "Copy"]
     if tuned:
         argv += list(RCLONE_TUNED_FLAGS)
+    if job.supabase:
+        # User metadata is part of the job on S (migrate carries it); rclone copies it only with --metadata.
+        argv.append("--metadata")
     argv += [f"src:{job.source_bucket}", f"dst:{job.dest_bucket}"]
-    return run_measured(argv, env=ctx.rclone_env(), log_path=job.log, timeout=ctx.timeout)
+    return run_measured(argv, env=ctx.rclone_env(job.source_endpoint), log_path=job.log, timeout=ctx.timeout)
 
 
 def run_s5cmd(ctx: BenchContext, job: CopyJob) -> Measurement:
@@ -193,9 +232,13 @@ def run_s5cmd(ctx: BenchContext, job: CopyJob) -> Measurement:
     local = job.run_dir / "s5cmd-local"
     local.mkdir(parents=True, exist_ok=True)
     base = [str(ctx.tools.s5cmd), "--endpoint-url", ctx.endpoint.url, "cp"]
+    source = job.source_endpoint or ctx.endpoint
     try:
         download = run_measured(
-            base + [f"s3://{job.source_bucket}/*", f"{local}/"], env=ctx.aws_env(), log_path=job.log, timeout=ctx.timeout
+            [str(ctx.tools.s5cmd), "--endpoint-url", source.url, "cp", f"s3://{job.source_bucket}/*", f"{local}/"],
+            env=ctx.aws_env(source),
+            log_path=job.log,
+            timeout=ctx.timeout,
         )
         if download.exit_code != 0:
             return download
@@ -225,7 +268,8 @@ CONTENDERS: dict[str, Contender] = {
     for contender in (
         Contender(
             "migrate",
-            "`migrate run bench/plans/s3-to-s3.yaml --no-progress` after `migrate plan` (defaults: concurrency 16, on_conflict skip)",
+            "`migrate plan` + `migrate run --no-progress` on bench/plans/s3-to-s3.yaml (S: supabase-to-s3.yaml, REST source), "
+            "timed together; defaults: concurrency 16, on_conflict skip",
             run_migrate,
         ),
         Contender(
@@ -233,13 +277,17 @@ CONTENDERS: dict[str, Contender] = {
             "the same with destination.on_conflict: overwrite (no HEAD before each PUT)",
             lambda ctx, job: run_migrate(ctx, job, on_conflict="overwrite"),
         ),
-        Contender("rclone-default", "rclone copy --disable Copy (default flags)", lambda ctx, job: run_rclone(ctx, job, tuned=False)),
+        Contender("rclone-default", "rclone copy --disable Copy (default flags; S: + --metadata)", lambda ctx, job: run_rclone(ctx, job, tuned=False)),
         Contender(
             "rclone-tuned",
-            "rclone copy --disable Copy " + " ".join(RCLONE_TUNED_FLAGS),
+            "rclone copy --disable Copy " + " ".join(RCLONE_TUNED_FLAGS) + " (S: + --metadata)",
             lambda ctx, job: run_rclone(ctx, job, tuned=True),
         ),
-        Contender("s5cmd", "s5cmd cp to local disk, then s5cmd cp to the destination (default flags)", run_s5cmd),
+        Contender(
+            "s5cmd",
+            "s5cmd cp to local disk, then s5cmd cp to the destination (default flags; carries no user metadata)",
+            run_s5cmd,
+        ),
         Contender("boto3-floor", "plain boto3: list, get_object -> put_object, 32 threads, whole objects in memory", run_boto3_floor),
     )
 }

@@ -1,24 +1,27 @@
 """The benchmark: start the servers, seed the datasets, run every contender in turn, write the report.
 
-    python -m bench [--datasets A,B,C] [--runs 3] [--quick] [--profile]
+    python -m bench [--datasets A,B,S,C] [--runs 3] [--quick] [--profile] [--memory-curve]
 
 Stages, in order:
 
+0. With --memory-curve: `python -m bench.memory` (when bench/memory.py exists).
 1. SeaweedFS on 127.0.0.1 (migrate.stack.seaweed) holds the source and
    destination buckets; each dataset is seeded from the seed (timed, reported).
 2. Copies (datasets A, B): rounds of every contender in turn (A B C A B C
    ...), each into a fresh destination bucket that is checked (count, sizes,
-   MD5s) and then deleted. `migrate` is `migrate run` on
-   bench/plans/s3-to-s3.yaml after `migrate plan` (measured apart: a user
-   plans first).
+   MD5s) and then deleted. `migrate` is `migrate plan` + `migrate run` on
+   bench/plans/s3-to-s3.yaml timed together (what a user runs, against
+   `rclone copy`); `migrate run alone` is derived from the same runs.
 3. Verification (A, B): `rclone check` and `rclone check --download` against
-   the destination `migrate` wrote, alternating with `migrate` verify fast
-   and deep (`migrate.verify.verify_records` until the CLI has `verify`).
-4. Memory (M): `migrate run --workers 8` moves one 1 GiB object (16 MiB
-   parts); peak RSS of the child.
-5. Inventory (C): the bundled Supabase server, seeded straight into its
-   PostgreSQL catalog and blob directory; catalog vs REST listing.
-6. The Markdown report in bench/results/, plus the raw runs as JSON.
+   the destination `migrate` wrote, alternating with `migrate verify --mode
+   fast|deep` (the CLI).
+4. Memory (M, with B): `migrate run --workers 8` moves one 1 GiB object
+   (16 MiB parts); peak RSS of the child.
+5. Supabase source (S) and inventory (C), bench/supabase_stages.py: the
+   bundled Supabase server, seeded straight into its PostgreSQL catalog and
+   blob directory; `migrate` over REST vs rclone/s5cmd over its S3 endpoint;
+   catalog vs REST listing.
+6. The Markdown report and the headline table in bench/results/, plus the raw runs as JSON.
 
 Everything the harness starts (servers, children) it stops by PID; every
 database it creates is named migrate_bench_* and dropped; the work directory
@@ -28,169 +31,35 @@ database it creates is named migrate_bench_* and dropped; the work directory
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
-import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from bench.checks import CheckResult, check_copy
-from bench.contenders import CONTENDERS, PLAN, BenchContext, CopyJob, Endpoint, find_tools, migrate_env, run_migrate
-from bench.datasets import DatasetSpec, ExpectedObject, MiB, dataset_specs, empty_and_delete_bucket, seed_s3_bucket
-from bench.environment import machine_info, process_cpu_seconds, source_fingerprint, tool_versions
+from bench.contenders import CONTENDERS, BenchContext, CopyJob, Endpoint, find_tools, migrate_env, plan_for, run_migrate
+from bench.datasets import DatasetSpec, MiB, dataset_specs, empty_and_delete_bucket
+from bench.environment import machine_info, source_fingerprint, tool_versions
 from bench.measure import Measurement, log_tail, run_measured, start_launcher, stop_launcher
-from bench.report import RunRecord
+from bench.session import Session, dataset_record, log, run_alone_record, seed_dataset, timed_copy
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-PG_ADMIN_URL = os.environ.get("MIGRATE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-COPY_CONTENDERS = ("migrate", "migrate-overwrite", "rclone-default", "rclone-tuned", "s5cmd", "boto3-floor")
+#: What `--contenders` defaults to; `migrate-overwrite` and `boto3-floor` are there for the asking (A, B).
+COPY_CONTENDERS = ("migrate", "rclone-default", "rclone-tuned", "s5cmd")
+DATASETS = ("A", "B", "S", "C")
 # The memory bench: `migrate run --workers 8` with the plan's default 16 MiB parts.
 MEMORY_PART_SIZE = 16 * MiB
 MEMORY_CONCURRENCY = 8
-MD5_SAMPLE = 64
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-@dataclass
-class Session:
-    """Everything one benchmark invocation knows and has measured."""
-
-    args: argparse.Namespace
-    specs: dict[str, DatasetSpec]
-    ctx: BenchContext
-    admin: Any  # boto3 client for seeding, checking and cleaning up
-    seaweed: Any
-    runs: list[RunRecord] = field(default_factory=list)
-    verify_runs: list[RunRecord] = field(default_factory=list)
-    memory_runs: list[RunRecord] = field(default_factory=list)
-    inventory_runs: list[RunRecord] = field(default_factory=list)
-    seeding: list[list[str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    expected: dict[str, dict[str, ExpectedObject]] = field(default_factory=dict)
-    kept_buckets: dict[str, tuple[str, Path]] = field(default_factory=dict)
-    profile_section: str | None = None
-    source_at_start: str = ""
-
-    @property
-    def rounds(self) -> int:
-        return 1 if self.args.quick else self.args.runs
-
-    def server_cpu(self) -> float | None:
-        return process_cpu_seconds(self.seaweed.process.pid)
-
-    def stamp(self) -> dict[str, Any]:
-        """What to note about the moment a run starts: the machine's load and the code under test (the snapshot)."""
-        return {"load": os.getloadavg()[0], "source": self.source_at_start}
 
 
 # -- copies ------------------------------------------------------------------
-def seed_dataset(session: Session, spec: DatasetSpec) -> str:
-    bucket = f"src-{spec.name.lower()}"
-    log(f"seeding dataset {spec.name}: {spec.count} objects into s3://{bucket}")
-    scratch = session.ctx.work_dir / "scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    expected, seeded = seed_s3_bucket(session.admin, bucket, spec, seed=session.args.seed, scratch=scratch)
-    session.expected[spec.name] = expected
-    session.seeding.append(
-        [spec.name, "SeaweedFS (S3 PUT, 32 threads)" if not spec.is_large else "SeaweedFS (S3 PUT, streamed from a temp file)",
-         f"{seeded.objects:,}", f"{seeded.bytes / MiB:,.1f}", f"{seeded.seconds:.1f}"]
-    )
-    log(f"seeded {spec.name} in {seeded.seconds:.1f}s")
-    return bucket
-
-
-def check_run(session: Session, spec: DatasetSpec, bucket: str, measurement: Measurement, log_path: Path, round_no: int) -> tuple[bool, str]:
-    if measurement.timed_out:
-        return False, f"timed out after {session.ctx.timeout:.0f}s"
-    if measurement.exit_code != 0:
-        return False, f"exit {measurement.exit_code}: {log_tail(log_path, lines=2)}"
-    result: CheckResult = check_copy(
-        session.admin,
-        bucket,
-        session.expected[spec.name],
-        sample=None if spec.is_large else MD5_SAMPLE,
-        seed=session.args.seed * 1000 + round_no,
-    )
-    return result.ok, result.summary()
-
-
-def run_extras(run_dir: Path) -> dict[str, Any] | None:
-    """What a contender measured besides its timed command (migrate: the plan and the no-op rerun)."""
-    path = run_dir / "extra.json"
-    if not path.is_file():
-        return None
-    return dict(json.loads(path.read_text()))
-
-
-def timed_copy(
-    session: Session,
-    spec: DatasetSpec,
-    *,
-    contender: str,
-    run: Callable[[BenchContext, CopyJob], Measurement],
-    source: str,
-    round_no: int,
-    label: str | None = None,
-    keep_dest: bool = False,
-) -> RunRecord:
-    """One fresh destination bucket, one timed child, one check; the bucket is deleted unless kept."""
-    name = label or contender
-    dest = re.sub(r"[^a-z0-9-]", "-", f"dst-{spec.name}-{name}-{round_no}".lower())
-    session.admin.create_bucket(Bucket=dest)
-    run_dir = session.ctx.work_dir / "runs" / dest
-    run_dir.mkdir(parents=True, exist_ok=True)
-    job = CopyJob(dataset=spec.name, source_bucket=source, dest_bucket=dest, run_dir=run_dir)
-    stamp = session.stamp()
-    before = session.server_cpu()
-    measurement = run(session.ctx, job)
-    after = session.server_cpu()
-    valid, note = check_run(session, spec, dest, measurement, job.log, round_no)
-    record = RunRecord(
-        dataset=spec.name,
-        contender=name,
-        round=round_no,
-        objects=spec.count,
-        bytes=sum(item.size for item in session.expected[spec.name].values()),
-        measurement=measurement,
-        valid=valid,
-        check=note,
-        server_cpu=(after - before) if before is not None and after is not None else None,
-        engine=run_extras(run_dir),
-        **stamp,
-    )
-    log(
-        f"{spec.name} round {round_no + 1} {name}: {measurement.wall:.2f}s, {record.objects_per_s:.0f} obj/s, "
-        f"{record.mib_per_s:.1f} MiB/s, CPU {measurement.cpu:.2f}s, RSS {record.rss_mib:.0f} MiB -- {note}"
-    )
-    if keep_dest and valid:
-        # The latest valid `migrate` copy (bucket + run directory) is what the verify stage audits.
-        previous = session.kept_buckets.get(spec.name)
-        if previous:
-            empty_and_delete_bucket(session.admin, previous[0])
-            if not session.args.keep_work:
-                shutil.rmtree(previous[1], ignore_errors=True)
-        session.kept_buckets[spec.name] = (dest, run_dir)
-        return record
-    empty_and_delete_bucket(session.admin, dest)
-    if valid and not session.args.keep_work:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return record
-
-
 def bench_copies(session: Session, spec: DatasetSpec) -> None:
     source = seed_dataset(session, spec)
     for round_no in range(session.rounds):
@@ -205,6 +74,9 @@ def bench_copies(session: Session, spec: DatasetSpec) -> None:
                 keep_dest=name == "migrate",
             )
             session.runs.append(record)
+            derived = run_alone_record(record)
+            if derived is not None:
+                session.runs.append(derived)
     if "verify" in session.args.stages:
         bench_verify(session, spec, source)
 
@@ -215,20 +87,13 @@ def contenders_for(session: Session, spec: DatasetSpec) -> list[str]:
 
 
 # -- verification ------------------------------------------------------------
-def migrate_verify_available() -> bool:
-    if importlib.util.find_spec("migrate.verify") is None:
-        return False
-    return hasattr(importlib.import_module("migrate.verify"), "verify_records")
-
-
 def migrate_verify_command_available(ctx: BenchContext) -> bool:
-    """True when `migrate verify` is a CLI command (then it is what gets timed, as a user runs it)."""
-    import subprocess
-
+    """True when `migrate verify` is a CLI command: it is what gets timed, as a user runs it."""
     out = subprocess.run(
         [str(ctx.tools.python.parent / "migrate"), "verify", "--help"], capture_output=True, text=True, cwd=ctx.work_dir, env=ctx.python_env()
     )
     return out.returncode == 0
+
 
 
 def verify_report_figures(reports_dir: Path, result_path: Path) -> None:
@@ -260,10 +125,9 @@ def bench_verify(session: Session, spec: DatasetSpec, source: str) -> None:
         ("migrate verify deep", None, "deep"),
     ]
     have_cli = migrate_verify_command_available(session.ctx)
-    have_migrate = have_cli or migrate_verify_available()
     for round_no in range(session.rounds):
         for name, argv, mode in checks:
-            if mode is not None and not have_migrate:
+            if mode is not None and not have_cli:
                 continue
             run_dir = session.ctx.work_dir / "runs" / f"verify-{spec.name}-{len(session.verify_runs)}"
             log_path = run_dir / "child.log"
@@ -273,21 +137,15 @@ def bench_verify(session: Session, spec: DatasetSpec, source: str) -> None:
             if mode is None:
                 assert argv is not None
                 measurement = run_measured(argv, env=session.ctx.rclone_env(), log_path=log_path, timeout=session.ctx.timeout)
-            elif have_cli:
+            else:
+                # The CLI as a user runs it, on the run directory `migrate plan` + `migrate run` left.
                 argv = [
-                    str(session.ctx.tools.python.parent / "migrate"), "verify", str(PLAN),
+                    str(session.ctx.tools.python.parent / "migrate"), "verify", str(plan_for(verify_job)),
                     "--state-dir", str(migrate_run_dir / "state"), "--reports-dir", str(run_dir / "reports"),
                     "--mode", mode, "--no-progress",
                 ]
                 measurement = run_measured(argv, env=migrate_env(session.ctx, verify_job), log_path=log_path, timeout=session.ctx.timeout, cwd=run_dir)
                 verify_report_figures(run_dir / "reports", result_path)
-            else:
-                worker = [
-                    str(session.ctx.tools.python), "-m", "bench.workers.migrate_verify",
-                    "--plan", str(PLAN), "--state-dir", str(migrate_run_dir / "state"),
-                    "--mode", mode, "--result", str(result_path),
-                ]
-                measurement = run_measured(worker, env=migrate_env(session.ctx, verify_job), log_path=log_path, timeout=session.ctx.timeout, cwd=run_dir)
             after = session.server_cpu()
             figures: dict[str, Any] | None = None
             if mode is None:
@@ -307,18 +165,9 @@ def bench_verify(session: Session, spec: DatasetSpec, source: str) -> None:
                     note += "; basis " + ", ".join(f"{basis} {count}" for basis, count in figures["checksum_basis"].items())
             if measurement.exit_code != 0 and not figures:
                 note = f"exit {measurement.exit_code}: {log_tail(log_path, lines=2)}"
-            record = RunRecord(
-                dataset=spec.name,
-                contender=name,
-                round=round_no,
-                objects=spec.count,
-                bytes=sum(item.size for item in session.expected[spec.name].values()),
-                measurement=measurement,
-                valid=valid,
-                check=note,
-                server_cpu=(after - before) if before is not None and after is not None else None,
-                engine=figures,
-                **stamp,
+            record = dataset_record(
+                session, spec, contender=name, round_no=round_no, measurement=measurement, valid=valid, check=note,
+                cpu_span=(before, after), engine=figures, stamp=stamp,
             )
             session.verify_runs.append(record)
             log(f"verify {spec.name} round {round_no + 1} {name}: {measurement.wall:.2f}s, CPU {measurement.cpu:.2f}s -- {note}")
@@ -347,103 +196,24 @@ def bench_memory(session: Session) -> None:
     empty_and_delete_bucket(session.admin, source)
 
 
-# -- inventory ---------------------------------------------------------------
-def supabase_available() -> bool:
-    try:
-        from migrate.stack.supabase_server import launch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def bench_inventory(session: Session) -> None:
-    if not supabase_available():
-        session.notes.append("Inventory of C skipped: `migrate.stack.supabase_server.launch` is not importable yet.")
-        return
-    from migrate.stack.supabase_server import ensure_schema, launch
-
-    from bench.supabase_seed import create_database, drop_database, seed_supabase
-
-    spec = session.specs["C"]
-    db_name = f"migrate_bench_c_{secrets.token_hex(4)}"
-    data_dir = session.ctx.work_dir / "supabase-c"
-    database_url = create_database(PG_ADMIN_URL, db_name)
-    server = None
-    try:
-        ensure_schema(database_url)
-        log(f"seeding dataset C: {spec.count:,} objects straight into {db_name} storage.objects + {data_dir}")
-        seeded = seed_supabase(database_url, data_dir, "bench-c", spec, seed=session.args.seed)
-        session.expected["C"] = seeded.expected
-        total = sum(item.size for item in seeded.expected.values())
-        session.seeding.append(
-            [
-                "C",
-                f"Supabase server layout (files {seeded.files_seconds:.1f}s + COPY rows {seeded.rows_seconds:.1f}s)",
-                f"{len(seeded.expected):,}",
-                f"{total / MiB:,.1f}",
-                f"{seeded.seconds:.1f}",
-            ]
-        )
-        log(f"seeded C in {seeded.seconds:.1f}s")
-        server = launch(database_url=database_url, data_dir=data_dir, jwt_secret=secrets.token_hex(32), log_path=session.ctx.work_dir / "supabase.log")
-        env = {
-            **session.ctx.base_env(),
-            "BENCH_SUPABASE_URL": server.url,
-            "BENCH_SUPABASE_KEY": server.service_key,
-            "BENCH_DATABASE_URL": database_url,
-        }
-        methods = ["catalog", "rest"] + ([] if session.args.skip_rest_metadata else ["rest-metadata"])
-        for round_no in range(session.rounds):
-            for method in methods:
-                run_dir = session.ctx.work_dir / "runs" / f"inventory-{method}-{round_no}"
-                run_dir.mkdir(parents=True, exist_ok=True)
-                result_path = run_dir / "inventory.json"
-                argv = [str(session.ctx.tools.python), "-m", "bench.workers.inventory", "--method", method, "--bucket", "bench-c", "--result", str(result_path)]
-                stamp = session.stamp()
-                server_before = process_cpu_seconds(server.process.pid)
-                measurement = run_measured(argv, env=env, log_path=run_dir / "child.log", timeout=session.ctx.timeout, cwd=run_dir)
-                server_after = process_cpu_seconds(server.process.pid)
-                figures = json.loads(result_path.read_text()) if result_path.is_file() else {}
-                valid = (
-                    measurement.exit_code == 0
-                    and figures.get("objects") == spec.count
-                    and figures.get("bytes") == total
-                    and (method == "rest" or figures.get("with_user_metadata") == spec.count)
-                )
-                note = (
-                    f"{figures.get('objects')} objects, {figures.get('bytes')} bytes, {figures.get('with_user_metadata')} with user metadata"
-                    if figures
-                    else f"exit {measurement.exit_code}: {log_tail(run_dir / 'child.log', lines=2)}"
-                )
-                record = RunRecord(
-                    dataset="C",
-                    contender=method,
-                    round=round_no,
-                    objects=spec.count,
-                    bytes=total,
-                    measurement=measurement,
-                    valid=valid,
-                    check=("ok: " if valid else "WRONG: ") + note,
-                    server_cpu=(server_after - server_before) if server_before is not None and server_after is not None else None,
-                    engine=figures or None,
-                    **stamp,
-                )
-                session.inventory_runs.append(record)
-                log(f"inventory C round {round_no + 1} {method}: {measurement.wall:.2f}s, RSS {record.rss_mib:.0f} MiB -- {record.check}")
-    finally:
-        if server is not None:
-            server.stop()
-        drop_database(PG_ADMIN_URL, db_name)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
 # -- driver ------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark migrate against rclone, s5cmd and a boto3 floor.")
-    parser.add_argument("--datasets", default="A,B,C", help="comma-separated: A (small objects), B (large objects), C (inventory); default A,B,C")
+    parser.add_argument(
+        "--datasets",
+        default=",".join(DATASETS),
+        help="comma-separated: A (small objects), B (large objects, + the 1 GiB memory object), S (Supabase source), C (inventory); default A,B,S,C",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per contender (default 3; --quick uses 1)")
     parser.add_argument("--quick", action="store_true", help="tiny datasets, one run each: a smoke test (about two minutes)")
-    parser.add_argument("--contenders", default=",".join(COPY_CONTENDERS), help=f"comma-separated subset of {','.join(COPY_CONTENDERS)}")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(COPY_CONTENDERS),
+        help=f"comma-separated, from {','.join(CONTENDERS)} (default {','.join(COPY_CONTENDERS)}; S runs only migrate, rclone-*, s5cmd)",
+    )
+    parser.add_argument(
+        "--memory-curve", action="store_true", help="first run `python -m bench.memory` (if bench/memory.py exists); its table is reported either way"
+    )
     parser.add_argument("--skip", default="", help="comma-separated stages to skip: verify, memory")
     parser.add_argument("--skip-rest-metadata", action="store_true", help="inventory: skip the one-info-call-per-object REST listing")
     parser.add_argument("--profile", action="store_true", help="also profile migrate on dataset A with py-spy (needs py-spy in the venv)")
@@ -455,9 +225,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     args.datasets = [d.strip().upper() for d in args.datasets.split(",") if d.strip()]
-    unknown = [d for d in args.datasets if d not in ("A", "B", "C")]
+    unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
-        parser.error(f"unknown dataset(s) {unknown}; choose from A, B, C")
+        parser.error(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
     args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     bad = [c for c in args.contenders if c not in CONTENDERS]
     if bad:
@@ -469,13 +239,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_memory_curve(args: argparse.Namespace) -> str | None:
+    """`python -m bench.memory` (another developer's script) before anything else; a note when it is absent or fails."""
+    if not (REPO / "bench" / "memory.py").is_file():
+        return "--memory-curve: bench/memory.py does not exist yet, so the memory curve was not run (an existing results file is still reported)."
+    log("memory curve: running python -m bench.memory")
+    done = subprocess.run([sys.executable, "-m", "bench.memory"], cwd=REPO, check=False)
+    if done.returncode != 0:
+        return f"--memory-curve: `python -m bench.memory` exited {done.returncode}; the table below (if any) is from an earlier run."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    memory_note = run_memory_curve(args) if args.memory_curve else None
     # First, while this process is small: every measured child is started by it (see bench/launcher.py).
     start_launcher()
     from migrate.stack.seaweed import find_weed, launch
 
-    from bench.render import render
+    from bench.render import headline, render
+    from bench.supabase_stages import bench_inventory, bench_supabase_copies
 
     started = datetime.now(timezone.utc)
     tools = find_tools(REPO)
@@ -493,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = Endpoint(url=seaweed.endpoint_url, access_key=access_key, secret_key=secret_key)
         ctx = BenchContext(endpoint=endpoint, tools=tools, work_dir=work_dir, timeout=args.timeout)
         session = Session(args=args, specs=dataset_specs(quick=args.quick), ctx=ctx, admin=_pooled_client(endpoint), seaweed=seaweed)
+        if memory_note:
+            session.notes.append(memory_note)
         session.source_at_start = snapshot_code(REPO, ctx.snapshot)
         log(f"measuring a snapshot of migrate/ (source hash {session.source_at_start}) in {ctx.snapshot}")
         try:
@@ -505,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.profile import profile_migrate
 
                 session.profile_section = profile_migrate(session, REPO, args.results_dir, started)
+            if "S" in args.datasets:
+                bench_supabase_copies(session)
             if "C" in args.datasets:
                 bench_inventory(session)
         except Exception:  # noqa: BLE001 - still write what was measured
@@ -524,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         stem = f"{started:%Y-%m-%d}-{'-'.join(args.datasets)}{'-quick' if args.quick else ''}"
         out = args.results_dir / f"{stem}.md"
         out.write_text(report.render())
+        # The table the README quotes: <date>-headline.md for the full default set, suffixed otherwise.
+        full = args.datasets == list(DATASETS) and not args.quick
+        headline_path = args.results_dir / (f"{started:%Y-%m-%d}-headline.md" if full else f"{stem}-headline.md")
+        headline_path.write_text(headline(session, started, report_name=out.name))
+        log(f"headline written to {headline_path}")
         raw = {
             "started": started.isoformat(),
             "args": {k: (sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -578,8 +370,6 @@ def cli_notes(ctx: BenchContext) -> list[str]:
         notes.append("`migrate run` is not in `migrate --help`: the `migrate` rows could not be measured through the CLI.")
     if re.search(r"^\s+verify\s", out.stdout, re.M):
         notes.append("`migrate verify` rows time the CLI command (`migrate verify PLAN --mode fast|deep --no-progress`) on the run directory `migrate run` left.")
-    elif migrate_verify_available():
-        notes.append("`migrate verify` is not a CLI command yet: the verify rows call `migrate.verify.verify_records` in a child process (bench/workers/migrate_verify.py), on the run directory `migrate run` left.")
     else:
-        notes.append("TODO `migrate verify`: neither the command nor `migrate.verify.verify_records` exists, so only the rclone baselines are measured.")
+        notes.append("`migrate verify` is not in `migrate --help`: only the rclone baselines of the verify stage were measured.")
     return notes

@@ -21,7 +21,7 @@ from bench.measure import run_measured
 from bench.report import table
 
 if TYPE_CHECKING:
-    from bench.harness import Session
+    from bench.session import Session
 
 RATE = 250
 

@@ -103,6 +103,21 @@ def round_ratios(runs: list[RunRecord], dataset: str, contender: str, baseline: 
     return spread(metric(mine[n]) / metric(theirs[n]) for n in sorted(mine) if n in theirs and metric(theirs[n]) > 0)
 
 
+def best_of_ratios(
+    runs: list[RunRecord], dataset: str, contender: str, baselines: Iterable[str], metric: Callable[[RunRecord], float]
+) -> Spread:
+    """metric(contender) / the best metric among `baselines` in the same round (rounds where both sides have a valid run)."""
+    mine = {r.round: r for r in valid_runs(runs, dataset, contender)}
+    names = list(baselines)
+    ratios = []
+    for n in sorted(mine):
+        theirs = [metric(r) for name in names for r in valid_runs(runs, dataset, name) if r.round == n]
+        best = max(theirs, default=0.0)
+        if best > 0:
+            ratios.append(metric(mine[n]) / best)
+    return spread(ratios)
+
+
 @dataclass
 class Target:
     """One target from the issue, what was measured against it, and the verdict."""
@@ -111,9 +126,16 @@ class Target:
     goal: str
     measured: str
     met: bool | None  # None: could not be measured
+    # The figures behind the ratio, for the headline table: migrate's and the baseline's (median, min-max).
+    migrate: str = ""
+    baseline: str = ""
+    # False: a figure shown beside a target (e.g. `run` alone on B), with no target of its own.
+    judged: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.judged:
+            return "—"
         return {True: "met", False: "**missed**", None: "not measured"}[self.met]
 
 
@@ -139,8 +161,11 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def copy_table(runs: list[RunRecord], dataset: str, contenders: list[str]) -> str:
-    """Per contender: throughput, client CPU, peak RSS, server CPU, and the ratios to rclone in the same rounds."""
+def copy_table(runs: list[RunRecord], dataset: str, contenders: list[str], *, best_of: tuple[str, ...] | None = None) -> str:
+    """Per contender: throughput, client CPU, peak RSS, server CPU, and the ratios to rclone in the same rounds.
+
+    `best_of`: also a column against the best of these contenders in each round (dataset S).
+    """
     headers = [
         "contender",
         "valid runs",
@@ -151,7 +176,7 @@ def copy_table(runs: list[RunRecord], dataset: str, contenders: list[str]) -> st
         "server CPU s",
         "÷ rclone-default",
         "÷ rclone-tuned",
-    ]
+    ] + (["÷ best of " + "/".join(best_of)] if best_of else [])
     rows = []
     for name in contenders:
         mine = valid_runs(runs, dataset, name)
@@ -171,9 +196,14 @@ def copy_table(runs: list[RunRecord], dataset: str, contenders: list[str]) -> st
                 spread(r.rss_mib for r in mine).text(0),
                 spread(r.server_cpu for r in mine).text(1),
                 *[ratio if ratio != "n/ax" else "n/a" for ratio in ratios],
+                *([_ratio_text(best_of_ratios(runs, dataset, name, [b for b in best_of if b != name], throughput))] if best_of else []),
             ]
         )
     return table(headers, rows)
+
+
+def _ratio_text(value: Spread) -> str:
+    return "n/a" if value.n == 0 else value.text(2) + "x"
 
 
 def runs_table(runs: list[RunRecord]) -> str:

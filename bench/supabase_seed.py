@@ -33,6 +33,8 @@ LAST_MODIFIED = "2024-01-01T00:00:00.000Z"
 @dataclass
 class SupabaseSeed:
     expected: dict[str, ExpectedObject]
+    # key -> the user metadata written for it (what a migration must carry over).
+    user_metadata: dict[str, dict[str, str]]
     seconds: float
     files_seconds: float
     rows_seconds: float
@@ -59,6 +61,7 @@ def seed_supabase(database_url: str, data_dir: Path, bucket: str, spec: DatasetS
     started = time.perf_counter()
     blob_dir = data_dir / "blobs"
     expected: dict[str, ExpectedObject] = {}
+    user_metadata_of: dict[str, dict[str, str]] = {}
     rows: list[tuple[str, str, str, str, str]] = []
     # Versions are random UUIDs in the server; here they follow from the seed
     # so two seedings lay out the same files.
@@ -81,6 +84,7 @@ def seed_supabase(database_url: str, data_dir: Path, bucket: str, spec: DatasetS
         }
         user_metadata = {"owner": key.split("/", 1)[0]}
         rows.append((bucket, key, version, json.dumps(metadata), json.dumps(user_metadata)))
+        user_metadata_of[key] = user_metadata
         expected[key] = ExpectedObject(key, size, md5)
     files_done = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -93,4 +97,4 @@ def seed_supabase(database_url: str, data_dir: Path, bucket: str, spec: DatasetS
                     copy.write_row(row)
         conn.execute("ANALYZE storage.objects")
     done = time.perf_counter()
-    return SupabaseSeed(expected=expected, seconds=done - started, files_seconds=files_done - started, rows_seconds=done - files_done)
+    return SupabaseSeed(expected=expected, user_metadata=user_metadata_of, seconds=done - started, files_seconds=files_done - started, rows_seconds=done - files_done)

@@ -222,6 +222,21 @@ transfer: {{concurrency: {concurrency}, max_attempts: 3}}
     )
 
 
+def _cli_env(supabase_server: Any, seaweed: Any, dest: str) -> dict[str, str]:
+    """The environment the `_write_plan` plan reads: the server's sb_secret_ key, the SeaweedFS destination."""
+    import os
+
+    return {
+        **os.environ,
+        "SUPABASE_URL": supabase_server.url,
+        "SUPABASE_SECRET_KEY": supabase_server.secret_key,  # apikey only: a bearer would be refused
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
+        "MIGRATE_DEST_BUCKET": dest,
+    }
+
+
 def _cli(plan: Any, tmp: Any, *args: str, env: dict[str, str], timeout: float = 300) -> Any:
     import subprocess
     import sys
@@ -233,22 +248,12 @@ def _cli(plan: Any, tmp: Any, *args: str, env: dict[str, str], timeout: float = 
 def test_plan_run_verify_with_an_sb_secret_key_and_twenty_objects_changed_after_plan(
     supabase_server: Any, make_supabase_bucket: Callable[..., str], seaweed: Any, tmp_path: Any
 ) -> None:
-    import os
-
     bucket = make_supabase_bucket()
     objects = {f"obj/{i:02d}.bin": f"first version {i}".encode() for i in range(30)}
     _upload(supabase_server, bucket, objects)
     dest = f"sk-{uuid.uuid4().hex[:8]}"
     seaweed.client().create_bucket(Bucket=dest)
-    env = {
-        **os.environ,
-        "SUPABASE_URL": supabase_server.url,
-        "SUPABASE_SECRET_KEY": supabase_server.secret_key,  # apikey only: a bearer would be refused
-        "AWS_ACCESS_KEY_ID": seaweed.access_key,
-        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
-        "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
-        "MIGRATE_DEST_BUCKET": dest,
-    }
+    env = _cli_env(supabase_server, seaweed, dest)
     plan = tmp_path / "plan.yaml"
     _write_plan(plan, f"sk-{dest}", bucket)
     assert _cli(plan, tmp_path, "plan", env=env).returncode == 0
@@ -351,22 +356,12 @@ def test_plan_asks_info_once_per_object_and_run_reads_each_object_once(
     """The REST path's request budget: plan = list pages + one /object/info per object (user metadata is
     not in list rows); run = one GET per object and nothing else at the source (its eTag and length are
     the SourceChanged check)."""
-    import os
-
     bucket = make_supabase_bucket()
     objects = {f"n/{i:02d}.bin": f"body {i}".encode() for i in range(12)}
     _upload(supabase_server, bucket, objects)
     dest = f"rq-{uuid.uuid4().hex[:8]}"
     seaweed.client().create_bucket(Bucket=dest)
-    env = {
-        **os.environ,
-        "SUPABASE_URL": supabase_server.url,
-        "SUPABASE_SECRET_KEY": supabase_server.secret_key,
-        "AWS_ACCESS_KEY_ID": seaweed.access_key,
-        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
-        "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
-        "MIGRATE_DEST_BUCKET": dest,
-    }
+    env = _cli_env(supabase_server, seaweed, dest)
     plan = tmp_path / "plan.yaml"
     _write_plan(plan, f"rq-{dest}", bucket)
     info = _counter(supabase_faults, "GET", "/object/info/")

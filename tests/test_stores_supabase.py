@@ -333,8 +333,9 @@ def test_plan_refuses_a_sample_without_the_audit(tmp_path: Any, monkeypatch: pyt
 
 
 def test_object_info_reaches_keys_storage3_would_rewrite(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> None:
-    """Why /object/info stays on httpx: storage3 2.34 drops empty segments (`a//b.txt` becomes `a/b.txt`)
-    and refuses `.` segments, both valid Supabase keys (upstream isValidKey allows `/` and `.`)."""
+    """Why /object/info does not go through storage3: storage3 2.34 drops empty segments (`a//b.txt` becomes
+    `a/b.txt`) and refuses `.` segments, both valid Supabase keys (upstream isValidKey allows `/` and `.`).
+    (httpx, which uploads here, removes `.` segments from URLs; the raw reader addresses keys the same way.)"""
     bucket = make_supabase_bucket()
     _upload(supabase_server, bucket, {"a//b.txt": b"double slash", "c/./d.txt": b"dot segment"})
     store = SupabaseStore(supabase_server.url, supabase_server.secret_key)

@@ -222,6 +222,21 @@ transfer: {{concurrency: {concurrency}, max_attempts: 3}}
     )
 
 
+def _cli_env(supabase_server: Any, seaweed: Any, dest: str) -> dict[str, str]:
+    """The environment the `_write_plan` plan reads: the server's sb_secret_ key, the SeaweedFS destination."""
+    import os
+
+    return {
+        **os.environ,
+        "SUPABASE_URL": supabase_server.url,
+        "SUPABASE_SECRET_KEY": supabase_server.secret_key,  # apikey only: a bearer would be refused
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
+        "MIGRATE_DEST_BUCKET": dest,
+    }
+
+
 def _cli(plan: Any, tmp: Any, *args: str, env: dict[str, str], timeout: float = 300) -> Any:
     import subprocess
     import sys
@@ -233,22 +248,12 @@ def _cli(plan: Any, tmp: Any, *args: str, env: dict[str, str], timeout: float = 
 def test_plan_run_verify_with_an_sb_secret_key_and_twenty_objects_changed_after_plan(
     supabase_server: Any, make_supabase_bucket: Callable[..., str], seaweed: Any, tmp_path: Any
 ) -> None:
-    import os
-
     bucket = make_supabase_bucket()
     objects = {f"obj/{i:02d}.bin": f"first version {i}".encode() for i in range(30)}
     _upload(supabase_server, bucket, objects)
     dest = f"sk-{uuid.uuid4().hex[:8]}"
     seaweed.client().create_bucket(Bucket=dest)
-    env = {
-        **os.environ,
-        "SUPABASE_URL": supabase_server.url,
-        "SUPABASE_SECRET_KEY": supabase_server.secret_key,  # apikey only: a bearer would be refused
-        "AWS_ACCESS_KEY_ID": seaweed.access_key,
-        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
-        "MIGRATE_DEST_ENDPOINT_URL": seaweed.endpoint_url,
-        "MIGRATE_DEST_BUCKET": dest,
-    }
+    env = _cli_env(supabase_server, seaweed, dest)
     plan = tmp_path / "plan.yaml"
     _write_plan(plan, f"sk-{dest}", bucket)
     assert _cli(plan, tmp_path, "plan", env=env).returncode == 0
@@ -328,8 +333,9 @@ def test_plan_refuses_a_sample_without_the_audit(tmp_path: Any, monkeypatch: pyt
 
 
 def test_object_info_reaches_keys_storage3_would_rewrite(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> None:
-    """Why /object/info stays on httpx: storage3 2.34 drops empty segments (`a//b.txt` becomes `a/b.txt`)
-    and refuses `.` segments, both valid Supabase keys (upstream isValidKey allows `/` and `.`)."""
+    """Why /object/info does not go through storage3: storage3 2.34 drops empty segments (`a//b.txt` becomes
+    `a/b.txt`) and refuses `.` segments, both valid Supabase keys (upstream isValidKey allows `/` and `.`).
+    (httpx, which uploads here, removes `.` segments from URLs; the raw reader addresses keys the same way.)"""
     bucket = make_supabase_bucket()
     _upload(supabase_server, bucket, {"a//b.txt": b"double slash", "c/./d.txt": b"dot segment"})
     store = SupabaseStore(supabase_server.url, supabase_server.secret_key)
@@ -342,3 +348,71 @@ def test_object_info_reaches_keys_storage3_would_rewrite(supabase_server: Any, m
     with pytest.raises(ValueError):
         store.storage.from_(bucket).info("c/./d.txt")
     store.close()
+
+
+# -- requests per object ----------------------------------------------------------------------
+def test_plan_asks_info_once_per_object_and_run_reads_each_object_once(
+    supabase_server: Any, make_supabase_bucket: Callable[..., str], seaweed: Any, supabase_faults: Faults, tmp_path: Any
+) -> None:
+    """The REST path's request budget: plan = list pages + one /object/info per object (user metadata is
+    not in list rows); run = one GET per object and nothing else at the source (its eTag and length are
+    the SourceChanged check)."""
+    bucket = make_supabase_bucket()
+    objects = {f"n/{i:02d}.bin": f"body {i}".encode() for i in range(12)}
+    _upload(supabase_server, bucket, objects)
+    dest = f"rq-{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=dest)
+    env = _cli_env(supabase_server, seaweed, dest)
+    plan = tmp_path / "plan.yaml"
+    _write_plan(plan, f"rq-{dest}", bucket)
+    info = _counter(supabase_faults, "GET", "/object/info/")
+    reads = _counter(supabase_faults, "GET", "/object/authenticated/")
+    assert _cli(plan, tmp_path, "plan", env=env).returncode == 0
+    assert (info(supabase_server), reads(supabase_server)) == (len(objects), 0)  # type: ignore[call-arg]
+    ran = _cli(plan, tmp_path, "run", "--no-progress", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert (info(supabase_server), reads(supabase_server)) == (len(objects), len(objects))  # type: ignore[call-arg]
+    s3 = seaweed.client()
+    for key, body in objects.items():
+        assert s3.get_object(Bucket=dest, Key=key)["Body"].read() == body, key
+
+
+# -- the raw reader (stores/supabase_http.py) ---------------------------------------------------
+def test_raw_reads_ride_out_drops_and_cut_bodies_and_keep_no_broken_connection(
+    supabase_server: Any, make_supabase_bucket: Callable[..., str], supabase_faults: Faults
+) -> None:
+    from migrate.errors import TransientError
+
+    bucket = make_supabase_bucket()
+    _upload(supabase_server, bucket, {"x.txt": b"0123456789" * 100})
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key)
+    assert store._reader is not None  # no proxy in the test environment
+    _, chunks = store.open(bucket, "x.txt")
+    assert b"".join(chunks) == b"0123456789" * 100  # a kept-alive connection now sits idle
+    supabase_faults({"method": "GET", "path": "/object/authenticated/", "action": "truncate", "after_bytes": 10, "count": 1})
+    _, chunks = store.open(bucket, "x.txt")
+    with pytest.raises(TransientError, match="body (cut off|ended after 10 of 1000 bytes)"):
+        b"".join(chunks)
+    supabase_faults({"method": "GET", "path": "/object/authenticated/", "action": "drop", "count": 1})
+    with pytest.raises(TransientError, match="connection problem"):
+        store.open(bucket, "x.txt")
+    supabase_faults({"method": "GET", "path": "/object/info/", "action": "status", "status": 503, "count": 1})
+    with pytest.raises(TransientError, match="503"):  # an error answer: retried by the caller
+        store.head(bucket, "x.txt")
+    assert store.head(bucket, "x.txt") is not None
+    _, chunks = store.open(bucket, "x.txt", offset=5, length=3)
+    assert b"".join(chunks) == b"567"
+    store.close()
+
+
+def test_a_proxy_from_the_environment_keeps_the_reads_on_httpx(supabase_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = SupabaseStore(supabase_server.url, supabase_server.secret_key)
+    assert proxied._reader is None
+    proxied.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = SupabaseStore(supabase_server.url, supabase_server.secret_key)
+    assert direct._reader is not None
+    direct.close()

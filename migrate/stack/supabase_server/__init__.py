@@ -103,11 +103,13 @@ def launch(
     log_path: Path | None = None,
     faults: str | None = None,
     s3_region: str = DEFAULT_S3_REGION,
+    access_log: bool = False,
 ) -> SupabaseServer:
     """Start `python -m migrate.stack.supabase_server` on 127.0.0.1 and wait until it answers.
 
     `faults` is a JSON rule list (or `@file`) active from the first request.
     The JWT secret and database URL travel in the environment, not in argv.
+    `access_log`: one line per request in the log file (costs time under load).
     Raises migrate.stack.process.StackError naming the log file if it fails.
     """
     port = port or free_port()
@@ -118,7 +120,7 @@ def launch(
         env[FAULTS_ENV] = faults
     url = f"http://{LOOPBACK}:{port}"
     argv = [sys.executable, "-m", "migrate.stack.supabase_server", "--data-dir", str(data_dir), "--port", str(port),
-            "--s3-region", s3_region]
+            "--s3-region", s3_region] + (["--access-log"] if access_log else [])
     process = ServerProcess.start(
         "supabase-storage", argv, log_path=log_path, ready=lambda: _answers(url), env=env, timeout=READY_TIMEOUT
     )

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from migrate.plan.endpoints import Encryption
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, EnvName, Flag, HttpUrl, Invalid, OptText, PlanModel, Say, Text, Verbatim, check, choice, count, credentials_refused,
     describe, fail, names, text, typed,
@@ -119,13 +120,7 @@ class LifecycleTransition(PlanModel):
     storage_class: Annotated[choice(*LIFECYCLE_TRANSITION_CLASSES), Say("one of: " + ", ".join(LIFECYCLE_TRANSITION_CLASSES))] = Field(  # type: ignore[valid-type]
         description="Storage class to move objects to."
     )
-
-    def __init__(self, days: int | None = None, storage_class: str | None = None, /, **data: Any):
-        """`LifecycleTransition(30, "STANDARD_IA")` in code, as well as by keyword."""
-        super().__init__(**({"days": days} if days is not None else {}), **({"storage_class": storage_class} if storage_class is not None else {}), **data)
-
-    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    positional = ("days", "storage_class")  # LifecycleTransition(30, "STANDARD_IA")
 
     @model_validator(mode="after")
     def _ia_minimum(self) -> "LifecycleTransition":
@@ -192,16 +187,10 @@ class LifecycleRule(PlanModel):
 class DefaultEncryption(PlanModel):
     """The bucket's default server-side encryption."""
 
-    algorithm: Annotated[choice("AES256", "aws:kms"), Say("one of: AES256, aws:kms")] = Field(description="`AES256` or `aws:kms`.")  # type: ignore[valid-type]
+    algorithm: Annotated[Encryption, Say("one of: AES256, aws:kms")] = Field(description="`AES256` or `aws:kms`.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `algorithm: aws:kms`, which needs it.")
     bucket_key: Flag = Field(False, description="Use an S3 Bucket Key (fewer KMS requests).")
-
-    def __init__(self, algorithm: str | None = None, kms_key_id: str | None = None, bucket_key: bool | None = None, /, **data: Any):
-        """`DefaultEncryption("aws:kms", "alias/x", True)` in code, as well as by keyword."""
-        given = {"algorithm": algorithm, "kms_key_id": kms_key_id, "bucket_key": bucket_key}
-        super().__init__(**{k: v for k, v in given.items() if v is not None}, **data)
-
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    positional = ("algorithm", "kms_key_id", "bucket_key")  # DefaultEncryption("aws:kms", "alias/x", True)
 
     @model_validator(mode="after")
     def _kms(self) -> "DefaultEncryption":

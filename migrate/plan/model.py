@@ -31,7 +31,7 @@ from migrate.checksums import CHECKSUM_SIZES, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.errors import PlanError
 from migrate.plan.cutover import BucketSettings, CutoverSettings, mark_configured
-from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Source, StorageClass, SupabaseSource
+from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Encryption, Source, StorageClass, SupabaseSource, sse_pair
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
     describe, fail, format_size, price_value, shaped, size, text, typed, yaml_number,
@@ -244,9 +244,7 @@ class Rule(PlanModel):
     cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
     content_disposition: _HEADER = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
-    server_side_encryption: choice("AES256", "aws:kms") | None = Field(  # type: ignore[valid-type]
-        None, description="Server-side encryption of matching objects, overriding the destination's."
-    )
+    server_side_encryption: Encryption | None = Field(None, description="Server-side encryption of matching objects, overriding the destination's.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key for matching objects; only with `server_side_encryption: aws:kms`.")
     user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
@@ -262,11 +260,7 @@ class Rule(PlanModel):
 
     @model_validator(mode="after")
     def _kms(self) -> "Rule":
-        if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
-            fail("aws:kms needs rules[].kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
-        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
-            fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
-        return self
+        return sse_pair(self, "rules[].") or self
 
     @model_validator(mode="after")
     def _pattern_and_target(self, info: ValidationInfo) -> "Rule":

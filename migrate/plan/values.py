@@ -390,6 +390,14 @@ class PlanModel(BaseModel):
     credentials_hint: ClassVar[str] = "credentials never go in the plan file"
     #: Keys accepted besides the fields (folded into a field before validation).
     synonyms: ClassVar[tuple[str, ...]] = ()
+    #: Fields that code may give positionally, in this order: `LifecycleTransition(30, "STANDARD_IA")`.
+    positional: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, /, *args: Any, **data: Any):
+        super().__init__(**dict(zip(type(self).positional, args)), **data)
+
+    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
 
 def names(what: str, check: Any, *, interpolate: bool = True) -> Any:

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_v
 from migrate.plan.endpoints import Encryption
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, EnvName, Flag, HttpUrl, Invalid, OptText, PlanModel, Say, Text, Verbatim, check, choice, count, credentials_refused,
-    describe, fail, names, text, typed,
+    describe, fail, mapping, names, text, typed,
 )
 
 # SigV4 presigned URLs live at most 7 days (AWS S3 "Sharing objects with presigned URLs").
@@ -130,18 +130,6 @@ class LifecycleTransition(PlanModel):
         return self
 
 
-def _tags(value: Any, info: ValidationInfo) -> dict[str, str]:
-    if not isinstance(value, dict):
-        fail(f"expected a mapping of tag name to value, got {describe(value)}")
-    out: dict[str, str] = {}
-    for name, raw in value.items():
-        try:
-            out[str(name)] = text(raw, info)
-        except Invalid as err:
-            raise Invalid(str(err), at=(name,)) from None
-    return out
-
-
 _Days = count(1, _MAX_DAYS)
 
 
@@ -152,7 +140,7 @@ class LifecycleRule(PlanModel):
         description="The rule's name (unique; at most 200 letters, digits, '.', '_' or '-')."
     )
     prefix: Annotated[Verbatim, AfterValidator(lambda v: v or "")] = Field("", description="Only keys starting with this prefix; empty: every key.")
-    tags: typed(dict[str, str], _tags, {"type": "object", "additionalProperties": TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
+    tags: mapping("tag name to value", lambda name, raw, info: (name, text(raw, info)), TEXT_SCHEMA) = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Only objects with all these tags (name: value)."
     )
     transitions: Annotated[tuple[LifecycleTransition, ...], Say(expected="a list of {days, storage_class}", item="a transition (a mapping with days and storage_class)")] = Field(

@@ -415,6 +415,24 @@ def names(what: str, check: Any, *, interpolate: bool = True) -> Any:
     return typed(tuple[str, ...], validate, ONE_OR_MORE)
 
 
+def mapping(what: str, entry: Callable[[str, Any, ValidationInfo], tuple[str, Any]], values: dict[str, Any]) -> Any:
+    """A mapping of `what`, each entry checked by `entry(name, value, info) -> (name, value)`, its errors at its key;
+    `values` is the JSON Schema of one value."""
+
+    def validate(value: Any, info: ValidationInfo) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            fail(f"expected a mapping of {what}, got {describe(value)}")
+        out = {}
+        for name, raw in value.items():
+            try:
+                key, out[key] = entry(str(name), raw, info)
+            except Invalid as err:
+                raise Invalid(str(err), at=(name, *err.at)) from None
+        return out
+
+    return typed(dict[str, Any], validate, {"type": "object", "additionalProperties": values})
+
+
 def bucket_name(value: str) -> str:
     return value.strip() if value.strip() and "/" not in value else fail(f"{value.strip()!r} is not a bucket name (non-empty, no '/')")
 

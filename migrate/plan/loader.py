@@ -86,11 +86,9 @@ def _compose(text: str, path: str) -> Node:
         raise PlanError(f"invalid YAML: {problem}{hint}", path=path, line=None if mark is None else mark.line + 1) from None
     except yaml.YAMLError as err:
         raise PlanError(f"invalid YAML: {err}", path=path) from None
-    return root if root is not None else _raise(PlanError("the plan is empty; start with 'version: 1', then source: and destination:", path=path))
-
-
-def _raise(error: Exception) -> Any:
-    raise error
+    if root is None:
+        raise PlanError("the plan is empty; start with 'version: 1', then source: and destination:", path=path)
+    return root
 
 
 def _data(node: Node, loc: Loc, nodes: dict[Loc, tuple[Node | None, Node]], path: str) -> Any:

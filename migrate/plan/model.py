@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from migrate.checksums import CHECKSUM_SIZES, checksum_problem
+from migrate.checksums import CHECKSUM_SIZES, MIN_PART_SIZE, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.errors import PlanError
 from migrate.plan.cutover import BucketSettings, CutoverSettings, mark_configured
@@ -38,7 +38,6 @@ from migrate.plan.values import (
 )
 
 PLAN_VERSION = 1
-MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
 MAX_PART_SIZE = 5 * GiB  # S3: largest part, and largest single PUT
 # S3 us-east-1 list prices (USD) as of writing (2025); each can be overridden in `costs:`.
 DEFAULT_STORAGE_PRICES = {

@@ -255,21 +255,24 @@ class _Store(_S3Access):
     path: Annotated[OptText, AfterValidator(lambda v: v and v.strip()), AfterValidator(_folder_path)] = Field(
         None, description="With `type: local`: the folder to write into, e.g. /srv/copy."
     )
-    storage_class: StorageClass | None = Field(None, description="With `type: s3`: storage class of what is written; none: the bucket default (STANDARD on AWS), no header sent.")
+    storage_class: StorageClass | None = Field(
+        None, description="With `type: s3`: storage class of what is written; none: the bucket default (STANDARD on AWS), no header sent."
+    )
     server_side_encryption: Encryption | None = Field(None, description="With `type: s3`: server-side encryption.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
 
     @model_validator(mode="after")
     def _folder_or_bucket(self) -> Any:
-        if self.type != "local":  # type: ignore[attr-defined]
-            if self.path is not None:
-                fail(f"path is only used with type: local (a folder); an S3 {self.folder_what} names a bucket", at=("path",))
-            return sse_pair(self, self.section) or self
-        if self.path is None:
-            fail(f"required key is missing; the folder to write into, e.g. path: {self.folder_example}", at=("path",))
-        given = next((key for key in type(self).model_fields if key not in self.folder_keys + self.resolved and getattr(self, key) not in (None, "")), None)
-        if given is not None:
-            fail(f"does not apply to a local {self.folder_what} (a folder); expected one of: {', '.join(self.folder_keys)}", at=(given,))
+        if self.type == "local":  # type: ignore[attr-defined]
+            if self.path is None:
+                fail(f"required key is missing; the folder to write into, e.g. path: {self.folder_example}", at=("path",))
+            given = [key for key in type(self).model_fields if key not in (*self.folder_keys, *self.resolved) and getattr(self, key) not in (None, "")]
+            if given:
+                fail(f"does not apply to a local {self.folder_what} (a folder); expected one of: {', '.join(self.folder_keys)}", at=(given[0],))
+        elif self.path is not None:
+            fail(f"path is only used with type: local (a folder); an S3 {self.folder_what} names a bucket", at=("path",))
+        else:
+            sse_pair(self, self.section)
         return self
 
 

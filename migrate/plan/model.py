@@ -252,7 +252,8 @@ class Rule(PlanModel):
 
     @model_validator(mode="after")
     def _kms(self) -> "Rule":
-        return sse_pair(self, "rules[].") or self
+        sse_pair(self, "rules[].")
+        return self
 
     @model_validator(mode="after")
     def _pattern_and_target(self, info: ValidationInfo) -> "Rule":

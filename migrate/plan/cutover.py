@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_v
 
 from migrate.plan.endpoints import Encryption
 from migrate.plan.values import (
-    TEXT_SCHEMA, BucketNames, EnvName, Flag, HttpUrl, Invalid, OptText, PlanModel, Say, Text, Verbatim, check, choice, count, credentials_refused,
+    TEXT_SCHEMA, BucketNames, EnvName, Flag, HttpUrl, Invalid, OptText, PlanModel, Say, Text, Verbatim, check, choice, count,
     describe, fail, mapping, names, text, typed,
 )
 
@@ -73,7 +73,8 @@ def _role(role: str) -> str:
 class ServeSettings(PlanModel):
     """The redirect route (`migrate serve`): where it listens and how it checks who may open private objects."""
 
-    credentials_hint = "write jwt_secret_env: SUPABASE_JWT_SECRET (the variable's name) and export it"
+    # `jwt_secret:` or `secret_key:` with the value itself is refused by the loader with this hint (its credential keys).
+    credentials_hint = "write jwt_secret_env: SUPABASE_JWT_SECRET or secret_key_env: NAME (the variable's name) and export it"
     host: Annotated[OptText, AfterValidator(lambda v: (v or "127.0.0.1").strip())] = Field(
         "127.0.0.1", validate_default=True, description="Address to listen on; default 127.0.0.1 (this machine only)."
     )
@@ -85,15 +86,6 @@ class ServeSettings(PlanModel):
     roles: Annotated[names("a role", _role), AfterValidator(lambda v: v or ("service_role",))] = Field(
         ("service_role",), description="JWT roles that may open objects of private buckets (RLS policies are not evaluated by the route)."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literal_secrets(cls, data: Any) -> Any:
-        for literal in ("jwt_secret", "secret_key"):
-            if isinstance(data, dict) and literal in data:
-                refused = credentials_refused(data[literal], f"write {literal}_env: NAME (the environment variable holding it)")
-                raise Invalid(str(refused), at=(literal,))
-        return data
 
 
 class CutoverSettings(PlanModel):

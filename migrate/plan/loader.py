@@ -33,7 +33,7 @@ _EXPECTED = {"model_type": "a mapping", "dict_type": "a mapping", "tuple_type": 
 # Keys people reach for when they try to put credentials in the plan.
 _CREDENTIAL_KEYS = set(
     "access_key access_key_id secret_key secret_access_key aws_access_key_id aws_secret_access_key session_token aws_session_token "
-    "password service_key service_role_key api_key apikey anon_key token secret jwt".split()
+    "password service_key service_role_key api_key apikey anon_key token secret jwt jwt_secret".split()
 )
 
 

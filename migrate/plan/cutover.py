@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from migrate.plan.endpoints import Encryption
 from migrate.plan.values import (
@@ -189,12 +189,11 @@ class BucketSettings(PlanModel):
     lifecycle: Annotated[tuple[LifecycleRule, ...], Say(expected="a list of rules (- id: ..., prefix: ...)", item="a lifecycle rule (a mapping with id and an action)")] = Field(
         (), description="Lifecycle rules (IDs `migrate-<id>` on the bucket); rules of others are kept."
     )
-    _configured: bool = PrivateAttr(False)
 
     @property
     def configured(self) -> bool:
-        """The plan has a `bucket:` section at all."""
-        return self._configured
+        """The plan's `bucket:` section gives anything at all."""
+        return bool(self.model_fields_set)
 
     @field_validator("lifecycle")
     @classmethod
@@ -204,9 +203,3 @@ class BucketSettings(PlanModel):
             if rule_id in ids[:index]:
                 fail(f"duplicate rule id {rule_id!r} (also lifecycle[{ids.index(rule_id)}]); ids are unique", at=(index, "id"))
         return rules
-
-
-def mark_configured(settings: BucketSettings) -> BucketSettings:
-    """`settings`, flagged as given in the plan."""
-    settings._configured = True
-    return settings

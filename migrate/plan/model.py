@@ -30,7 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from migrate.checksums import CHECKSUM_SIZES, MIN_PART_SIZE, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.errors import PlanError
-from migrate.plan.cutover import BucketSettings, CutoverSettings, mark_configured
+from migrate.plan.cutover import BucketSettings, CutoverSettings
 from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Encryption, Source, StorageClass, SupabaseSource, sse_pair
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
@@ -92,11 +92,6 @@ class Plan(PlanModel):
     def path(self) -> str | None:
         """The file the plan was read from (None when parsed from text without one)."""
         return self._path
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket_given(cls, value: BucketSettings) -> BucketSettings:
-        return mark_configured(value)
 
     @field_validator("name")
     @classmethod

@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from migrate.plan.endpoints import Encryption
 from migrate.plan.values import (
-    TEXT_SCHEMA, BucketNames, EnvName, Flag, HttpUrl, Invalid, OptText, PlanModel, Say, Text, Verbatim, check, choice, count, credentials_refused,
-    describe, fail, names, text, typed,
+    TEXT_SCHEMA, BucketNames, EnvName, Flag, HttpUrl, Invalid, OptText, PlanModel, Say, Text, Verbatim, check, choice, count,
+    describe, fail, mapping, names, text, typed,
 )
 
 # SigV4 presigned URLs live at most 7 days (AWS S3 "Sharing objects with presigned URLs").
@@ -72,7 +73,8 @@ def _role(role: str) -> str:
 class ServeSettings(PlanModel):
     """The redirect route (`migrate serve`): where it listens and how it checks who may open private objects."""
 
-    credentials_hint = "write jwt_secret_env: SUPABASE_JWT_SECRET (the variable's name) and export it"
+    # `jwt_secret:` or `secret_key:` with the value itself is refused by the loader with this hint (its credential keys).
+    credentials_hint = "write jwt_secret_env: SUPABASE_JWT_SECRET or secret_key_env: NAME (the variable's name) and export it"
     host: Annotated[OptText, AfterValidator(lambda v: (v or "127.0.0.1").strip())] = Field(
         "127.0.0.1", validate_default=True, description="Address to listen on; default 127.0.0.1 (this machine only)."
     )
@@ -84,15 +86,6 @@ class ServeSettings(PlanModel):
     roles: Annotated[names("a role", _role), AfterValidator(lambda v: v or ("service_role",))] = Field(
         ("service_role",), description="JWT roles that may open objects of private buckets (RLS policies are not evaluated by the route)."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literal_secrets(cls, data: Any) -> Any:
-        for literal in ("jwt_secret", "secret_key"):
-            if isinstance(data, dict) and literal in data:
-                refused = credentials_refused(data[literal], f"write {literal}_env: NAME (the environment variable holding it)")
-                raise Invalid(str(refused), at=(literal,))
-        return data
 
 
 class CutoverSettings(PlanModel):
@@ -119,13 +112,7 @@ class LifecycleTransition(PlanModel):
     storage_class: Annotated[choice(*LIFECYCLE_TRANSITION_CLASSES), Say("one of: " + ", ".join(LIFECYCLE_TRANSITION_CLASSES))] = Field(  # type: ignore[valid-type]
         description="Storage class to move objects to."
     )
-
-    def __init__(self, days: int | None = None, storage_class: str | None = None, /, **data: Any):
-        """`LifecycleTransition(30, "STANDARD_IA")` in code, as well as by keyword."""
-        super().__init__(**({"days": days} if days is not None else {}), **({"storage_class": storage_class} if storage_class is not None else {}), **data)
-
-    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    positional = ("days", "storage_class")  # LifecycleTransition(30, "STANDARD_IA")
 
     @model_validator(mode="after")
     def _ia_minimum(self) -> "LifecycleTransition":
@@ -133,18 +120,6 @@ class LifecycleTransition(PlanModel):
             # AWS refuses transitions to the IA classes before 30 days (S3 lifecycle constraints).
             fail(f"S3 needs at least 30 days before {self.storage_class}, got {self.days}", at=("days",))
         return self
-
-
-def _tags(value: Any, info: ValidationInfo) -> dict[str, str]:
-    if not isinstance(value, dict):
-        fail(f"expected a mapping of tag name to value, got {describe(value)}")
-    out: dict[str, str] = {}
-    for name, raw in value.items():
-        try:
-            out[str(name)] = text(raw, info)
-        except Invalid as err:
-            raise Invalid(str(err), at=(name,)) from None
-    return out
 
 
 _Days = count(1, _MAX_DAYS)
@@ -157,7 +132,7 @@ class LifecycleRule(PlanModel):
         description="The rule's name (unique; at most 200 letters, digits, '.', '_' or '-')."
     )
     prefix: Annotated[Verbatim, AfterValidator(lambda v: v or "")] = Field("", description="Only keys starting with this prefix; empty: every key.")
-    tags: typed(dict[str, str], _tags, {"type": "object", "additionalProperties": TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
+    tags: mapping("tag name to value", lambda name, raw, info: (name, text(raw, info)), TEXT_SCHEMA) = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Only objects with all these tags (name: value)."
     )
     transitions: Annotated[tuple[LifecycleTransition, ...], Say(expected="a list of {days, storage_class}", item="a transition (a mapping with days and storage_class)")] = Field(
@@ -192,16 +167,10 @@ class LifecycleRule(PlanModel):
 class DefaultEncryption(PlanModel):
     """The bucket's default server-side encryption."""
 
-    algorithm: Annotated[choice("AES256", "aws:kms"), Say("one of: AES256, aws:kms")] = Field(description="`AES256` or `aws:kms`.")  # type: ignore[valid-type]
+    algorithm: Annotated[Encryption, Say("one of: AES256, aws:kms")] = Field(description="`AES256` or `aws:kms`.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `algorithm: aws:kms`, which needs it.")
     bucket_key: Flag = Field(False, description="Use an S3 Bucket Key (fewer KMS requests).")
-
-    def __init__(self, algorithm: str | None = None, kms_key_id: str | None = None, bucket_key: bool | None = None, /, **data: Any):
-        """`DefaultEncryption("aws:kms", "alias/x", True)` in code, as well as by keyword."""
-        given = {"algorithm": algorithm, "kms_key_id": kms_key_id, "bucket_key": bucket_key}
-        super().__init__(**{k: v for k, v in given.items() if v is not None}, **data)
-
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    positional = ("algorithm", "kms_key_id", "bucket_key")  # DefaultEncryption("aws:kms", "alias/x", True)
 
     @model_validator(mode="after")
     def _kms(self) -> "DefaultEncryption":
@@ -220,12 +189,11 @@ class BucketSettings(PlanModel):
     lifecycle: Annotated[tuple[LifecycleRule, ...], Say(expected="a list of rules (- id: ..., prefix: ...)", item="a lifecycle rule (a mapping with id and an action)")] = Field(
         (), description="Lifecycle rules (IDs `migrate-<id>` on the bucket); rules of others are kept."
     )
-    _configured: bool = PrivateAttr(False)
 
     @property
     def configured(self) -> bool:
-        """The plan has a `bucket:` section at all."""
-        return self._configured
+        """The plan's `bucket:` section gives anything at all."""
+        return bool(self.model_fields_set)
 
     @field_validator("lifecycle")
     @classmethod
@@ -235,9 +203,3 @@ class BucketSettings(PlanModel):
             if rule_id in ids[:index]:
                 fail(f"duplicate rule id {rule_id!r} (also lifecycle[{ids.index(rule_id)}]); ids are unique", at=(index, "id"))
         return rules
-
-
-def mark_configured(settings: BucketSettings) -> BucketSettings:
-    """`settings`, flagged as given in the plan."""
-    settings._configured = True
-    return settings

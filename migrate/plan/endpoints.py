@@ -55,14 +55,8 @@ class BucketSelection(PlanModel):
     synonyms = ("prefix",)
     name: Annotated[Text, AfterValidator(bucket_name), Say("the bucket's name")] = Field(description="The source bucket's name.")
     prefixes: Prefixes = Field((), description="Key prefixes to list in this bucket (`prefix:` for one); empty: the plan-wide `source.prefixes`.")
+    positional = ("name", "prefixes")  # BucketSelection("docs", ("reports/",))
     _fold = model_validator(mode="before")(classmethod(lambda cls, data: _fold_prefix(data)))
-
-    def __init__(self, name: str | None = None, prefixes: tuple[str, ...] = (), /, **data: Any):
-        """`BucketSelection("docs", ("reports/",))` in code, as well as by keyword."""
-        super().__init__(**({"name": name, "prefixes": prefixes} if name is not None else {}), **data)
-
-    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
 
 def _selections(value: Any, info: ValidationInfo) -> Any:
@@ -234,33 +228,62 @@ def _s3_bucket_name(name: str) -> bool:
 _S3_BUCKET = "{0!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
 
 
-#: Destination (and backup target) keys that only mean something on S3; refused for a folder, never ignored.
-_S3_ONLY_KEYS = (
-    "storage_class", "server_side_encryption", "kms_key_id", "endpoint_url", "region", "profile", "access_key_id_env", "secret_access_key_env",
-    "session_token_env",
-)
+Encryption = choice("AES256", "aws:kms")
+
+
+def sse_pair(model: Any, where: str) -> None:
+    """`server_side_encryption: aws:kms` and `kms_key_id` come together (`where`: the section, for the message)."""
+    if model.server_side_encryption == "aws:kms" and model.kms_key_id is None:
+        fail(f"aws:kms needs {where}kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
+    if model.kms_key_id is not None and model.server_side_encryption != "aws:kms":
+        fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
 
 
 def _folder_path(path: str | None) -> str | None:
     return path if path is None or "\x00" not in path else fail("is not a usable folder path")
 
 
-FolderPath = Annotated[OptText, AfterValidator(lambda v: v and v.strip()), AfterValidator(_folder_path)]
+class _Store(_S3Access):
+    """What a destination and a backup target share: a folder (`type: local`, `path`), or an S3 bucket written with a class and SSE."""
+
+    #: With `type: local`: the keys that apply (every other key given is refused, never ignored), and what the section is.
+    folder_keys: ClassVar[tuple[str, ...]]
+    folder_what: ClassVar[str]
+    folder_example: ClassVar[str]
+    #: How messages name the section's keys (`destination.kms_key_id`).
+    section: ClassVar[str]
+    path: Annotated[OptText, AfterValidator(lambda v: v and v.strip()), AfterValidator(_folder_path)] = Field(
+        None, description="With `type: local`: the folder to write into, e.g. /srv/copy."
+    )
+    storage_class: StorageClass | None = Field(
+        None, description="With `type: s3`: storage class of what is written; none: the bucket default (STANDARD on AWS), no header sent."
+    )
+    server_side_encryption: Encryption | None = Field(None, description="With `type: s3`: server-side encryption.")  # type: ignore[valid-type]
+    kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
+
+    @model_validator(mode="after")
+    def _folder_or_bucket(self) -> Any:
+        if self.type == "local":  # type: ignore[attr-defined]
+            if self.path is None:
+                fail(f"required key is missing; the folder to write into, e.g. path: {self.folder_example}", at=("path",))
+            given = [key for key in type(self).model_fields if key not in (*self.folder_keys, *self.resolved) and getattr(self, key) not in (None, "")]
+            if given:
+                fail(f"does not apply to a local {self.folder_what} (a folder); expected one of: {', '.join(self.folder_keys)}", at=(given[0],))
+        elif self.path is not None:
+            fail(f"path is only used with type: local (a folder); an S3 {self.folder_what} names a bucket", at=("path",))
+        else:
+            sse_pair(self, self.section)
+        return self
 
 
-def _s3_only_refused(model: BaseModel, what: str, allowed: str) -> None:
-    given = next((key for key in _S3_ONLY_KEYS if getattr(model, key, None) is not None), None)
-    if given is not None:
-        fail(f"does not apply to {what} (a folder); expected one of: {allowed}", at=(given,))
-
-
-class Destination(_S3Access):
+class Destination(_Store):
     """The S3 bucket (or local folder, `type: local`) objects are copied into, and how they are written."""
 
+    folder_keys, folder_what, folder_example = ("bucket", "bucket_prefix", "on_conflict", "path", "prefix", "type"), "destination", "/srv/copy"
+    section = "destination."
     type: choice("s3", "local") = Field(  # type: ignore[valid-type]
         "s3", description="`s3` (the default), or `local`: a folder on this machine (`path`), buckets as its subfolders (migrate.stores.local)."
     )
-    path: FolderPath = Field(None, description="With `type: local`: the folder to write into, e.g. /srv/copy.")
     bucket: Annotated[Text, check(_s3_bucket_name, _S3_BUCKET), shaped(r"^\s*[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\s*$", numbers=True), Say("name the S3 bucket, e.g. bucket: ${MIGRATE_DEST_BUCKET}")] = Field(
         description="The destination S3 bucket."
     )
@@ -268,30 +291,9 @@ class Destination(_S3Access):
     bucket_prefix: typed(bool | None, _bucket_prefix, choice_schema("auto", "always", "never")) = Field(  # type: ignore[valid-type]
         None, description="Keys no rule maps go below `<source bucket>/`: `auto` (unless the plan names exactly one bucket), `always`, `never`."
     )
-    storage_class: StorageClass | None = Field(None, description="Default storage class; none: the bucket default (STANDARD on AWS), no header sent.")
-    server_side_encryption: choice("AES256", "aws:kms") | None = Field(None, description="Server-side encryption.")  # type: ignore[valid-type]
-    kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
     on_conflict: choice("skip", "overwrite", "fail") = Field(  # type: ignore[valid-type]
         "skip", description="An object already at the destination: `skip` (reruns never destroy data), `overwrite`, `fail`."
     )
-
-    @model_validator(mode="after")
-    def _kms(self) -> "Destination":
-        if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
-            fail("aws:kms needs destination.kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
-        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
-            fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
-        return self
-
-    @model_validator(mode="after")
-    def _local(self) -> "Destination":
-        if self.type == "local":
-            if self.path is None:
-                fail("required key is missing; the folder to write into, e.g. path: /srv/copy", at=("path",))
-            _s3_only_refused(self, "a local destination", "bucket, bucket_prefix, on_conflict, path, prefix, type")
-        elif self.path is not None:
-            fail("path is only used with type: local (a folder); an S3 destination names a bucket", at=("path",))
-        return self
 
 
 # --------------------------------------------------------------------------- backup targets
@@ -299,20 +301,18 @@ class Destination(_S3Access):
 BACKUP_TARGET_TYPES: tuple[str, ...] = ("local", "s3")
 
 
-class BackupTarget(_S3Access):
+class BackupTarget(_Store):
     """One place every snapshot is written to (`migrate backup`): a local folder (`path`) or an S3 bucket (+ `prefix`)."""
 
+    folder_keys, folder_what, folder_example = ("name", "path", "type"), "target", "/var/backups/storage"
+    section = "backup.targets[]."
     type: Annotated[choice(*BACKUP_TARGET_TYPES), Say("local writes to a folder, s3 to a bucket")] = Field(  # type: ignore[valid-type]
         description="`local`: a folder on this machine (`path`); `s3`: a bucket (`bucket`, `prefix`, the S3 access keys)."
     )
-    path: FolderPath = Field(None, description="With `type: local`: the folder snapshots are written into, e.g. /var/backups/storage.")
     bucket: Annotated[OptText, AfterValidator(lambda v: v and v.strip()), check(_s3_bucket_name, _S3_BUCKET)] = Field(
         None, description="With `type: s3`: the bucket snapshots are written to."
     )
     prefix: Annotated[OptText, AfterValidator(_prefix)] = Field("", description="With `type: s3`: the snapshot layout (bodies/, snapshots/) lives below it (a `/` is added).")
-    storage_class: StorageClass | None = Field(None, description="With `type: s3`: storage class of bodies and manifests; none: the bucket default.")
-    server_side_encryption: choice("AES256", "aws:kms") | None = Field(None, description="With `type: s3`: server-side encryption.")  # type: ignore[valid-type]
-    kms_key_id: OptText = Field(None, description="KMS key id, key ARN or alias/NAME; only with `server_side_encryption: aws:kms`.")
     name: OptText = Field(None, validate_default=True, description="Names the target in reports and `--target`; default: `local:<path>` or `s3://<bucket>/<prefix>`.")
 
     @field_validator("name")
@@ -325,22 +325,5 @@ class BackupTarget(_S3Access):
         return f"s3://{info.data['bucket']}/{info.data.get('prefix') or ''}" if info.data.get("bucket") else None
 
     @model_validator(mode="after")
-    def _shape(self) -> "BackupTarget":
-        if self.type == "local":
-            if self.path is None:
-                fail("required key is missing; the folder to write into, e.g. path: /var/backups/storage", at=("path",))
-            given = next((key for key in ("bucket", "prefix") if getattr(self, key)), None)
-            if given is not None:
-                fail("does not apply to a local target (a folder); expected one of: name, path, type", at=(given,))
-            _s3_only_refused(self, "a local target", "name, path, type")
-            return self
-        if self.path is not None:
-            fail("path is only used with type: local; an s3 target names a bucket", at=("path",))
-        if self.bucket is None:
-            fail("required key is missing; the S3 bucket snapshots go to", at=("bucket",))
-        if (self.server_side_encryption == "aws:kms") != (self.kms_key_id is not None):
-            fail(
-                "aws:kms needs kms_key_id (a key id, ARN or alias/NAME), and kms_key_id needs server_side_encryption: aws:kms",
-                at=("kms_key_id" if self.kms_key_id is not None else "server_side_encryption",),
-            )
-        return self
+    def _bucket_given(self) -> "BackupTarget":
+        return self if self.type == "local" or self.bucket is not None else fail("required key is missing; the S3 bucket snapshots go to", at=("bucket",))

@@ -33,7 +33,7 @@ _EXPECTED = {"model_type": "a mapping", "dict_type": "a mapping", "tuple_type": 
 # Keys people reach for when they try to put credentials in the plan.
 _CREDENTIAL_KEYS = set(
     "access_key access_key_id secret_key secret_access_key aws_access_key_id aws_secret_access_key session_token aws_session_token "
-    "password service_key service_role_key api_key apikey anon_key token secret jwt".split()
+    "password service_key service_role_key api_key apikey anon_key token secret jwt jwt_secret".split()
 )
 
 
@@ -86,11 +86,9 @@ def _compose(text: str, path: str) -> Node:
         raise PlanError(f"invalid YAML: {problem}{hint}", path=path, line=None if mark is None else mark.line + 1) from None
     except yaml.YAMLError as err:
         raise PlanError(f"invalid YAML: {err}", path=path) from None
-    return root if root is not None else _raise(PlanError("the plan is empty; start with 'version: 1', then source: and destination:", path=path))
-
-
-def _raise(error: Exception) -> Any:
-    raise error
+    if root is None:
+        raise PlanError("the plan is empty; start with 'version: 1', then source: and destination:", path=path)
+    return root
 
 
 def _data(node: Node, loc: Loc, nodes: dict[Loc, tuple[Node | None, Node]], path: str) -> Any:

@@ -27,18 +27,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from migrate.checksums import CHECKSUM_SIZES, checksum_problem
+from migrate.checksums import CHECKSUM_SIZES, MIN_PART_SIZE, checksum_problem
 from migrate.patterns import INFER, TemplateError, compile_match_regex, compile_match_template, compile_to_template
 from migrate.errors import PlanError
-from migrate.plan.cutover import BucketSettings, CutoverSettings, mark_configured
-from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Source, StorageClass, SupabaseSource
+from migrate.plan.cutover import BucketSettings, CutoverSettings
+from migrate.plan.endpoints import STORAGE_CLASSES, BackupTarget, Destination, Encryption, Source, StorageClass, SupabaseSource, sse_pair
 from migrate.plan.values import (
     TEXT_SCHEMA, BucketNames, Flag, GiB, Globs, Invalid, KiB, MiB, Moment, OptText, PlanModel, Price, Say, Text, Verbatim, check, choice, count,
-    describe, fail, format_size, price_value, shaped, size, text, typed, yaml_number,
+    fail, format_size, mapping, price_value, shaped, size, text, typed, yaml_number,
 )
 
 PLAN_VERSION = 1
-MIN_PART_SIZE = 5 * MiB  # S3: every part but the last
 MAX_PART_SIZE = 5 * GiB  # S3: largest part, and largest single PUT
 # S3 us-east-1 list prices (USD) as of writing (2025); each can be overridden in `costs:`.
 DEFAULT_STORAGE_PRICES = {
@@ -93,11 +92,6 @@ class Plan(PlanModel):
     def path(self) -> str | None:
         """The file the plan was read from (None when parsed from text without one)."""
         return self._path
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket_given(cls, value: BucketSettings) -> BucketSettings:
-        return mark_configured(value)
 
     @field_validator("name")
     @classmethod
@@ -199,26 +193,19 @@ def _content_type(value: str) -> str:
     return fail(f"{value.strip()!r} is not a MIME type; write e.g. application/json, or infer to guess from the destination key's extension")
 
 
-def _user_metadata(value: Any, info: ValidationInfo) -> dict[str, str]:
-    if not isinstance(value, dict):
-        fail(f"expected a mapping of metadata names to values, got {describe(value)}")
-    out: dict[str, str] = {}
-    for name, raw in value.items():
-        if name.lower().startswith("x-amz-meta-"):
-            fail(f"write the name without the x-amz-meta- prefix: {name[11:]!r}", at=(name,))
-        if not _META_NAME.match(name):
-            lower = f" (S3 stores names in lowercase: write {name.lower()!r})" if _META_NAME.match(name.lower()) else ""
-            fail(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}", at=(name,))
-        try:
-            out[name] = "" if raw == "" else text(raw, info)
-        except Invalid as err:
-            raise Invalid(str(err), at=(name,)) from None
-        if not _PRINTABLE.match(out[name]):
-            fail("S3 metadata values must be printable ASCII on one line", at=(name,))
-    total = sum(len(k) + len(v) for k, v in out.items())
-    return out if total <= _MAX_USER_METADATA else fail(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
+def _metadata_entry(name: str, raw: Any, info: ValidationInfo) -> tuple[str, str]:
+    if name.lower().startswith("x-amz-meta-"):
+        fail(f"write the name without the x-amz-meta- prefix: {name[11:]!r}")
+    if not _META_NAME.match(name):
+        lower = f" (S3 stores names in lowercase: write {name.lower()!r})" if _META_NAME.match(name.lower()) else ""
+        fail(f"{name!r} is not a valid metadata name: lowercase letters, digits, '-', '_' and '.'{lower}")
+    value = "" if raw == "" else text(raw, info)
+    return (name, value) if _PRINTABLE.match(value) else fail("S3 metadata values must be printable ASCII on one line")
 
 
+def _metadata_size(metadata: dict[str, str]) -> dict[str, str]:
+    total = sum(len(k) + len(v) for k, v in metadata.items())
+    return metadata if total <= _MAX_USER_METADATA else fail(f"user metadata is {total} bytes; S3 allows {_MAX_USER_METADATA} per object")
 
 
 def _rule_name(name: str) -> bool:
@@ -244,11 +231,9 @@ class Rule(PlanModel):
     cache_control: _HEADER = Field(None, description="Cache-Control header to set.")
     content_disposition: _HEADER = Field(None, description="Content-Disposition header to set.")
     storage_class: StorageClass | None = Field(None, description="Storage class of matching objects (a tier beats it).")
-    server_side_encryption: choice("AES256", "aws:kms") | None = Field(  # type: ignore[valid-type]
-        None, description="Server-side encryption of matching objects, overriding the destination's."
-    )
+    server_side_encryption: Encryption | None = Field(None, description="Server-side encryption of matching objects, overriding the destination's.")  # type: ignore[valid-type]
     kms_key_id: OptText = Field(None, description="KMS key for matching objects; only with `server_side_encryption: aws:kms`.")
-    user_metadata: typed(dict[str, str], _user_metadata, {"type": "object", "additionalProperties": TEXT_SCHEMA}) = Field(  # type: ignore[valid-type]
+    user_metadata: Annotated[mapping("metadata names to values", _metadata_entry, TEXT_SCHEMA), AfterValidator(_metadata_size)] = Field(  # type: ignore[valid-type]
         default_factory=dict, alias="metadata", description="User metadata (x-amz-meta-*) to add: lowercase names, printable ASCII values, 2 KB in all."
     )
 
@@ -262,10 +247,7 @@ class Rule(PlanModel):
 
     @model_validator(mode="after")
     def _kms(self) -> "Rule":
-        if self.server_side_encryption == "aws:kms" and self.kms_key_id is None:
-            fail("aws:kms needs rules[].kms_key_id (a key id, key ARN or alias/NAME)", at=("server_side_encryption",))
-        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
-            fail("kms_key_id is only used with server_side_encryption: aws:kms", at=("kms_key_id",))
+        sse_pair(self, "rules[].")
         return self
 
     @model_validator(mode="after")
@@ -416,19 +398,9 @@ class VerifySettings(PlanModel):
         return float(self.sample_size[:-1]) if isinstance(self.sample_size, str) else None
 
 
-def _prices(value: Any) -> dict[str, float]:
-    if not isinstance(value, dict):
-        fail(f"expected a mapping of storage class to price, got {describe(value)}")
-    prices = dict(DEFAULT_STORAGE_PRICES)
-    for name, price in value.items():
-        known = next((c for c in STORAGE_CLASSES if c.lower() == name.lower()), None)
-        if known is None:
-            fail(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}", at=(name,))
-        try:
-            prices[known] = price_value(price)
-        except Invalid as err:
-            raise Invalid(str(err), at=(name,)) from None
-    return prices
+def _price_entry(name: str, price: Any, info: ValidationInfo) -> tuple[str, float]:
+    known = next((c for c in STORAGE_CLASSES if c.lower() == name.lower()), None)
+    return (known, price_value(price)) if known else fail(f"{name!r} is not a storage class; one of: {', '.join(STORAGE_CLASSES)}")
 
 
 class CostTable(PlanModel):
@@ -437,7 +409,9 @@ class CostTable(PlanModel):
     currency: Annotated[OptText, AfterValidator(lambda v: (v or "USD").strip()), check(re.compile("[A-Z]{3}").fullmatch, "{0!r} is not a currency code such as USD"), shaped(r"^\s*(?:[A-Z]{3})?\s*$")] = Field(
         "USD", validate_default=True, description="Currency code of the prices, such as USD."
     )
-    storage_per_gb_month: typed(dict[str, float], _prices, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}) = Field(  # type: ignore
+    storage_per_gb_month: Annotated[  # type: ignore[valid-type]
+        mapping("storage class to price", _price_entry, {"type": "number", "minimum": 0}), AfterValidator(lambda given: DEFAULT_STORAGE_PRICES | given)
+    ] = Field(
         default_factory=lambda: dict(DEFAULT_STORAGE_PRICES), description="Price per GB-month by storage class (classes not given keep the list price)."
     )
     put_per_1000: Price = Field(DEFAULT_PUT_PER_1000, description="Price per 1000 PUT, COPY, POST or LIST requests.")

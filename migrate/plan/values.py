@@ -152,26 +152,15 @@ def shaped(regex: str, *, numbers: bool = False) -> WithJsonSchema:
     """Tell editors the text must match `regex` (or be a `${VAR}`); with `numbers`, a YAML number or true/false is fine too."""
     schema = {"type": "string", "pattern": f"{regex}|\\$\\{{"}
     return WithJsonSchema({"anyOf": [schema, {"type": ["number", "boolean"]}]} if numbers else schema)
+
+
+_ONE = {**TEXT_SCHEMA, "minLength": 1}
 #: Text with `${...}` expanded; empty means not given.
 OptText = typed(str | None, _optional(True), TEXT_SCHEMA)
 #: Text that must not be empty after expansion (stripped).
-Text = typed(str, _required, {"type": ["string", "number", "boolean"], "minLength": 1})
+Text = typed(str, _required, _ONE)
 #: A template or regex: taken literally, never interpolated.
 Verbatim = typed(str | None, _optional(False), TEXT_SCHEMA)
-
-
-def text_list(value: Any, info: ValidationInfo, *, what: str, interpolate: bool = True) -> list[str]:
-    """One string or a list of them, each non-empty."""
-    out: list[str] = []
-    for index, item in enumerate(value if isinstance(value, (list, tuple)) else [value]):
-        at = (index,) if isinstance(value, list) else ()
-        try:
-            if not isinstance(item, str):
-                raise Invalid(f"expected {what} or a list of it, got {describe(item)}")
-            out.append(text(item, info, interpolate=interpolate) or fail("is empty"))
-        except Invalid as err:
-            raise Invalid(str(err), at=at) from None
-    return out
 
 
 # --------------------------------------------------------------------------- choices, numbers, sizes, dates
@@ -364,7 +353,6 @@ HttpUrl = http_url()
 
 # --------------------------------------------------------------------------- building blocks of the models
 
-_ONE = {"type": ["string", "number", "boolean"], "minLength": 1}
 ONE_OR_MORE = {"anyOf": [_ONE, {"type": "array", "items": _ONE}]}
 
 
@@ -390,21 +378,49 @@ class PlanModel(BaseModel):
     credentials_hint: ClassVar[str] = "credentials never go in the plan file"
     #: Keys accepted besides the fields (folded into a field before validation).
     synonyms: ClassVar[tuple[str, ...]] = ()
+    #: Fields that code may give positionally, in this order: `LifecycleTransition(30, "STANDARD_IA")`.
+    positional: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, /, *args: Any, **data: Any):
+        super().__init__(**dict(zip(type(self).positional, args)), **data)
+
+    # Validation from a plan file must not go through __init__: it would lose the context with the environment.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
 
 def names(what: str, check: Any, *, interpolate: bool = True) -> Any:
-    """One string or a list of them (deduplicated), each passing `check` (a ValueError says why not)."""
+    """One string or a list of them (deduplicated), each non-empty and passing `check` (a ValueError says why not)."""
 
     def validate(value: Any, info: ValidationInfo) -> tuple[str, ...]:
         out = []
-        for index, item in enumerate(text_list(value, info, what=what, interpolate=interpolate)):
+        for index, item in enumerate(value if isinstance(value, (list, tuple)) else [value]):
             try:
-                out.append(check(item))
-            except (ValueError, TemplateError, GlobError) as err:
+                if not isinstance(item, str):
+                    fail(f"expected {what} or a list of it, got {describe(item)}")
+                out.append(check(text(item, info, interpolate=interpolate) or fail("is empty")))
+            except (ValueError, TemplateError, GlobError) as err:  # an Invalid is a ValueError too
                 raise Invalid(str(err), at=(index,) if isinstance(value, list) else ()) from None
         return tuple(dict.fromkeys(out))
 
     return typed(tuple[str, ...], validate, ONE_OR_MORE)
+
+
+def mapping(what: str, entry: Callable[[str, Any, ValidationInfo], tuple[str, Any]], values: dict[str, Any]) -> Any:
+    """A mapping of `what`, each entry checked by `entry(name, value, info) -> (name, value)`, its errors at its key;
+    `values` is the JSON Schema of one value."""
+
+    def validate(value: Any, info: ValidationInfo) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            fail(f"expected a mapping of {what}, got {describe(value)}")
+        out = {}
+        for name, raw in value.items():
+            try:
+                key, out[key] = entry(str(name), raw, info)
+            except Invalid as err:
+                raise Invalid(str(err), at=(name, *err.at)) from None
+        return out
+
+    return typed(dict[str, Any], validate, {"type": "object", "additionalProperties": values})
 
 
 def bucket_name(value: str) -> str:

@@ -15,30 +15,31 @@ comment `created by migrate stack`; an existing database without it is
 refused, and `down --purge` drops the database only if it carries it.
 """
 
+
 from __future__ import annotations
 
-import json
-import os
-import re
 import secrets
 import shlex
 import shutil
-import time
-import urllib.parse
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from migrate.errors import UserInputError
 from migrate.redact import register_secret
-from migrate.stack.process import LOOPBACK, ServerProcess, StackError, pid_alive, port_in_use
+from migrate.stack.postgres import STACK_COMMENT, database_url_for, drop_database, ensure_database, pg_reason
+from migrate.stack.process import LOOPBACK, StackError, port_in_use
+from migrate.stack.state import (
+    STATE_FILE, S3State, StackState, SupabaseState, derived_secrets, load_state, process_running, project_keys_of, s3_marker,
+    s3_region, save_state, stop_recorded, supabase_marker,
+)
 
-if TYPE_CHECKING:
-    from migrate.stack.supabase_server.keys import ProjectKeys
+__all__ = [  # the state file's and the database's names stay importable from here (migrate.stack.command, demo, tests)
+    "STACK_COMMENT", "STATE_FILE", "ComponentStatus", "S3State", "StackState", "SupabaseState", "UpResult", "database_url_for", "down",
+    "drop_database", "ensure_database", "environment", "export_lines", "load_state", "process_running", "require_running", "s3_client",
+    "save_state", "seed_stack", "status", "up",
+]
 
-STACK_COMMENT = "created by migrate stack"
-STATE_FILE = "state.json"
-STATE_VERSION = 1
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DATABASE = "migrate_stack"
 
@@ -53,302 +54,14 @@ def default_database(state_dir: Path) -> str:
 
     digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:8]
     return f"{DEFAULT_DATABASE}_{digest}"
+
+
 DEFAULT_STATE_DIR = Path(".migrate/stack")
 DEFAULT_SUPABASE_PORT = 54321
 DEFAULT_S3_PORT = 8333
 #: Destination buckets the bundled plans (plans/*.yaml) write to by default,
 #: created empty so `migrate run plans/...` works against the stack as is.
 DESTINATION_BUCKETS = ("plugin-registry", "app-assets", "s3-copy")
-
-_DATABASE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-# --- the state file ----------------------------------------------------------
-
-
-@dataclass
-class SupabaseState:
-    """The bundled Supabase Storage server of a stack."""
-
-    pid: int
-    port: int
-    url: str
-    data_dir: str
-    log_path: str
-
-
-@dataclass
-class S3State:
-    """The SeaweedFS of a stack."""
-
-    pid: int
-    ports: dict[str, int]
-    endpoint_url: str
-    region: str
-    data_dir: str
-    log_path: str
-
-
-@dataclass
-class StackState:
-    """Everything `down`, `status` and `env` need: what runs where, and its keys."""
-
-    state_dir: str
-    database: str
-    database_url: str
-    admin_url: str
-    jwt_secret: str = field(repr=False)
-    service_key: str = field(repr=False)
-    anon_key: str = field(repr=False)
-    access_key: str
-    secret_key: str = field(repr=False)
-    supabase: SupabaseState
-    s3: S3State
-    # Set once a seed run finished, so an interrupted seed is redone by the next `up`.
-    seeded: bool = False
-    version: int = STATE_VERSION
-
-    @property
-    def path(self) -> Path:
-        return Path(self.state_dir) / STATE_FILE
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "StackState":
-        raw = json.loads(text)
-        raw["supabase"] = SupabaseState(**raw["supabase"])
-        raw["s3"] = S3State(**raw["s3"])
-        state = cls(**raw)
-        for secret in (state.jwt_secret, state.service_key, state.anon_key, state.secret_key, *_derived_secrets(state)):
-            register_secret(secret)
-        return state
-
-
-def _project_keys(state: StackState) -> "ProjectKeys":
-    from migrate.stack.supabase_server.keys import project_keys  # the server package is loaded lazily
-
-    return project_keys(state.jwt_secret)
-
-
-def _s3_region() -> str:
-    from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION  # the server package is loaded lazily
-
-    return DEFAULT_S3_REGION
-
-
-def _derived_secrets(state: StackState) -> tuple[str, ...]:
-    keys = _project_keys(state)
-    return (keys.secret_key, keys.publishable_key, keys.s3_secret_access_key)
-
-
-def load_state(state_dir: Path) -> StackState | None:
-    """The stack recorded in `state_dir`, or None if there is none."""
-    path = Path(state_dir) / STATE_FILE
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        return StackState.from_json(text)
-    except (ValueError, TypeError, KeyError) as err:
-        raise StackError(f"{path} is not a stack state file ({type(err).__name__}); move it away and rerun") from err
-
-
-def save_state(state: StackState) -> None:
-    """Write the state file atomically, readable by its owner only (it holds the keys)."""
-    path = state.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(state.to_json())
-        out.flush()
-        os.fsync(out.fileno())
-    # Readers see the old file or the new one, never half of one.
-    os.replace(temporary, path)
-
-
-# --- processes ---------------------------------------------------------------
-
-
-def _reap(pid: int) -> None:
-    # A server started by this very Python process (tests call `main()`
-    # in-process) lingers as a zombie after it exits unless we collect it.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def process_running(pid: int, marker: str) -> bool:
-    """True if `pid` is alive and is the server we recorded.
-
-    PIDs get reused: on Linux the command line must also contain `marker`
-    (the server's data dir), so a stale state file never makes us signal
-    someone else's process.
-    """
-    if pid <= 0:
-        return False
-    _reap(pid)
-    if not pid_alive(pid):
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return True  # No /proc (macOS): the PID is all we have.
-    try:
-        status = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, IndexError):
-        return False
-    return status != "Z" and marker in cmdline
-
-
-def _s3_marker(state: S3State) -> str:
-    return f"-dir={state.data_dir}"
-
-
-def _supabase_marker(state: SupabaseState) -> str:
-    return state.data_dir
-
-
-def _stop_recorded(*, name: str, pid: int, marker: str, log_path: str, grace: float) -> bool:
-    """Stop one recorded server by PID; False if it was not running (or is not ours)."""
-    if not process_running(pid, marker):
-        return False
-    ServerProcess(name=name, pid=pid, log_path=Path(log_path)).stop(timeout=grace)
-    deadline = time.monotonic() + 5
-    while process_running(pid, marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return True
-
-
-# --- PostgreSQL --------------------------------------------------------------
-
-
-def _pg_address(url: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        params = conninfo_to_dict(url)
-    except Exception:  # noqa: BLE001 - an unparsable URL still deserves a message
-        return "the --pg-url server"
-    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-
-
-# libpq/PostgreSQL wording -> the short reason our one-line messages give.
-_PG_REASONS = (
-    (re.compile(r"connection refused", re.IGNORECASE), "connection refused"),
-    (re.compile(r"timeout|timed out", re.IGNORECASE), "timed out"),
-    (re.compile(r"password authentication failed", re.IGNORECASE), "authentication failed"),
-    (re.compile(r"no password supplied", re.IGNORECASE), "a password is required"),
-    (re.compile(r'database ".*" does not exist', re.IGNORECASE), "the database in --pg-url does not exist"),
-    (re.compile(r'role ".*" does not exist', re.IGNORECASE), "the user in --pg-url does not exist"),
-    (re.compile(r"permission denied to create database", re.IGNORECASE), "not allowed to create databases"),
-    (re.compile(r"could not translate host name", re.IGNORECASE), "unknown host"),
-)
-
-
-def _pg_reason(err: Exception) -> str:
-    text = str(err).strip()
-    for pattern, reason in _PG_REASONS:
-        if pattern.search(text):
-            return reason
-    return text.splitlines()[0][:160] if text else type(err).__name__
-
-
-def database_url_for(admin_url: str, database: str) -> str:
-    """`admin_url` (a postgresql:// URL) with its database replaced by `database`."""
-    parts = urllib.parse.urlsplit(admin_url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise UserInputError("--pg-url must be a postgresql:// URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres")
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def _check_database_name(name: str) -> None:
-    if not name or len(name) > 63 or not set(name) <= _DATABASE_NAME_CHARS or name[0].isdigit():
-        raise UserInputError(
-            f"--database {name!r}: use lowercase letters, digits and underscores (at most 63, not starting with a digit)"
-        )
-
-
-def _connect_admin(admin_url: str) -> Any:
-    import psycopg
-
-    try:
-        return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as err:
-        raise StackError(
-            f"cannot connect to PostgreSQL at {_pg_address(admin_url)} ({_pg_reason(err)}); "
-            "start PostgreSQL or pass --pg-url postgresql://USER@HOST:PORT/postgres"
-        ) from err
-
-
-def _database_comment(conn: Any, name: str) -> tuple[bool, str | None]:
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
-    ).fetchone()
-    return (row is not None, row[0] if row else None)
-
-
-def ensure_database(admin_url: str, name: str) -> str:
-    """Create the stack's database (marked with our comment) unless it exists; return its URL.
-
-    Raises StackError if a database of that name exists without our comment:
-    it is someone else's, and we never touch it.
-    """
-    import psycopg
-
-    _check_database_name(name)
-    database_url = database_url_for(admin_url, name)
-    try:
-        _ensure_database(admin_url, name)
-    except psycopg.Error as err:
-        raise StackError(
-            f"cannot create database {name} on {_pg_address(admin_url)} ({_pg_reason(err)}); "
-            "pass --pg-url with a user allowed to create databases"
-        ) from err
-    return database_url
-
-
-def _ensure_database(admin_url: str, name: str) -> None:
-    from psycopg import errors, sql
-
-    with _connect_admin(admin_url) as conn:
-        exists, comment = _database_comment(conn, name)
-        if not exists:
-            try:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except errors.DuplicateDatabase:
-                exists, comment = _database_comment(conn, name)  # created by someone else meanwhile
-            else:
-                try:
-                    conn.execute(
-                        sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(STACK_COMMENT))
-                    )
-                except Exception:
-                    # An unmarked database would be refused next time: do not leave one behind.
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-                    raise
-                return
-        if comment != STACK_COMMENT:
-            raise StackError(
-                f"database {name} on {_pg_address(admin_url)} already exists and was not created by migrate stack; "
-                "pass --database NAME to use a new one (migrate never touches a database it did not create)"
-            )
-
-
-def drop_database(admin_url: str, name: str) -> bool:
-    """Drop the stack's database if it exists and carries our comment. Returns whether it did."""
-    from psycopg import sql
-
-    with _connect_admin(admin_url) as conn:
-        exists, comment = _database_comment(conn, name)
-        if not exists or comment != STACK_COMMENT:
-            return False
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    return True
 
 
 # --- up ----------------------------------------------------------------------
@@ -397,8 +110,8 @@ def up(
         raise UserInputError("--large-objects must be 0 or more")
     state_dir = Path(state_dir).resolve()
     previous = load_state(state_dir)
-    supabase_up = previous is not None and process_running(previous.supabase.pid, _supabase_marker(previous.supabase))
-    s3_up = previous is not None and process_running(previous.s3.pid, _s3_marker(previous.s3))
+    supabase_up = previous is not None and process_running(previous.supabase.pid, supabase_marker(previous.supabase))
+    s3_up = previous is not None and process_running(previous.s3.pid, s3_marker(previous.s3))
     if previous is not None and supabase_up and s3_up:
         seed_line = None
         if seed_data and not previous.seeded:
@@ -493,7 +206,7 @@ def up(
         supabase=supabase_state,
         s3=s3_state,
     )
-    for secret in (state.service_key, state.anon_key, *_derived_secrets(state)):
+    for secret in (state.service_key, state.anon_key, *derived_secrets(state)):
         register_secret(secret)
     # Recorded before seeding: if seeding fails, `down` still finds what runs.
     save_state(state)
@@ -558,18 +271,18 @@ def down(*, state_dir: Path = DEFAULT_STATE_DIR, purge: bool = False) -> list[st
     if state is None:
         return [f"no stack recorded in {state_dir}; nothing to stop"]
     lines = []
-    stopped = _stop_recorded(
+    stopped = stop_recorded(
         name="supabase storage",
         pid=state.supabase.pid,
-        marker=_supabase_marker(state.supabase),
+        marker=supabase_marker(state.supabase),
         log_path=state.supabase.log_path,
         grace=10.0,
     )
     lines.append(f"supabase storage: {'stopped (pid %d)' % state.supabase.pid if stopped else 'was not running'}")
-    stopped = _stop_recorded(
+    stopped = stop_recorded(
         name="SeaweedFS",
         pid=state.s3.pid,
-        marker=_s3_marker(state.s3),
+        marker=s3_marker(state.s3),
         log_path=state.s3.log_path,
         grace=STOP_GRACE_SECONDS,
     )
@@ -615,7 +328,7 @@ def _supabase_status(state: StackState) -> ComponentStatus:
     from migrate.estimate import human_size
 
     endpoint = f"{state.supabase.url}/storage/v1"
-    if not process_running(state.supabase.pid, _supabase_marker(state.supabase)):
+    if not process_running(state.supabase.pid, supabase_marker(state.supabase)):
         return ComponentStatus("supabase storage", False, endpoint, "not running")
     try:
         response = httpx.get(
@@ -646,7 +359,7 @@ def _s3_status(state: StackState) -> ComponentStatus:
     from migrate.estimate import human_size
 
     endpoint = state.s3.endpoint_url
-    if not process_running(state.s3.pid, _s3_marker(state.s3)):
+    if not process_running(state.s3.pid, s3_marker(state.s3)):
         return ComponentStatus("s3 (seaweedfs)", False, endpoint, "not running")
     try:
         client = s3_client(state)
@@ -670,7 +383,7 @@ def _database_status(state: StackState) -> ComponentStatus:
         with psycopg.connect(state.database_url, connect_timeout=5):
             pass
     except psycopg.Error as err:
-        return ComponentStatus("postgresql", False, state.database_url, _pg_reason(err))
+        return ComponentStatus("postgresql", False, state.database_url, pg_reason(err))
     return ComponentStatus("postgresql", True, state.database_url, f"database {state.database}")
 
 
@@ -689,8 +402,8 @@ def require_running(state_dir: Path) -> StackState:
     if state is None:
         raise StackError(f"no stack recorded in {state_dir}; run `migrate stack up` first")
     if not (
-        process_running(state.supabase.pid, _supabase_marker(state.supabase))
-        and process_running(state.s3.pid, _s3_marker(state.s3))
+        process_running(state.supabase.pid, supabase_marker(state.supabase))
+        and process_running(state.s3.pid, s3_marker(state.s3))
     ):
         raise StackError(f"the stack in {state_dir} is not running; run `migrate stack up`")
     return state
@@ -698,7 +411,7 @@ def require_running(state_dir: Path) -> StackState:
 
 def environment(state: StackState) -> dict[str, str]:
     """The environment variables that point migrate, boto3 and supabase-py at the stack."""
-    keys = _project_keys(state)
+    keys = project_keys_of(state)
     return {
         "SUPABASE_URL": state.supabase.url,
         # The new keys first (apikey header only); the legacy JWTs still work.
@@ -709,7 +422,7 @@ def environment(state: StackState) -> dict[str, str]:
         "SUPABASE_DB_URL": state.database_url,
         # The S3 protocol endpoint of the bundled server (plans/s3-to-s3.yaml reads these).
         "SUPABASE_S3_ENDPOINT": f"{state.supabase.url}/storage/v1/s3",
-        "SUPABASE_S3_REGION": _s3_region(),
+        "SUPABASE_S3_REGION": s3_region(),
         "SUPABASE_S3_ACCESS_KEY_ID": keys.s3_access_key_id,
         "SUPABASE_S3_SECRET_ACCESS_KEY": keys.s3_secret_access_key,
         # boto3/botocore and the AWS CLI pick the endpoint up from this one;

@@ -23,8 +23,10 @@ the listing). `run` and `status` read the manifest back with lazy scans and
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
+import struct
 from pathlib import Path
 from typing import Iterator
 
@@ -34,8 +36,11 @@ from migrate.errors import MigrateError, StateDirectoryError, UserInputError
 from migrate.records import MANIFEST_SCHEMA, Action, ObjectRecord, frame_to_records
 from migrate.rewrite import collision_reason, find_collisions
 
-# Rows per hash partition (and per spilled chunk): the working set of the collision and duplicate checks.
-PARTITION_ROWS = 200_000
+# Rows per hash partition (and key rows buffered before a spill): the working set of the
+# collision and duplicate checks, so a 10M-object plan works in 100k-row pieces as a 100k one does.
+PARTITION_ROWS = 100_000
+# Rows per Parquet row group of the manifest: what the streaming sink buffers before it writes.
+ROW_GROUP_ROWS = 20_000
 # Rows per batch when `run` and `status` read the manifest back.
 READ_BATCH_ROWS = 5000
 _ROW = "_row"
@@ -45,7 +50,11 @@ _DEST = ("source_bucket", "source_key", "dest_bucket", "dest_key")
 
 
 class _Spill:
-    """Key rows bucketed by hash into partition files under `folder`, flushed whenever `flush_rows` are buffered."""
+    """Key rows bucketed by hash into one file per partition under `folder`, appended whenever `flush_rows` are buffered.
+
+    Each append is one length-prefixed Arrow IPC stream, so a partition is
+    one file however many flushes fed it.
+    """
 
     def __init__(self, folder: Path, partitions: int, *, flush_rows: int):
         self.folder = folder
@@ -53,7 +62,6 @@ class _Spill:
         self.flush_rows = flush_rows
         self._buffers: dict[tuple[str, int], list[pl.DataFrame]] = {}
         self._buffered = 0
-        self._chunks = 0
         folder.mkdir(parents=True, exist_ok=True)
 
     def add(self, kind: str, frame: pl.DataFrame, key: list[pl.Expr]) -> None:
@@ -66,16 +74,30 @@ class _Spill:
         if self._buffered >= self.flush_rows:
             self.flush()
 
+    def _path(self, kind: str, partition: int) -> Path:
+        return self.folder / f"{kind}-{partition:05d}.arrows"
+
     def flush(self) -> None:
         for (kind, partition), pieces in self._buffers.items():
-            pl.concat(pieces).write_parquet(self.folder / f"{kind}-{partition:05d}-{self._chunks:06d}.parquet")
-        self._chunks += 1
+            chunk = io.BytesIO()
+            pl.concat(pieces).write_ipc_stream(chunk, compression="uncompressed")
+            with self._path(kind, partition).open("ab") as file:
+                file.write(struct.pack("<Q", chunk.getbuffer().nbytes))
+                file.write(chunk.getbuffer())
         self._buffers.clear()
         self._buffered = 0
 
     def read(self, kind: str, partition: int) -> pl.DataFrame | None:
-        chunks = sorted(self.folder.glob(f"{kind}-{partition:05d}-*.parquet"))
-        return pl.read_parquet(chunks).sort(_ROW) if chunks else None
+        try:
+            data = self._path(kind, partition).read_bytes()
+        except FileNotFoundError:
+            return None
+        chunks, offset = [], 0
+        while offset < len(data):
+            (size,) = struct.unpack_from("<Q", data, offset)
+            chunks.append(pl.read_ipc_stream(io.BytesIO(data[offset + 8 : offset + 8 + size])))
+            offset += 8 + size
+        return pl.concat(chunks).sort(_ROW)
 
 
 def _duplicate_rows(spill: _Spill) -> pl.Series:
@@ -144,7 +166,7 @@ def assemble_manifest(parts: list[Path], target: Path, *, work_dir: Path, partit
             pl.when(hit).then(pl.lit(Action.COLLISION.value)).otherwise(pl.col("action")).alias("action"),
             pl.when(hit).then(pl.col(_REASON)).otherwise(pl.col("reason")).alias("reason"),
         )
-    manifest.select(list(MANIFEST_SCHEMA)).sink_parquet(target, engine="streaming")
+    manifest.select(list(MANIFEST_SCHEMA)).sink_parquet(target, row_group_size=ROW_GROUP_ROWS, engine="streaming")
     return total - dropped.len()
 
 

@@ -230,6 +230,8 @@ def measure_size(objects: int, stages: list[str], *, run_max: int, python: str, 
         for stage in STAGES:
             if stage in plan_stages or stage in byte_stages:
                 points.append(_measure(stage, objects, argvs[stage], env=env, work=work))
+            elif stage == "plan" and byte_stages:
+                _measure(stage, objects, argvs[stage], env=env, work=work)  # so `run` measures the run, not a plan first
     finally:
         if server is not None:
             server.stop()

@@ -56,6 +56,7 @@ DB_PREFIX = "wt_scale_mem_"
 RESULTS = Path(__file__).resolve().parent / "results"
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 COPY_BLOCK = 50_000
+LINKS_PER_FILE = 60_000
 TIMEOUT = 3 * 3600
 
 
@@ -69,6 +70,7 @@ class Point:
     exit_code: int
     ratio: float | None = None
     note: str = ""
+    code: str = ""  # what was measured: "" for this checkout, else the --code folder's label
 
 
 def _database_url(name: str) -> str:
@@ -137,14 +139,15 @@ def seed_catalog(database_url: str, objects: int, *, zero_bytes: bool) -> float:
 
 
 def seed_blobs(data_dir: Path, objects: int) -> float:
-    """One blob per row, each a hard link to one empty file (zero-byte objects cost no inode each)."""
+    """One blob per row, each a hard link to an empty file (zero-byte objects cost no inode each)."""
     started = time.perf_counter()
     blobs = data_dir / "blobs"
-    empty = data_dir / "empty"
-    empty.parent.mkdir(parents=True, exist_ok=True)
-    empty.write_bytes(b"")
+    data_dir.mkdir(parents=True, exist_ok=True)
     made: set[str] = set()
     for index in range(objects):
+        if index % LINKS_PER_FILE == 0:  # ext4 allows 65,000 links to one inode
+            empty = data_dir / f"empty-{index // LINKS_PER_FILE}"
+            empty.write_bytes(b"")
         version = f"v{index:012d}"
         folder = blobs / version[:2]
         if version[:2] not in made:
@@ -242,10 +245,10 @@ def measure_size(objects: int, stages: list[str], *, run_max: int, python: str, 
 
 
 def with_ratios(points: list[Point]) -> list[Point]:
-    base = {p.stage: p.rss_mib for p in points if p.objects == 100_000}
+    base = {(p.stage, p.code): p.rss_mib for p in points if p.objects == 100_000 and p.exit_code == 0}
     for point in points:
-        if point.stage in base and base[point.stage]:
-            point.ratio = round(point.rss_mib / base[point.stage], 2)
+        if base.get((point.stage, point.code)):
+            point.ratio = round(point.rss_mib / base[(point.stage, point.code)], 2)
     return points
 
 
@@ -258,12 +261,12 @@ def render_markdown(points: list[Point], *, date: str, environment: str) -> str:
         "",
         environment,
         "",
-        "| stage | objects | RSS MiB | ratio to 100k | wall s | cpu s | note |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| stage | code | objects | RSS MiB | ratio to 100k | wall s | cpu s | note |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for p in sorted(points, key=lambda p: (STAGES.index(p.stage), p.objects)):
+    for p in sorted(points, key=lambda p: (p.code != "", p.code, STAGES.index(p.stage), p.objects)):
         ratio = f"{p.ratio:.2f}" if p.ratio is not None else "-"
-        lines.append(f"| {p.stage} | {p.objects:,} | {p.rss_mib:.1f} | {ratio} | {p.wall:.1f} | {p.cpu:.1f} | {p.note} |")
+        lines.append(f"| {p.stage} | {p.code or 'this branch'} | {p.objects:,} | {p.rss_mib:.1f} | {ratio} | {p.wall:.1f} | {p.cpu:.1f} | {p.note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -274,10 +277,12 @@ def plot(points: list[Point], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for stage in STAGES:
-        curve = sorted((p.objects, p.rss_mib) for p in points if p.stage == stage and p.exit_code == 0)
-        if curve:
-            axes.plot([x for x, _ in curve], [y for _, y in curve], marker="o", label=f"migrate {stage}")
+    for code in sorted({p.code for p in points}):
+        for stage in STAGES:
+            curve = sorted((p.objects, p.rss_mib) for p in points if p.stage == stage and p.code == code and p.exit_code == 0)
+            if curve:
+                style = "--" if code else "-"
+                axes.plot([x for x, _ in curve], [y for _, y in curve], style, marker="o", label=f"migrate {stage}" + (f" ({code})" if code else ""))
     axes.axhline(400, color="grey", linestyle="--", linewidth=1, label="400 MiB target")
     axes.set_xscale("log")
     axes.set_xlabel("objects")
@@ -303,26 +308,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the .md/.json/.png go (default bench/results)")
     parser.add_argument("--tag", default="", help="appended to the file names (e.g. -before)")
     parser.add_argument("--code", help="measure the migrate package in this folder instead (PYTHONPATH), e.g. an export of main")
+    parser.add_argument("--label", default="", help="names what --code is in the results (e.g. main@7b1e4ec)")
+    parser.add_argument("--combine", type=Path, nargs="+", help="measure nothing: write one curve from the points of these .json results")
+    parser.add_argument("--note", default="", help="a line added to the .md (what the figures are, what was left out)")
     args = parser.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
     unknown = set(stages) - set(STAGES)
     if unknown:
         parser.error(f"unknown stages: {', '.join(sorted(unknown))}")
-    start_launcher()  # first, while this process is small (see bench/launcher.py)
     points: list[Point] = []
-    try:
-        for objects in args.sizes:
-            points += measure_size(objects, stages, run_max=args.run_max, python=sys.executable, code=args.code)
-    finally:
-        stop_launcher()
+    if args.combine:
+        for path in args.combine:
+            saved = json.loads(path.read_text())
+            label = saved.get("label") or ""
+            points += [Point(**{**{k: v for k, v in p.items() if k != "ratio"}, "code": p.get("code") or label}) for p in saved["points"]]
+    else:
+        start_launcher()  # first, while this process is small (see bench/launcher.py)
+        try:
+            for objects in args.sizes:
+                points += measure_size(objects, stages, run_max=args.run_max, python=sys.executable, code=args.code)
+            for point in points:
+                point.code = args.label if args.code else ""
+        finally:
+            stop_launcher()
     with_ratios(points)
     now = datetime.now(timezone.utc)
     date = now.strftime("%Y-%m-%d")
-    environment = f"Machine: {os.cpu_count()} cores, shared; measured {now.isoformat(timespec='minutes')}; code: {args.code or 'this checkout'}."
+    environment = f"Machine: {os.cpu_count()} cores, shared; written {now.isoformat(timespec='minutes')}; code: {args.code or 'this checkout'}."
+    if args.note:
+        environment += "\n\n" + args.note
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{date}-memory{args.tag}"
     stem.with_suffix(".md").write_text(render_markdown(points, date=date, environment=environment))
-    stem.with_suffix(".json").write_text(json.dumps({"measured_at": now.isoformat(), "code": args.code, "points": [asdict(p) for p in points]}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({"measured_at": now.isoformat(), "code": args.code, "label": args.label, "points": [asdict(p) for p in points]}, indent=2) + "\n")
     try:
         plot(points, stem.with_suffix(".png"))
     except ImportError:

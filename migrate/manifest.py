@@ -41,8 +41,8 @@ from migrate.rewrite import collision_reason, find_collisions
 PARTITION_ROWS = 100_000
 # Rows per Parquet row group of the manifest: what the streaming sink buffers before it writes.
 ROW_GROUP_ROWS = 20_000
-# Rows per batch when `run` and `status` read the manifest back.
-READ_BATCH_ROWS = 5000
+# Rows read per batch when `run` and `status` read the manifest back (one row group).
+READ_BATCH_ROWS = ROW_GROUP_ROWS
 _ROW = "_row"
 _REASON = "_collision_reason"
 _SOURCE = ("source_bucket", "source_key")
@@ -194,12 +194,19 @@ def count_rows(manifest: pl.LazyFrame, *actions: str) -> tuple[int, int]:
 
 
 def action_batches(manifest: pl.LazyFrame | pl.DataFrame, action: str, *, columns: list[str] | None = None, batch_rows: int = READ_BATCH_ROWS) -> Iterator[pl.DataFrame]:
-    """The rows with `action`, in manifest order, `batch_rows` at a time (a streaming scan: never the whole manifest)."""
-    rows = manifest.lazy().filter(pl.col("action") == action)
-    if columns is not None:
-        rows = rows.select(columns)
+    """The rows with `action`, in manifest order, from `batch_rows` manifest rows at a time.
+
+    Each batch is its own slice of the scan (the Parquet reader skips the
+    row groups before it), read only when the consumer asks: unlike
+    `collect_batches`, nothing runs ahead of a slow consumer (`run`) and
+    buffers the rest of the manifest.
+    """
+    rows = manifest.lazy()
     try:
-        for batch in rows.collect_batches(chunk_size=batch_rows, engine="streaming"):
+        total = int(rows.select(pl.len()).collect().item())
+        for offset in range(0, total, batch_rows):
+            batch = rows.slice(offset, batch_rows).filter(pl.col("action") == action)
+            batch = (batch.select(columns) if columns is not None else batch).collect()
             if batch.height:
                 yield batch
     except MigrateError:

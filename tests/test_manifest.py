@@ -133,6 +133,7 @@ def test_copy_rows_are_read_back_in_batches_in_manifest_order(tmp_path: Path) ->
     expected = [ObjectRecord.from_row(row) for row in _expected(parts).filter(pl.col("action") == "copy").iter_rows(named=True)]
 
     batches = list(action_batches(manifest, "copy", batch_rows=4))
+    assert all(0 < batch.height <= 4 for batch in batches)  # one slice of the manifest at a time
     assert list(copy_records(manifest)) == expected
     assert sum(batch.height for batch in batches) == len(expected) == count_rows(manifest, "copy")[0]
     assert count_rows(manifest, "copy")[1] == sum(r.size for r in expected)

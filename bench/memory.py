@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(timezone.utc)
     date = now.strftime("%Y-%m-%d")
     environment = f"Machine: {os.cpu_count()} cores, shared; written {now.isoformat(timespec='minutes')}; code: {args.code or 'this checkout'}."
+    if args.combine:
+        environment = f"Combined {now.isoformat(timespec='minutes')} from {', '.join(path.name for path in args.combine)} (each measured with `python -m bench.memory`)."
     if args.note:
         environment += "\n\n" + args.note
     args.out.mkdir(parents=True, exist_ok=True)

@@ -222,11 +222,9 @@ def _add_executor(parser: argparse.ArgumentParser) -> None:
 
 def cmd_status(args: argparse.Namespace) -> ExitStatus:
     """Counts by state from the journal; safe while a run is going."""
-    import polars as pl
-
     from migrate.estimate import human_size
     from migrate.journal import STATE_FAILED, TransferJournal
-    from migrate.pipeline import read_manifest
+    from migrate.manifest import action_batches, count_rows, scan_manifest
     from migrate.rundir import RunDirectory
 
     plan = _load(args)
@@ -234,28 +232,29 @@ def cmd_status(args: argparse.Namespace) -> ExitStatus:
     info = run_dir.read_info()
     if info is None:
         raise UserInputError(f"{args.plan}: not planned yet; run `migrate plan {args.plan}` first")
-    manifest = read_manifest(run_dir)
+    manifest = scan_manifest(run_dir.manifest)
     print(f"Plan {plan.name}: {info.get('copy_objects', 0)} objects ({human_size(int(info.get('copy_bytes', 0)))}) to copy, planned {info.get('created_at')}")
     if info.get("plan_fingerprint") != plan.fingerprint():
         print("  the plan file changed since; the next `migrate run` plans again first")
     if not run_dir.journal.exists():
         print("  nothing transferred yet")
         return ExitStatus.OK
-    copies = manifest.filter(pl.col("action") == "copy")
+    copy_objects, _ = count_rows(manifest, "copy")
+    planned = (key for batch in action_batches(manifest, "copy", columns=["source_bucket", "source_key"]) for key in batch.iter_rows())
     with TransferJournal(run_dir.journal, readonly=True) as journal:
-        # Counted over the current manifest's copy objects only, so the lines add up to it.
-        counts, outside = journal.counts_for(zip(copies["source_bucket"].to_list(), copies["source_key"].to_list()))
+        # Counted over the current manifest's copy objects only, so the lines add up to it (SQL aggregates; keys streamed in).
+        counts, outside = journal.counts_for(planned)
         settled = sum(n for n, _ in counts.values())
         args.json_payload = {
             "plan": plan.name,
-            "copy_objects": copies.height,
+            "copy_objects": copy_objects,
             "counts": {state: {"objects": n, "bytes": b} for state, (n, b) in counts.items()},
-            "not_started": copies.height - settled,
+            "not_started": copy_objects - settled,
         }
         for state in ("done", "skipped", "in-progress", "failed"):
             objects, size = counts.get(state, (0, 0))
             print(f"  {state:<12} {objects:>9}  {human_size(size)}")
-        print(f"  {'not started':<12} {copies.height - settled:>9}")
+        print(f"  {'not started':<12} {copy_objects - settled:>9}")
         if outside:
             print(f"  ({outside} journal rows are for objects the current plan no longer copies; not counted)")
         last = journal.last_run()

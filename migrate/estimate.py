@@ -54,7 +54,7 @@ def part_count_expr(part_size: int, threshold: int) -> pl.Expr:
 
 
 def estimate(
-    copies: pl.DataFrame,
+    copies: pl.DataFrame | pl.LazyFrame,
     *,
     part_size: int,
     multipart_threshold: int,
@@ -65,29 +65,33 @@ def estimate(
     currency: str = "USD",
     default_storage_class: str | None = None,
 ) -> Estimate:
-    """Estimate requests, cost and duration for the rows that will be copied."""
-    if copies.height == 0:
+    """Estimate requests, cost and duration for the rows that will be copied.
+
+    `copies` may be a lazy scan: only aggregates are collected (streaming), never the rows.
+    """
+    rows = copies.lazy()
+    parts = part_count_expr(part_size, multipart_threshold)
+    totals, by_class = pl.collect_all(
+        [
+            rows.select(pl.len().alias("objects"), (parts > 0).sum().alias("multipart"), parts.sum().alias("parts"), pl.col("size").sum().alias("bytes")),
+            rows.with_columns(pl.col("storage_class").fill_null(default_storage_class or "STANDARD")).group_by("storage_class").agg(pl.col("size").sum()),
+        ],
+        engine="streaming",
+    )
+    objects, multipart, total_parts, total_bytes = (int(value or 0) for value in totals.row(0))
+    if objects == 0:
         return Estimate(0, 0, 0, 0, 0, 0.0, currency=currency, assumptions=_assumptions(concurrency))
-    parts = copies.select(part_count_expr(part_size, multipart_threshold).alias("parts"))["parts"]
-    multipart = int((parts > 0).sum())
-    total_parts = int(parts.sum())
-    single = copies.height - multipart
+    single = objects - multipart
     put_requests = single + total_parts + 2 * multipart
     get_requests = single + total_parts
-    by_class = (
-        copies.with_columns(pl.col("storage_class").fill_null(default_storage_class or "STANDARD"))
-        .group_by("storage_class")
-        .agg(pl.col("size").sum())
-    )
-    bytes_per_class = {str(row[0]): int(row[1]) for row in by_class.iter_rows()}
+    bytes_per_class = {str(row[0]): int(row[1]) for row in by_class.sort("storage_class").iter_rows()}
     storage_cost = {
         cls: round(size / GB * storage_prices.get(cls, storage_prices.get("STANDARD", 0.0)), 4) for cls, size in bytes_per_class.items()
     }
-    total_bytes = int(copies["size"].sum())
     request_bound = put_requests / (max(1, concurrency) * REQUESTS_PER_WORKER_PER_SECOND)
     bandwidth_bound = total_bytes / ASSUMED_BANDWIDTH
     return Estimate(
-        objects=copies.height,
+        objects=objects,
         bytes=total_bytes,
         multipart_objects=multipart,
         put_requests=put_requests,

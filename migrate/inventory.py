@@ -3,8 +3,11 @@
 Nothing is written to the destination: with `check_destination` it is only
 read (HEAD). Inventory pages are turned into records and written as Parquet
 part files one page at a time, so Python never holds every record; the
-columnar manifest is assembled from those parts, collisions are marked over
-it, and the result is written atomically to the run directory.
+manifest is assembled from those parts in bounded memory (duplicates
+dropped, collisions marked: migrate/manifest.py), the summary is a set of
+streaming polars queries over the written file, and the result replaces the
+run directory's manifest atomically. Only --check-destination and
+--audit-source load the whole manifest (they visit every row anyway).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import logging
 import shutil
 import time
+from functools import cached_property
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,10 +27,11 @@ import polars as pl
 
 from migrate.errors import UserInputError
 from migrate.estimate import Estimate, estimate, format_duration, human_size
+from migrate.manifest import assemble_manifest, scan_manifest
 from migrate.progress import NullProgress, Progress
-from migrate.records import MANIFEST_SCHEMA, Action, ObjectRecord, records_to_frame
+from migrate.records import MANIFEST_SCHEMA, Action, records_to_frame
 from migrate.retry import call_with_retries
-from migrate.rewrite import compile_plan, mark_collisions
+from migrate.rewrite import compile_plan
 from migrate.rundir import RunDirectory, atomic_path, atomic_write_text
 from migrate.source_audit import SourceAudit, audit_source_bytes, manifest_objects
 from migrate.stores.base import SourceStore
@@ -49,11 +54,15 @@ class PlanResult:
     plan_fingerprint: str
     run_dir: RunDirectory
     report_dir: Path
-    manifest: pl.DataFrame
     estimate: Estimate
     summary: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
     source_audit: SourceAudit | None = None
+
+    @cached_property
+    def manifest(self) -> pl.DataFrame:
+        """The whole manifest, read on first use (library callers and tests; the CLI never loads it)."""
+        return load_manifest(self.run_dir)
 
     @property
     def collisions(self) -> int:
@@ -217,43 +226,64 @@ def _check_destination(manifest: pl.DataFrame, destination: S3Store, *, concurre
     ).select(list(MANIFEST_SCHEMA))
 
 
-def summarise(manifest: pl.DataFrame, plan: "Plan", *, buckets: list[str], elapsed: float, est: Estimate, source_kind: str) -> dict[str, Any]:
-    """The dry-run summary as plain data (printed, written as JSON and Markdown)."""
+PROBLEM_ACTIONS = (Action.COLLISION.value, Action.INVALID_KEY.value, Action.INVALID_METADATA.value)
 
-    def grouped(column: str) -> dict[str, dict[str, int]]:
-        rows = manifest.group_by(column, "action").agg(pl.len().alias("objects"), pl.col("size").sum().alias("bytes")).sort(column, "action")
+
+def summarise(manifest: pl.LazyFrame | pl.DataFrame, plan: "Plan", *, buckets: list[str], elapsed: float, est: Estimate, source_kind: str) -> dict[str, Any]:
+    """The dry-run summary as plain data (printed, written as JSON and Markdown).
+
+    Every figure is an aggregate (or a top-N) of one streaming query over the
+    manifest, so a lazy scan of the written file never loads its rows.
+    """
+    rows = manifest.lazy()
+
+    def grouped(column: str) -> pl.LazyFrame:
+        return rows.group_by(column, "action").agg(pl.len().alias("objects"), pl.col("size").sum().alias("bytes")).sort(column, "action")
+
+    problems = rows.filter(pl.col("action").is_in(PROBLEM_ACTIONS))
+    queries = {
+        "listed": rows.select(pl.len()),
+        "actions": rows.group_by("action").agg(pl.len(), pl.col("size").sum()).sort("action"),
+        "by_bucket": grouped("source_bucket"),
+        "by_rule": grouped("rule"),
+        "largest": rows.filter(pl.col("action") == Action.COPY.value)
+        .sort("size", descending=True)
+        .head(LARGEST_SHOWN)
+        .select("source_bucket", "source_key", "dest_key", "size"),
+        "problems": problems.select("source_bucket", "source_key", "dest_key", "action", "reason").head(200),
+        "problem_count": problems.select(pl.len()),
+        "excluded_reasons": rows.filter(pl.col("action") == Action.EXCLUDED.value)
+        .group_by("reason")
+        .agg(pl.len().alias("objects"))
+        .sort("objects", descending=True)
+        .head(10),
+    }
+    found = dict(zip(queries, pl.collect_all(queries.values(), engine="streaming")))
+
+    def by(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for key, action, objects, size in rows.iter_rows():
+        for key, action, objects, size in frame.iter_rows():
             entry = out.setdefault(str(key) if key is not None else "(no rule)", {})
             entry[f"{action}_objects"] = int(objects)
             entry[f"{action}_bytes"] = int(size or 0)
         return out
 
-    actions = {
-        str(action): {"objects": int(objects), "bytes": int(size or 0)}
-        for action, objects, size in manifest.group_by("action").agg(pl.len(), pl.col("size").sum()).sort("action").iter_rows()
-    }
-    copies = manifest.filter(pl.col("action") == Action.COPY.value)
-    largest = copies.sort("size", descending=True).head(LARGEST_SHOWN).select("source_bucket", "source_key", "dest_key", "size")
-    problems = manifest.filter(pl.col("action").is_in([Action.COLLISION.value, Action.INVALID_KEY.value, Action.INVALID_METADATA.value]))
-    excluded_reasons = (
-        manifest.filter(pl.col("action") == Action.EXCLUDED.value).group_by("reason").agg(pl.len().alias("objects")).sort("objects", descending=True).head(10)
-    )
+    largest = found["largest"]
     return {
         "plan": plan.name,
         "plan_fingerprint": plan.fingerprint(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": {"kind": source_kind, "buckets": buckets},
         "destination": {"bucket": plan.destination.bucket, "prefix": plan.destination.prefix, "endpoint_url": plan.destination.endpoint_url},
-        "listed_objects": manifest.height,
+        "listed_objects": int(found["listed"].item()),
         "inventory_seconds": round(elapsed, 2),
-        "actions": actions,
-        "by_bucket": grouped("source_bucket"),
-        "by_rule": grouped("rule"),
+        "actions": {str(action): {"objects": int(objects), "bytes": int(size or 0)} for action, objects, size in found["actions"].iter_rows()},
+        "by_bucket": by(found["by_bucket"]),
+        "by_rule": by(found["by_rule"]),
         "largest": [dict(zip(largest.columns, row)) for row in largest.iter_rows()],
-        "problems": [dict(zip(("source_bucket", "source_key", "dest_key", "action", "reason"), row)) for row in problems.select("source_bucket", "source_key", "dest_key", "action", "reason").head(200).iter_rows()],
-        "problem_count": problems.height,
-        "excluded_reasons": [{"reason": r, "objects": int(n)} for r, n in excluded_reasons.iter_rows()],
+        "problems": [dict(zip(("source_bucket", "source_key", "dest_key", "action", "reason"), row)) for row in found["problems"].iter_rows()],
+        "problem_count": int(found["problem_count"].item()),
+        "excluded_reasons": [{"reason": r, "objects": int(n)} for r, n in found["excluded_reasons"].iter_rows()],
         "estimate": est.to_dict(),
         "transfer": {"concurrency": plan.transfer.concurrency, "part_size": plan.transfer.part_size, "multipart_threshold": plan.transfer.multipart_threshold},
     }
@@ -337,6 +367,7 @@ def plan_migration(
     checkpoint = ListingCheckpoint.open(run_dir.path / ".inventory-parts", fingerprint=plan.fingerprint(), source_kind=source.kind)
     if checkpoint.resumed:
         log.info("continuing the inventory from its checkpoint in %s", checkpoint.parts_dir)
+    tmp: Path | None = None
     try:
         progress.start(objects=0, total_bytes=0, description="listing")
         try:
@@ -348,15 +379,18 @@ def plan_migration(
                 checkpoint.clear()
             raise
         parts = sorted(checkpoint.parts_dir.glob("part-*.parquet"))
-        manifest = pl.read_parquet(parts) if parts else pl.DataFrame(schema=MANIFEST_SCHEMA)
-        # Overlapping prefixes list an object twice; keep it once.
-        manifest = manifest.unique(subset=["source_bucket", "source_key"], keep="first", maintain_order=True)
-        manifest = mark_collisions(manifest)
+        tmp = atomic_path(run_dir.manifest)
+        # Overlapping prefixes list an object twice (kept once); colliding destination keys are marked.
+        assemble_manifest(parts, tmp, work_dir=checkpoint.parts_dir / "keys")
         if check_destination:
             owns_destination = destination is None
             destination = destination or open_destination(plan)
             try:
-                manifest = _check_destination(manifest, destination, concurrency=plan.transfer.concurrency, max_attempts=plan.transfer.max_attempts)
+                checked = _check_destination(
+                    pl.read_parquet(tmp), destination, concurrency=plan.transfer.concurrency, max_attempts=plan.transfer.max_attempts
+                )
+                checked.write_parquet(tmp)
+                del checked
             finally:
                 if owns_destination:
                     destination.close()
@@ -364,15 +398,20 @@ def plan_migration(
         if audit_source:
             if not hasattr(source, "has_bytes"):
                 raise UserInputError(f"{plan.path or plan.name}: --audit-source reads Supabase sources only (this source is {source.kind})")
-            audit = audit_source_bytes(manifest_objects(manifest), source, sample=audit_sample, concurrency=plan.transfer.concurrency)  # type: ignore[arg-type]
+            listed = pl.read_parquet(tmp, columns=["source_bucket", "source_key", "size"])
+            audit = audit_source_bytes(manifest_objects(listed), source, sample=audit_sample, concurrency=plan.transfer.concurrency)  # type: ignore[arg-type]
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # the old manifest stays as it was
+        raise
     finally:
         progress.close()
         if owns_source:
             source.close()
     elapsed = time.monotonic() - started
-    copies = manifest.filter(pl.col("action") == Action.COPY.value)
+    manifest = scan_manifest(tmp)
     est = estimate(
-        copies,
+        manifest.filter(pl.col("action") == Action.COPY.value),
         part_size=plan.transfer.part_size,
         multipart_threshold=plan.transfer.multipart_threshold,
         concurrency=plan.transfer.concurrency,
@@ -385,9 +424,8 @@ def plan_migration(
     summary = summarise(manifest, plan, buckets=buckets, elapsed=elapsed, est=est, source_kind=source.kind)
     if audit is not None:
         summary["source_audit"] = audit.summary()
+    copies = summary["actions"].get(Action.COPY.value, {"objects": 0, "bytes": 0})
 
-    tmp = atomic_path(run_dir.manifest)
-    manifest.write_parquet(tmp)
     tmp.replace(run_dir.manifest)
     run_dir.write_info(
         {
@@ -395,9 +433,9 @@ def plan_migration(
             "plan_path": plan.path,
             "plan_fingerprint": plan.fingerprint(),
             "created_at": summary["created_at"],
-            "objects": manifest.height,
-            "copy_objects": copies.height,
-            "copy_bytes": int(copies["size"].sum() or 0),
+            "objects": summary["listed_objects"],
+            "copy_objects": copies["objects"],
+            "copy_bytes": copies["bytes"],
             "collisions": summary["actions"].get(Action.COLLISION.value, {}).get("objects", 0),
         }
     )
@@ -413,7 +451,6 @@ def plan_migration(
         plan_fingerprint=plan.fingerprint(),
         run_dir=run_dir,
         report_dir=report_dir,
-        manifest=manifest,
         estimate=est,
         summary=summary,
         elapsed=elapsed,
@@ -422,18 +459,6 @@ def plan_migration(
 
 
 def load_manifest(run_dir: RunDirectory) -> pl.DataFrame:
-    """Read a run directory's manifest, checking it has exactly the manifest schema."""
-    if not run_dir.manifest.exists():
-        raise UserInputError(f"no manifest in {run_dir.path}; run `migrate plan` first")
-    frame = pl.read_parquet(run_dir.manifest)
-    if dict(frame.schema) != MANIFEST_SCHEMA:
-        raise UserInputError(f"{run_dir.manifest} does not have the manifest schema of this version; run `migrate plan` again")
-    return frame
+    """Read a run directory's whole manifest, checking it has exactly the manifest schema."""
+    return scan_manifest(run_dir.manifest).collect()
 
-
-def copy_records(manifest: pl.DataFrame) -> Any:
-    """Iterate the manifest's `copy` rows as records, in manifest order, a slice at a time."""
-    copies = manifest.filter(pl.col("action") == Action.COPY.value)
-    for offset in range(0, copies.height, 5000):
-        for row in copies.slice(offset, 5000).iter_rows(named=True):
-            yield ObjectRecord.from_row(row)

@@ -18,8 +18,9 @@ import polars as pl
 
 from migrate.encryption import EncryptionSettings
 from migrate.errors import MigrateError, StateDirectoryError, UserInputError
-from migrate.inventory import PlanResult, copy_records, load_manifest, plan_migration
+from migrate.inventory import PlanResult, load_manifest, plan_migration
 from migrate.journal import TransferJournal
+from migrate.manifest import copy_records, count_rows, scan_manifest
 from migrate.progress import Progress
 from migrate.records import ObjectRecord
 from migrate.report import UPLOAD_IN_PROGRESS, VerificationReport, report_frame
@@ -202,24 +203,25 @@ def run_migration(
             if replan or info is None or not run_dir.manifest.exists() or info.get("plan_fingerprint") != plan.fingerprint():
                 planned = plan_migration(plan, state_dir=state_dir, reports_dir=reports_dir, source=source)
                 replanned, plan_summary = True, planned.summary_text()
-            manifest = read_manifest(run_dir)
-            collisions = manifest.filter(pl.col("action") == "collision").height
+            # A lazy scan: counts are aggregates, and the copy rows are read a batch at a time.
+            manifest = scan_manifest(run_dir.manifest)
+            collisions, _ = count_rows(manifest, "collision")
             if collisions:
                 raise UserInputError(
                     f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
                     "fix the rules (see the plan summary) and run `migrate plan` again"
                 )
-            unwritable = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"]))
-            if unwritable.height:
-                first = unwritable.row(0, named=True)
+            unwritable, _ = count_rows(manifest, "invalid-key", "invalid-metadata")
+            if unwritable:
+                first = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"])).head(1).collect().row(0, named=True)
                 raise UserInputError(
-                    f"{plan.path or plan.name}: {unwritable.height} planned objects cannot be written to S3 as they are "
+                    f"{plan.path or plan.name}: {unwritable} planned objects cannot be written to S3 as they are "
                     f"(first: {first['source_bucket']}/{first['source_key']}: {first['reason']}); "
                     "exclude them with filters.exclude (or a rule with exclude: true), or fix them at the source, and run `migrate plan` again"
                 )
-            copies = manifest.filter(pl.col("action") == "copy")
             if progress is not None:
-                progress.start(objects=copies.height, total_bytes=int(copies["size"].sum() or 0), description="objects")
+                copy_objects, copy_bytes = count_rows(manifest, "copy")
+                progress.start(objects=copy_objects, total_bytes=copy_bytes, description="objects")
             with TransferJournal(run_dir.journal) as journal:
                 previous = journal.last_run()
                 run_id = journal.start_run(plan.fingerprint())

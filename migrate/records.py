@@ -13,7 +13,7 @@ schema does not depend on which metadata keys a store happens to use.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Iterable, Iterator
@@ -62,7 +62,8 @@ class ObjectRecord:
     reason: str | None = None
 
     def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
+        # Every field is a scalar but user_metadata, which is serialised: no deep copy (asdict) needed.
+        row = {name: getattr(self, name) for name in RECORD_FIELDS}
         row["user_metadata"] = json.dumps(self.user_metadata, sort_keys=True, ensure_ascii=False)
         return row
 
@@ -97,8 +98,11 @@ assert tuple(MANIFEST_SCHEMA) == RECORD_FIELDS, "MANIFEST_SCHEMA and ObjectRecor
 
 
 def records_to_frame(records: Iterable[ObjectRecord]) -> pl.DataFrame:
-    """Build a manifest-shaped DataFrame from records (one batch of them)."""
-    return pl.DataFrame([r.to_row() for r in records], schema=MANIFEST_SCHEMA, orient="row")
+    """Build a manifest-shaped DataFrame from records (one batch of them), column by column."""
+    batch = list(records)
+    columns: dict[str, list[Any]] = {name: [getattr(r, name) for r in batch] for name in RECORD_FIELDS}
+    columns["user_metadata"] = [json.dumps(r.user_metadata, sort_keys=True, ensure_ascii=False) for r in batch]
+    return pl.DataFrame(columns, schema=MANIFEST_SCHEMA)
 
 
 def frame_to_records(frame: pl.DataFrame) -> Iterator[ObjectRecord]:

@@ -56,7 +56,8 @@ from migrate.checksums import (
 )
 from migrate.encryption import Encryption, EncryptionSettings
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
-from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
+from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint, sent_headers_json
+from migrate.metadata import metadata_problems
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
 from migrate.ratelimit import RateLimits
@@ -224,6 +225,8 @@ class _MultipartJob:
         self.failed: MigrateError | None = None
         self.finished = False
         self.algorithm = algorithm
+        # The headers CreateMultipartUpload carried (`sent_headers_json`), for the journal.
+        self.sent_headers: str | None = None
 
     def pending_parts(self) -> list[int]:
         return [n for n in range(1, self.part_count + 1) if n not in self.completed]
@@ -432,15 +435,14 @@ class Transfer:
         with self._lock:
             self._futures.discard(future)
 
-    def _write_args(self, record: ObjectRecord, content_type: str | None) -> dict[str, Any]:
+    def _write_args(self, record: ObjectRecord, source: ObjectInfo | None) -> dict[str, Any]:
+        """The write's settings: the record's headers on top of the source's as read (`source_headers`)."""
+        sse, kms_key_id = self.options.encryption_for(record.rule)
         return {
-            "content_type": record.content_type or content_type or "application/octet-stream",
-            "cache_control": record.cache_control,
-            "content_disposition": record.content_disposition,
-            "metadata": record.user_metadata,
+            **source_headers(record, source, headers_on_read=source is not None and self.source.headers_on_read),
             "storage_class": record.storage_class,
-            "sse": self.options.encryption_for(record.rule)[0],
-            "kms_key_id": self.options.encryption_for(record.rule)[1],
+            "sse": sse,
+            "kms_key_id": kms_key_id,
         }
 
     def _conflict_check(self, record: ObjectRecord, owned: bool) -> bool:
@@ -478,6 +480,20 @@ class Transfer:
         with self._lock:
             self.result.skipped_existing += 1
         self.progress.advance(objects=1, bytes_done=record.size)
+
+    def _head_source(self, record: ObjectRecord) -> ObjectInfo:
+        """HEAD the source object (its headers, for a write that starts before its bytes are read)."""
+
+        def head() -> ObjectInfo | None:
+            with self._talking_to(self.source.endpoint):
+                return self.source.head(record.source_bucket, record.source_key)
+
+        info: ObjectInfo | None = self._retry(head, record)
+        what = f"{record.source_bucket}/{record.source_key}"
+        if info is None:
+            raise SourceChanged(f"{what}: {SOURCE_CHANGED} (gone); {REPLAN_HINT}")
+        self._check_source(record, info.size, info.etag, iter(()))
+        return info
 
     def _head_destination(self, record: ObjectRecord) -> ObjectInfo | None:
         assert record.dest_bucket and record.dest_key
@@ -523,7 +539,7 @@ class Transfer:
             self._record_failure(record, err)
             return
         _crash_point("after-put")
-        sha256, md5, etag, checksum = outcome
+        sha256, md5, etag, checksum, sent = outcome
         self.journal.done(
             record,
             sha256=sha256,
@@ -532,6 +548,7 @@ class Transfer:
             dest_checksum=checksum[1] if checksum else None,
             checksum_algorithm=checksum[0] if checksum else None,
             deferred=True,
+            sent_headers=sent,
         )
         with self._lock:
             self.result.copied += 1
@@ -561,7 +578,7 @@ class Transfer:
             raise IntegrityError(f"{what}: range at {offset} returned {received} of {length} bytes")
         return info
 
-    def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None]:
+    def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None, str]:
         digests = Digests(self.options.checksum_algorithm)
         body = bytearray()
         info = self._read_source(record, body, digests)
@@ -573,6 +590,7 @@ class Transfer:
             raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}, eTag {record.source_etag})")
         checksum = digests.s3_checksum()
         assert record.dest_bucket and record.dest_key
+        write_args = self._write_args(record, info)
         with self._talking_to(self.destination.endpoint):
             etag = self.destination.put_object(
                 record.dest_bucket,
@@ -582,9 +600,9 @@ class Transfer:
                 checksum=checksum,
                 if_none_match=conditional,
                 sha256_hex=digests.sha256.hexdigest(),
-                **self._write_args(record, info.content_type),
+                **write_args,
             )
-        return digests.sha256.hexdigest(), md5_hex, etag, checksum
+        return digests.sha256.hexdigest(), md5_hex, etag, checksum, _sent(write_args)
 
     # -- multipart ---------------------------------------------------------
     def start_multipart(self, record: ObjectRecord, owned: bool, previous: JournalRow | None) -> None:
@@ -593,7 +611,12 @@ class Transfer:
         part_size = choose_part_size(record.size, self.options.part_size)
         completed: dict[int, CompletedPart] = {}
         upload_id: str | None = None
+        source_info: ObjectInfo | None = None
         try:
+            if self.source.headers_on_read:
+                # One HEAD per large object: its headers go on CreateMultipartUpload, before any part is read.
+                source_info = self._head_source(record)
+            sent = _sent(self._write_args(record, source_info))
             if previous is not None and previous.upload_id and previous.part_size:
                 upload_id, part_size, completed = self._resume(record, previous)
                 if upload_id is None and self._is_our_completed_upload(record, previous):
@@ -601,13 +624,14 @@ class Transfer:
             if upload_id is None:
                 if not self._conflict_check(record, owned):
                     return
-                upload_id = self._create_upload(record)
+                upload_id = self._create_upload(record, source_info)
                 self.journal.set_upload(record, upload_id, part_size)
         except BaseException as err:  # noqa: BLE001
             self._record_failure(record, err, upload_id=upload_id)
             return
         assert upload_id is not None
         job = _MultipartJob(record, upload_id, part_size, completed, self.part_algorithm)
+        job.sent_headers = sent
         with self._lock:
             self.result.resumed_parts += job.resumed_parts
         if completed:
@@ -623,7 +647,7 @@ class Transfer:
             _, length = job.part_range(part_number)
             self._submit(length, self._copy_part, job, part_number, owned)
 
-    def _create_upload(self, record: ObjectRecord) -> str:
+    def _create_upload(self, record: ObjectRecord, source_info: ObjectInfo | None) -> str:
         """CreateMultipartUpload, journaled as an intent first; a retried create leaves no second upload behind."""
         assert record.dest_bucket and record.dest_key
         self.journal.intend_upload(record)
@@ -638,7 +662,7 @@ class Transfer:
                     record.dest_key,  # type: ignore[arg-type]
                     checksum_algorithm=self.part_algorithm,
                     full_object=self.part_algorithm in FULL_OBJECT_ALGORITHMS,
-                    **self._write_args(record, None),
+                    **self._write_args(record, source_info),
                 )
 
         upload_id: str = self._retry(create, record)
@@ -839,6 +863,7 @@ class Transfer:
             dest_etag=etag,
             dest_checksum=full[1] if full else None,
             checksum_algorithm=algorithm,
+            sent_headers=job.sent_headers,
         )
         with self._lock:
             self.result.copied += 1
@@ -1014,6 +1039,43 @@ class _Work:
 
 class _CancelledError(MigrateError):
     """Placeholder failure for a job whose run is stopping (never recorded)."""
+
+
+def source_headers(record: ObjectRecord, source: ObjectInfo | None, *, headers_on_read: bool) -> dict[str, Any]:
+    """Content-Type, Cache-Control, Content-Disposition and user metadata to write for `record`.
+
+    The record's values (the plan's rules on top of what the inventory saw)
+    win. Where the source's read answers the object's headers
+    (`SourceStore.headers_on_read`: S3, whose plan sends no HEAD and leaves
+    these manifest columns null), the source's headers as read fill in the
+    rest and the rules' user metadata goes on top of the source's, exactly
+    as the plan would have merged them. Content-Type falls back to the
+    source's, then to S3's default. User metadata S3 cannot carry fails the
+    object (`plan` cannot see it without a HEAD).
+    """
+    content_type = record.content_type or (source.content_type if source is not None else None) or "application/octet-stream"
+    cache_control, disposition, metadata = record.cache_control, record.content_disposition, record.user_metadata
+    if headers_on_read and source is not None:
+        cache_control = cache_control or source.cache_control
+        disposition = disposition or source.content_disposition
+        if source.user_metadata:
+            metadata = {**source.user_metadata, **metadata}
+            problems = metadata_problems(metadata)
+            if problems:
+                raise ObjectError(
+                    f"{record.source_bucket}/{record.source_key}: user metadata S3 cannot carry ({'; '.join(problems)}); exclude the object in the plan"
+                )
+    return {"content_type": content_type, "cache_control": cache_control, "content_disposition": disposition, "metadata": metadata}
+
+
+def _sent(write_args: Mapping[str, Any]) -> str:
+    """The journal's record of the headers a write carried."""
+    return sent_headers_json(
+        content_type=write_args["content_type"],
+        cache_control=write_args["cache_control"],
+        content_disposition=write_args["content_disposition"],
+        user_metadata=write_args["metadata"],
+    )
 
 
 def _batches(records: Iterable[ObjectRecord], size: int) -> Iterator[list[ObjectRecord]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -779,3 +780,48 @@ def test_a_truncated_s3_error_body_is_a_retried_transient_fault(seaweed: Any, bu
         with pytest.raises(ObjectNotFound):
             call_with_retries(lambda: store.open(source, "missing"), max_attempts=3)
         assert [action for action, _, _ in proxy.injected] == ["truncate", "truncate"]
+
+
+def test_records_from_a_listing_alone_get_the_source_headers_from_the_get(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """An S3 source's plan sends no HEAD: its records carry no headers (only a rule's). `run` takes Content-Type,
+    Cache-Control and user metadata from the GET (multipart: a HEAD before CreateMultipartUpload), puts the
+    record's values on top, and journals what each write carried."""
+    source, dest = buckets
+    sizes = {"small": 1000, "big": PART + 7, "ruled": 2000}  # "ruled" last: _assert_copied numbers the rest in order
+    data = _seed(seaweed, source, sizes)
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/" + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    ruled = next(record for record in records if record.source_key == "ruled")
+    ruled.cache_control, ruled.user_metadata = "no-store", {"tier": "gold"}  # a rule's values, on top of the source's
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
+    assert result.ok and result.copied == 3, result.failures
+    client = seaweed.client()
+    plain = {key: body for key, body in data.items() if key != "ruled"}
+    _assert_copied(seaweed, dest, plain)
+    got = client.get_object(Bucket=dest, Key="moved/ruled")
+    owner = f"u{list(sizes).index('ruled')}"
+    assert (got["Body"].read(), got["ContentType"], got.get("CacheControl"), got["Metadata"]) == (data["ruled"], "image/png", "no-store", {"owner": owner, "tier": "gold"})
+    sent = {key: json.loads(journal.row(source, key).sent_headers) for key in sizes}  # type: ignore[union-attr]
+    assert sent["ruled"] == {"content_type": "image/png", "cache_control": "no-store", "content_disposition": None, "user_metadata": {"owner": owner, "tier": "gold"}}
+    assert sent["big"]["user_metadata"] == {"owner": f"u{list(sizes).index('big')}"} and sent["big"]["cache_control"] == "max-age=60"
+
+
+def test_source_metadata_s3_cannot_carry_fails_the_object_in_run(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """The plan cannot see an S3 source's user metadata without a HEAD: a rule's key that collides with the
+    source's once lowercased is refused by `run`, for that object only."""
+    source, dest = buckets
+    _seed(seaweed, source, {"a": 10, "b": 10})
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/" + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    records[0].user_metadata = {"Owner": "rule"}  # the source has "owner"
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
+    assert result.copied == 1 and [failure.source_key for failure in result.failures] == ["a"]
+    assert "user metadata S3 cannot carry" in result.failures[0].error

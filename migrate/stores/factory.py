@@ -31,7 +31,9 @@ def open_source(plan: "Plan", *, concurrency: int | None = None, use_catalog: bo
     connections = max(8, concurrency or plan.transfer.concurrency)
     source = plan.source
     if source.kind == "s3":
-        return S3Store(s3_location(source), max_connections=connections, fetch_metadata=fetch_user_metadata)  # type: ignore[arg-type]
+        # No HEAD per listed object: no filter or rule decides on headers, and `run`
+        # takes Content-Type, Cache-Control, Content-Disposition and user metadata from the GET.
+        return S3Store(s3_location(source), max_connections=connections, fetch_metadata=False)  # type: ignore[arg-type]
     from migrate.stores.supabase import SupabaseStore
 
     supabase: SupabaseSource = source  # type: ignore[assignment]

@@ -125,6 +125,10 @@ class S3Store(SourceStore):
     """A bucket-agnostic handle on one S3-compatible service."""
 
     kind = "s3"
+    # A GET answers the object's Content-Type, Cache-Control, Content-Disposition
+    # and user metadata: `run` takes them from it (records planned from a
+    # listing leave them null, see `migrate.transfer.source_headers`).
+    headers_on_read = True
 
     def __init__(
         self,
@@ -147,7 +151,9 @@ class S3Store(SourceStore):
         # are retried by the stage that calls them.
         self.max_attempts = max_attempts
         # As a source: ListObjectsV2 carries no Content-Type, Cache-Control or
-        # user metadata, so each listed page is completed with HEADs.
+        # user metadata. `fetch_metadata` completes each listed page with HEADs;
+        # the plan does not ask for them (nothing it decides depends on them):
+        # the GET that reads the bytes carries them (`headers_on_read`).
         self.fetch_metadata = fetch_metadata
         self._max_connections = max_connections
         session = boto3.session.Session(

@@ -137,3 +137,15 @@ def test_a_key_ending_in_slash_with_bytes_is_never_left_as_zero_bytes(seaweed: S
     # A real folder marker (0 bytes) is fine, as is any other key.
     store.put_object(s3_bucket, "empty-folder/", b"", content_md5=hashlib.md5(b"").digest(), **_NO_SETTINGS)
     assert store.head(s3_bucket, "empty-folder/") is not None
+
+
+def test_stores_share_one_botocore_data_loader() -> None:
+    """A run opens a source and a destination store: the S3 service model is loaded once for both, not per client."""
+    first = S3Store(S3Location(endpoint_url="http://127.0.0.1:1", region="us-east-1", access_key_id="AKSOURCE", secret_access_key="s1"))
+    second = S3Store(S3Location(endpoint_url="http://127.0.0.1:2", region="eu-west-1", access_key_id="AKDEST", secret_access_key="s2"))
+    try:
+        assert first.client._loader is second.client._loader  # type: ignore[attr-defined]
+        assert first.client.meta.region_name == "us-east-1" and second.client.meta.region_name == "eu-west-1"
+    finally:
+        first.close()
+        second.close()

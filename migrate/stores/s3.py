@@ -11,6 +11,7 @@ decides what to retry, so attempts never multiply.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping
 
@@ -121,6 +122,26 @@ def _unquote(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
 
 
+_DATA_LOADER: Any = None
+_DATA_LOADER_LOCK = threading.Lock()
+
+
+def _share_data_loader(session: boto3.session.Session) -> None:
+    """One botocore data loader for every store of the process: the S3 service model is parsed once, not per client.
+
+    A run opens two stores (source and destination); each session would load
+    and keep its own copy of the model (about 13 MiB and 40 ms of CPU each).
+    The first session's own loader is shared, so its data path is the one
+    botocore would have used anyway.
+    """
+    global _DATA_LOADER
+    with _DATA_LOADER_LOCK:
+        if _DATA_LOADER is None:
+            _DATA_LOADER = session._session.get_component("data_loader")
+        else:
+            session._session.register_component("data_loader", _DATA_LOADER)
+
+
 class S3Store(SourceStore):
     """A bucket-agnostic handle on one S3-compatible service."""
 
@@ -164,6 +185,7 @@ class S3Store(SourceStore):
             # None: botocore's own chain (AWS_REGION, AWS_DEFAULT_REGION, the profile's region).
             region_name=location.region,
         )
+        _share_data_loader(session)
         # Addressing: the profile's/config's `s3.addressing_style` wins; an
         # endpoint named in the plan (S3-compatible servers) defaults to path style.
         configured_s3 = session._session.get_config_variable("s3") or {}

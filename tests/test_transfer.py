@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from migrate.errors import AccessDenied, BucketNotFound
+from migrate.errors import AccessDenied, BucketNotFound, StateDirectoryError
 from migrate.journal import TransferJournal
 from migrate.progress import RecordingProgress
 from migrate.records import ObjectRecord
@@ -433,7 +433,7 @@ def test_sigkill_during_multipart_resumes_without_resending_parts(seaweed: Any, 
                 with TransferJournal(journal_path, readonly=True) as peek:
                     uploads = peek.open_uploads()
                     done_parts = len(peek.parts(uploads[0].upload_id)) if uploads else 0
-            except sqlite3.OperationalError:  # the child has created the file but not its tables yet
+            except (sqlite3.OperationalError, StateDirectoryError):  # the child has created the file but not its tables yet
                 done_parts = 0
             if done_parts >= 3:
                 break

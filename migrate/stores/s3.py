@@ -296,10 +296,7 @@ class S3Store(SourceStore):
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
-            if token:
-                kwargs["ContinuationToken"] = token
-            response = self._call_retrying(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)
+            response = self._list_page(bucket, prefix, token)
             page = [
                 ObjectInfo(
                     key=item["Key"],
@@ -317,6 +314,21 @@ class S3Store(SourceStore):
             token = response.get("NextContinuationToken")
             if not token:
                 return
+
+    def _list_page(self, bucket: str, prefix: str, token: str | None) -> dict[str, Any]:
+        """One ListObjectsV2 page (retried), boto3-shaped: through the lean client when there is one (a tenth of botocore's CPU per key)."""
+        if self.http is not None:
+            http = self.http
+
+            def lean() -> dict[str, Any]:
+                contents, next_token = http.list_objects_v2(bucket, prefix=prefix, max_keys=self.page_size, token=token)
+                return {"Contents": contents, "IsTruncated": next_token is not None, "NextContinuationToken": next_token}
+
+            return call_with_retries(lean, max_attempts=self.max_attempts)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        if token:
+            kwargs["ContinuationToken"] = token
+        return self._call_retrying(f"s3://{bucket}/{prefix}", "list_objects_v2", **kwargs)  # type: ignore[no-any-return]
 
     def _with_metadata(self, bucket: str, page: list[ObjectInfo]) -> list[ObjectInfo]:
         heads = fetch_each(

@@ -383,3 +383,16 @@ rules:
     assert manifest.height == 5
     assert manifest["content_type"].null_count() == 5 and manifest["cache_control"].null_count() == 5
     assert set(manifest["user_metadata"].to_list()) == {'{"tier": "gold"}'}
+
+
+def test_only_the_plan_and_run_stages_list_an_s3_source_without_heads() -> None:
+    """A backup keeps the listed headers itself: its S3 listing still HEADs each object; plan and run take them from the GET."""
+    from migrate.stores.factory import open_source
+
+    plan = parse_plan(
+        'version: 1\nname: f\nsource: {type: s3, endpoint_url: "http://127.0.0.1:1", region: us-east-1, buckets: [src-a]}\ndestination: {bucket: dst-b}\n',
+        source_name="f.yaml",
+        environ={"AWS_ACCESS_KEY_ID": "AKTEST", "AWS_SECRET_ACCESS_KEY": "secret"},
+    )
+    assert open_source(plan).fetch_metadata is True  # type: ignore[attr-defined]
+    assert open_source(plan, headers_from_read=True).fetch_metadata is False  # type: ignore[attr-defined]

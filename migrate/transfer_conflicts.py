@@ -22,7 +22,7 @@ from migrate.journal import STATE_SKIPPED
 from migrate.records import ObjectRecord
 from migrate.stores.base import ObjectInfo
 from migrate.stores.s3 import ConditionalWriteFailed
-from migrate.transfer_multipart import EngineState, _crash_point
+from migrate.transfer_multipart import EngineState, _crash_point, _sent
 
 log = logging.getLogger("migrate.transfer")
 
@@ -95,7 +95,12 @@ class ConflictPolicy(EngineState):
         if existing is not None and existing.size == record.size and is_plain_md5(record.source_etag) and existing.etag == record.source_etag:
             # Exactly the planned bytes are already there (e.g. written by a run
             # killed before its journal caught up): migrated, under every policy.
-            self.journal.done(record, sha256=None, md5=record.source_etag, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, deferred=True)
+            # The headers such a write carried are journaled for verify; taken from the GET, they need the source's.
+            source = self._head_source(record) if self.source.headers_on_read else None  # type: ignore[attr-defined]
+            sent = _sent(self._write_args(record, source))  # type: ignore[attr-defined]
+            self.journal.done(
+                record, sha256=None, md5=record.source_etag, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, deferred=True, sent_headers=sent
+            )
         elif self.options.on_conflict == "skip":
             etag = existing.etag if existing is not None else None
             self.journal.done(record, sha256=None, md5=None, dest_etag=etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)

@@ -825,3 +825,23 @@ def test_source_metadata_s3_cannot_carry_fails_the_object_in_run(seaweed: Any, b
     result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
     assert result.copied == 1 and [failure.source_key for failure in result.failures] == ["a"]
     assert "user metadata S3 cannot carry" in result.failures[0].error
+
+
+def test_identical_bytes_found_at_the_destination_journal_the_source_headers(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """A record whose headers come from the GET, already at the destination byte for byte (a run killed before its
+    journal caught up): migrated without a write, and the journal holds the headers that write carried, for verify."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"k": 100})
+    client = seaweed.client()
+    client.put_object(Bucket=dest, Key="moved/k", Body=data["k"], ContentType="image/png", CacheControl="max-age=60", Metadata={"owner": "u0"})
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/k")
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(on_conflict="fail"))
+    assert result.ok and result.skipped_existing == 1 and result.copied == 0, result.failures
+    journal.flush()
+    sent = json.loads(journal.row(source, "k").sent_headers)  # type: ignore[union-attr]
+    assert sent == {"content_type": "image/png", "cache_control": "max-age=60", "content_disposition": None, "user_metadata": {"owner": "u0"}}

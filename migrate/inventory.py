@@ -361,7 +361,7 @@ def plan_migration(
     progress = progress or NullProgress()
     started = time.monotonic()
     owns_source = source is None
-    source = source or open_source(plan, use_catalog=use_catalog)
+    source = source or open_source(plan, use_catalog=use_catalog, headers_from_read=True)
     run_dir = RunDirectory.for_plan(plan.name, state_dir=state_dir)
     run_dir.ensure()
     checkpoint = ListingCheckpoint.open(run_dir.path / ".inventory-parts", fingerprint=plan.fingerprint(), source_kind=source.kind)

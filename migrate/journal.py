@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from migrate.errors import StateDirectoryError
 from migrate.records import ObjectRecord
@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS objects (
     part_size INTEGER,
     updated_at REAL NOT NULL,
     upload_intent INTEGER NOT NULL DEFAULT 0,
+    sent_headers TEXT,
     PRIMARY KEY (source_bucket, source_key)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state);
@@ -109,7 +110,7 @@ ON CONFLICT (source_bucket, source_key) DO UPDATE SET
 
 _DONE_SQL = """
 UPDATE objects SET state = ?, error = NULL, sha256 = ?, md5 = ?, dest_etag = ?, dest_checksum = ?,
-    checksum_algorithm = ?, upload_id = NULL, updated_at = ?
+    checksum_algorithm = ?, sent_headers = ?, upload_id = NULL, updated_at = ?
 WHERE source_bucket = ? AND source_key = ?
 """
 
@@ -145,6 +146,16 @@ def record_fingerprint(record: ObjectRecord, *, sse: str | None = None, kms_key_
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+def sent_headers_json(*, content_type: str | None, cache_control: str | None, content_disposition: str | None, user_metadata: Any) -> str:
+    """The journal's record of the headers one write carried (JSON, keys sorted)."""
+    return json.dumps(
+        {"content_type": content_type, "cache_control": cache_control, "content_disposition": content_disposition, "user_metadata": user_metadata or {}},
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+
+
 @dataclass(frozen=True)
 class JournalRow:
     source_bucket: str
@@ -164,6 +175,9 @@ class JournalRow:
     upload_id: str | None
     part_size: int | None
     upload_intent: int = 0
+    # JSON {"content_type", "cache_control", "content_disposition", "user_metadata"}: the headers
+    # `run` sent with the object (None: it wrote nothing, or an older journal). See `sent_headers_json`.
+    sent_headers: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +218,11 @@ class TransferJournal:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
             if "upload_intent" not in columns:  # a journal written before upload intents existed
                 self._db.execute("ALTER TABLE objects ADD COLUMN upload_intent INTEGER NOT NULL DEFAULT 0")
+            if "sent_headers" not in columns:  # a journal written before sent headers were recorded
+                self._db.execute("ALTER TABLE objects ADD COLUMN sent_headers TEXT")
+        # What SELECTs read into a JournalRow; a read-only open of an older journal reads NULL for newer columns.
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
+        self._columns = ", ".join(name if name in present else f"NULL AS {name}" for name in JournalRow.__dataclass_fields__)
 
     def close(self) -> None:
         self.flush()
@@ -235,7 +254,7 @@ class TransferJournal:
     def row(self, source_bucket: str, source_key: str) -> JournalRow | None:
         with self._lock:
             cursor = self._db.execute(
-                f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE source_bucket = ? AND source_key = ?",
+                f"SELECT {self._columns} FROM objects WHERE source_bucket = ? AND source_key = ?",
                 (source_bucket, source_key),
             )
             found = cursor.fetchone()
@@ -244,7 +263,7 @@ class TransferJournal:
     def rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], JournalRow]:
         """Rows for many (source_bucket, source_key) pairs at once, for fast skip checks."""
         found: dict[tuple[str, str], JournalRow] = {}
-        columns = ", ".join(JournalRow.__dataclass_fields__)
+        columns = self._columns
         for start in range(0, len(keys), 400):
             batch = keys[start : start + 400]
             placeholders = ", ".join("(?, ?)" for _ in batch)
@@ -302,7 +321,7 @@ class TransferJournal:
 
     def _rows_where(self, condition: str) -> list[JournalRow]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM objects WHERE {condition}").fetchall()
+            rows = self._db.execute(f"SELECT {self._columns} FROM objects WHERE {condition}").fetchall()
         return [JournalRow(*row) for row in rows]
 
     def clear_intent(self, source_bucket: str, source_key: str) -> None:
@@ -330,13 +349,15 @@ class TransferJournal:
         checksum_algorithm: str | None,
         state: str = STATE_DONE,
         deferred: bool = False,
+        sent_headers: str | None = None,
     ) -> None:
         """Mark an object migrated: called only after the destination confirmed the whole object.
 
         `deferred` (whole objects, no multipart state) joins the group commit.
+        `sent_headers` (`sent_headers_json`) are the headers the write carried.
         """
         if deferred:
-            row = (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, time.time(), record.source_bucket, record.source_key)
+            row = (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, sent_headers, time.time(), record.source_bucket, record.source_key)
             with self._lock:
                 if not self._pending:
                     self._pending_since = time.monotonic()
@@ -355,7 +376,7 @@ class TransferJournal:
                 self._db.execute("DELETE FROM parts WHERE upload_id = ?", (row[0],))
             self._db.execute(
                 _DONE_SQL,
-                (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, time.time(), record.source_bucket, record.source_key),
+                (state, sha256, md5, dest_etag, dest_checksum, checksum_algorithm, sent_headers, time.time(), record.source_bucket, record.source_key),
             )
             self._db.execute("COMMIT")
 
@@ -437,7 +458,7 @@ class TransferJournal:
 
     def iter_rows(self, state: str | None = None) -> Iterator[JournalRow]:
         self.flush()
-        columns = ", ".join(JournalRow.__dataclass_fields__)
+        columns = self._columns
         sql = f"SELECT {columns} FROM objects" + (" WHERE state = ?" if state else "") + " ORDER BY source_bucket, source_key"
         with self._lock:
             rows = self._db.execute(sql, (state,) if state else ()).fetchall()

@@ -193,7 +193,7 @@ def run_migration(
         max_requests_per_second=plan.transfer.max_requests_per_second,
     )
     owns_source, owns_destination = source is None, destination is None
-    source = source or open_source(plan, concurrency=concurrency)
+    source = source or open_source(plan, concurrency=concurrency, headers_from_read=True)
     destination = destination or open_destination(plan, concurrency=concurrency)
     try:
         # Environment checks before anything is written (a failing command leaves no run directory).

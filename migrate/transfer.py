@@ -21,6 +21,11 @@ Design (the why):
 - **One retry loop.** `migrate.retry.call_with_retries` (tenacity) around
   each source read and each destination write; botocore's own retries are
   off. Throttling slows every worker down through a shared `Throttle`.
+- **Where things are.** This module: `transfer_objects`, the options and
+  result, and the engine (`Transfer`: driving, small objects, bookkeeping).
+  `migrate.transfer_multipart`: the byte budget, the multipart upload's
+  bookkeeping and the engine's multipart steps. `migrate.transfer_conflicts`:
+  the conflict policy and the conditional-write probe.
 - **Faults by consequence.** `FatalError` (credentials, missing bucket)
   stops the run at once; `ObjectError` and exhausted `TransientError`s are
   recorded on the object and the run goes on.
@@ -28,14 +33,9 @@ Design (the why):
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import os
-import signal
 import threading
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,40 +43,56 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from migrate.checksums import (
     CHECKSUM_SIZES,
-    FULL_OBJECT_ALGORITHMS,
     MIN_PART_SIZE,
     Digests,
     MiB,
-    checksums_fit,
-    choose_part_size,
-    combine_part_checksums,
     full_object_algorithm,
     is_plain_md5,
-    multipart_etag,
 )
 from migrate.encryption import Encryption, EncryptionSettings
-from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, ObjectNotFound, TransientError, UserInputError
-from migrate.journal import STATE_DONE, STATE_SKIPPED, CompletedPart, JournalRow, TransferJournal, record_fingerprint
+from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, TransientError, UserInputError
+from migrate.journal import STATE_DONE, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
+from migrate.metadata import metadata_problems
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
 from migrate.ratelimit import RateLimits
 from migrate.retry import OUTAGE_BUDGET, OUTAGE_WINDOW, OutageMonitor, RunStopping, Throttle, call_with_retries, is_connection_failure
 from migrate.stores.base import ObjectInfo, SourceStore
-from migrate.stores.s3 import ConditionalWriteFailed, S3Store, UploadGone
+from migrate.stores.s3 import ConditionalWriteFailed, S3Store
+from migrate.transfer_conflicts import CONFLICT_POLICIES, ConflictPolicy
+from migrate.transfer_multipart import KILL_STEPS, ByteBudget, MultipartTransfers, _Cancelled, _crash_point, _MultipartJob, _sent  # noqa: F401 - KILL_STEPS, ByteBudget: importable from here
 
 log = logging.getLogger(__name__)
 
-CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 
-#: Tests only: `MIGRATE_TEST_KILL_AT=<step>` makes the process SIGKILL itself at that
-#: protocol step, so a kill-loop test can hit the narrow windows (e.g. between
-#: CreateMultipartUpload and the journal write) deterministically.
-KILL_STEPS = ("after-create-multipart", "after-first-part", "after-complete", "after-put", "after-probe-write")
+def transfer_objects(
+    records: Iterable[ObjectRecord],
+    *,
+    source: SourceStore,
+    destination: S3Store,
+    journal: TransferJournal,
+    options: TransferOptions,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> TransferResult:
+    """Copy every record (action `copy`) that the journal does not already show as done.
 
-
-def _crash_point(step: str) -> None:
-    if os.environ.get("MIGRATE_TEST_KILL_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    Raises `FatalError` when the environment stops everything; per-object
+    failures are in `result.failures`. Ctrl-C sets `result.interrupted`;
+    everything finished is journaled and the rest resumes on the next call.
+    """
+    engine = Transfer(
+        source=source,
+        destination=destination,
+        journal=journal,
+        options=options,
+        progress=progress or NullProgress(),
+        stop=stop or threading.Event(),
+    )
+    result = engine.run(records)
+    if result.interrupted:
+        log.info("interrupted; finished work is journaled")
+    return result
 
 
 @dataclass(frozen=True)
@@ -165,36 +181,6 @@ class TransferResult:
         return not self.failures and not self.interrupted
 
 
-class ByteBudget:
-    """A counting semaphore over bytes: caps object data held in memory."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._available = capacity
-        self._cond = threading.Condition()
-        self.peak_in_use = 0
-
-    def acquire(self, amount: int, *, stop: threading.Event | None = None) -> int:
-        amount = min(max(amount, 1), self.capacity)
-        with self._cond:
-            while self._available < amount:
-                if stop is not None and stop.is_set():
-                    raise _Cancelled()
-                self._cond.wait(timeout=0.2)
-            self._available -= amount
-            self.peak_in_use = max(self.peak_in_use, self.capacity - self._available)
-        return amount
-
-    def release(self, amount: int) -> None:
-        with self._cond:
-            self._available += amount
-            self._cond.notify_all()
-
-
-class _Cancelled(Exception):
-    """Work skipped because the run is stopping; the object stays resumable."""
-
-
 class SourceChanged(ObjectError):
     """The source object is not the one the plan listed (size or eTag changed)."""
 
@@ -204,73 +190,8 @@ SOURCE_CHANGED = "changed at the source since the plan"
 REPLAN_HINT = "re-plan it with `migrate run --replan` and the plan file"
 
 
-# -- multipart bookkeeping -------------------------------------------------
-class _MultipartJob:
-    """One multipart object in flight: its parts, and the whole-object digests computed in part order."""
-
-    def __init__(self, record: ObjectRecord, upload_id: str, part_size: int, completed: dict[int, CompletedPart], algorithm: str | None):
-        self.record = record
-        self.upload_id = upload_id
-        self.part_size = part_size
-        self.part_count = max(1, math.ceil(record.size / part_size))
-        self.completed: dict[int, CompletedPart] = dict(completed)
-        self.resumed_parts = len(completed)
-        # The whole-object MD5/SHA-256 need every byte in order; after a resume
-        # the parts sent earlier are not read again, so only per-part checksums
-        # (checked by S3 on upload) vouch for them.
-        self.whole = Digests(None, md5=is_plain_md5(record.source_etag)) if not completed else None
-        self._next_to_hash = 1
-        self._cond = threading.Condition()
-        self.failed: MigrateError | None = None
-        self.finished = False
-        self.algorithm = algorithm
-
-    def pending_parts(self) -> list[int]:
-        return [n for n in range(1, self.part_count + 1) if n not in self.completed]
-
-    def part_range(self, part_number: int) -> tuple[int, int]:
-        offset = (part_number - 1) * self.part_size
-        return offset, min(self.part_size, self.record.size - offset)
-
-    def hash_in_order(self, part_number: int, data: bytearray) -> None:
-        """Feed this part into the whole-object digests once every earlier part has been.
-
-        Deadlock-free because memory for parts is granted, and tasks queued,
-        in part order: the lowest unhashed part always holds its memory and
-        is running.
-        """
-        if self.whole is None:
-            return
-        with self._cond:
-            while self._next_to_hash != part_number:
-                if self.failed is not None:
-                    raise _Cancelled()
-                self._cond.wait(timeout=0.5)
-            self.whole.update(data)
-            self._next_to_hash += 1
-            self._cond.notify_all()
-
-    def fail(self, error: MigrateError) -> bool:
-        """Mark the job failed; True for the first failure (the one to record)."""
-        with self._cond:
-            first = self.failed is None
-            if first:
-                self.failed = error
-            self._cond.notify_all()
-            return first
-
-    def part_done(self, part: CompletedPart) -> bool:
-        """Record a part; True when it was the last one missing."""
-        with self._cond:
-            self.completed[part.part_number] = part
-            if len(self.completed) == self.part_count and not self.finished and self.failed is None:
-                self.finished = True
-                return True
-            return False
-
-
 # -- the engine --------------------------------------------------------------
-class Transfer:
+class Transfer(ConflictPolicy, MultipartTransfers):
     """Moves records from a source store to an S3 destination. Use `transfer_objects`."""
 
     def __init__(
@@ -305,44 +226,6 @@ class Transfer:
         # Objects whose upload vanished (NoSuchUpload): restarted once, from the submitting thread.
         self._restart: list[tuple[_MultipartJob, bool]] = []
         self._restarted: set[tuple[str, str]] = set()
-
-    def _probe_conditional_writes(self, bucket: str) -> bool:
-        """Does the destination refuse an If-None-Match: * write to an existing key? One probe object, deleted after.
-
-        The probe key is journaled (committed) before it is written and
-        forgotten once it is deleted, so a run killed mid-probe leaves a key
-        that `remove_stray_probes` deletes at the next start: no object
-        outside the plan stays at the destination.
-        """
-        if self.options.conditional_writes is not None:
-            return self.options.conditional_writes
-        if self.options.on_conflict == "overwrite":
-            return False
-        key = f".migrate-probe-{uuid.uuid4().hex}"
-        self.journal.add_probe(bucket, key)
-        if os.environ.get("MIGRATE_TEST_KILL_AT") == "after-probe-write":
-            stub = ObjectRecord(source_bucket=bucket, source_key=key, size=0)
-            self.destination.put_object(bucket, key, b"", content_md5=hashlib.md5(b"").digest(), **self._write_args(stub, None))
-            _crash_point("after-probe-write")
-        supported = self.destination.supports_conditional_writes(bucket, key)
-        self._delete_probe(bucket, key)
-        return supported
-
-    def remove_stray_probes(self) -> None:
-        """Delete probe objects an earlier, killed run may have left (their keys were journaled first)."""
-        for bucket, key in self.journal.probes():
-            self._delete_probe(bucket, key)
-
-    def _delete_probe(self, bucket: str, key: str) -> None:
-        stub = ObjectRecord(source_bucket=bucket, source_key=key, size=0)
-        try:
-            self._retry(lambda: self.destination.delete_object(bucket, key), stub)
-        except ObjectNotFound:
-            pass
-        except ObjectError as err:
-            log.warning("could not delete the probe object s3://%s/%s: %s", bucket, key, err)
-            return
-        self.journal.forget_probe(bucket, key)
 
     # -- bookkeeping -------------------------------------------------------
     @contextmanager
@@ -432,61 +315,29 @@ class Transfer:
         with self._lock:
             self._futures.discard(future)
 
-    def _write_args(self, record: ObjectRecord, content_type: str | None) -> dict[str, Any]:
+    def _write_args(self, record: ObjectRecord, source: ObjectInfo | None) -> dict[str, Any]:
+        """The write's settings: the record's headers on top of the source's as read (`source_headers`)."""
+        sse, kms_key_id = self.options.encryption_for(record.rule)
         return {
-            "content_type": record.content_type or content_type or "application/octet-stream",
-            "cache_control": record.cache_control,
-            "content_disposition": record.content_disposition,
-            "metadata": record.user_metadata,
+            **source_headers(record, source, headers_on_read=source is not None and self.source.headers_on_read),
             "storage_class": record.storage_class,
-            "sse": self.options.encryption_for(record.rule)[0],
-            "kms_key_id": self.options.encryption_for(record.rule)[1],
+            "sse": sse,
+            "kms_key_id": kms_key_id,
         }
 
-    def _conflict_check(self, record: ObjectRecord, owned: bool) -> bool:
-        """Apply the conflict policy before writing. True: go ahead (with If-None-Match when not overwriting).
-
-        Where the destination honours conditional writes, no HEAD is needed:
-        the write itself answers 412 when the key exists (see `_settle_existing`).
-        """
-        if owned or self.options.on_conflict == "overwrite" or self.conditional_writes:
-            return True
-        assert record.dest_bucket and record.dest_key
-        existing = self._head_destination(record)
-        if existing is None:
-            return True
-        self._settle_existing(record, existing)
-        return False
-
-    def _settle_existing(self, record: ObjectRecord, existing: ObjectInfo | None = None) -> None:
-        """The destination already has the key and the policy forbids overwriting: done, skipped, or failed."""
-        assert record.dest_bucket and record.dest_key
-        if existing is None:
-            existing = self._head_destination(record)
-        if existing is not None and existing.size == record.size and is_plain_md5(record.source_etag) and existing.etag == record.source_etag:
-            # Exactly the planned bytes are already there (e.g. written by a run
-            # killed before its journal caught up): migrated, under every policy.
-            self.journal.done(record, sha256=None, md5=record.source_etag, dest_etag=existing.etag, dest_checksum=None, checksum_algorithm=None, deferred=True)
-        elif self.options.on_conflict == "skip":
-            etag = existing.etag if existing is not None else None
-            self.journal.done(record, sha256=None, md5=None, dest_etag=etag, dest_checksum=None, checksum_algorithm=None, state=STATE_SKIPPED, deferred=True)
-        else:
-            raise ConditionalWriteFailed(
-                f"s3://{record.dest_bucket}/{record.dest_key}: already exists and destination.on_conflict is 'fail'; "
-                "remove it, or set on_conflict to skip or overwrite"
-            )
-        with self._lock:
-            self.result.skipped_existing += 1
-        self.progress.advance(objects=1, bytes_done=record.size)
-
-    def _head_destination(self, record: ObjectRecord) -> ObjectInfo | None:
-        assert record.dest_bucket and record.dest_key
+    def _head_source(self, record: ObjectRecord) -> ObjectInfo:
+        """HEAD the source object (its headers, for a write that starts before its bytes are read)."""
 
         def head() -> ObjectInfo | None:
-            with self._talking_to(self.destination.endpoint):
-                return self.destination.head(record.dest_bucket, record.dest_key)  # type: ignore[arg-type]
+            with self._talking_to(self.source.endpoint):
+                return self.source.head(record.source_bucket, record.source_key)
 
-        return self._retry(head, record)  # type: ignore[no-any-return]
+        info: ObjectInfo | None = self._retry(head, record)
+        what = f"{record.source_bucket}/{record.source_key}"
+        if info is None:
+            raise SourceChanged(f"{what}: {SOURCE_CHANGED} (gone); {REPLAN_HINT}")
+        self._check_source(record, info.size, info.etag, iter(()))
+        return info
 
     def _check_source(self, record: ObjectRecord, size: int, etag: str | None, chunks: Iterator[bytes]) -> None:
         """Refuse a source object that is not the planned one; the response is closed so its connection goes back."""
@@ -523,7 +374,7 @@ class Transfer:
             self._record_failure(record, err)
             return
         _crash_point("after-put")
-        sha256, md5, etag, checksum = outcome
+        sha256, md5, etag, checksum, sent = outcome
         self.journal.done(
             record,
             sha256=sha256,
@@ -532,6 +383,7 @@ class Transfer:
             dest_checksum=checksum[1] if checksum else None,
             checksum_algorithm=checksum[0] if checksum else None,
             deferred=True,
+            sent_headers=sent,
         )
         with self._lock:
             self.result.copied += 1
@@ -561,7 +413,7 @@ class Transfer:
             raise IntegrityError(f"{what}: range at {offset} returned {received} of {length} bytes")
         return info
 
-    def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None]:
+    def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None, str]:
         digests = Digests(self.options.checksum_algorithm)
         body = bytearray()
         info = self._read_source(record, body, digests)
@@ -573,6 +425,7 @@ class Transfer:
             raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}, eTag {record.source_etag})")
         checksum = digests.s3_checksum()
         assert record.dest_bucket and record.dest_key
+        write_args = self._write_args(record, info)
         with self._talking_to(self.destination.endpoint):
             etag = self.destination.put_object(
                 record.dest_bucket,
@@ -582,330 +435,9 @@ class Transfer:
                 checksum=checksum,
                 if_none_match=conditional,
                 sha256_hex=digests.sha256.hexdigest(),
-                **self._write_args(record, info.content_type),
+                **write_args,
             )
-        return digests.sha256.hexdigest(), md5_hex, etag, checksum
-
-    # -- multipart ---------------------------------------------------------
-    def start_multipart(self, record: ObjectRecord, owned: bool, previous: JournalRow | None) -> None:
-        """Create or resume the upload (in the submitting thread), then queue its parts in order."""
-        assert record.dest_bucket and record.dest_key
-        part_size = choose_part_size(record.size, self.options.part_size)
-        completed: dict[int, CompletedPart] = {}
-        upload_id: str | None = None
-        try:
-            if previous is not None and previous.upload_id and previous.part_size:
-                upload_id, part_size, completed = self._resume(record, previous)
-                if upload_id is None and self._is_our_completed_upload(record, previous):
-                    return
-            if upload_id is None:
-                if not self._conflict_check(record, owned):
-                    return
-                upload_id = self._create_upload(record)
-                self.journal.set_upload(record, upload_id, part_size)
-        except BaseException as err:  # noqa: BLE001
-            self._record_failure(record, err, upload_id=upload_id)
-            return
-        assert upload_id is not None
-        job = _MultipartJob(record, upload_id, part_size, completed, self.part_algorithm)
-        with self._lock:
-            self.result.resumed_parts += job.resumed_parts
-        if completed:
-            self.progress.advance(bytes_done=sum(p.size for p in completed.values()))
-        pending = job.pending_parts()
-        if not pending:
-            job.finished = True
-            self._submit(0, self._complete, job, owned)
-            return
-        for part_number in pending:
-            if job.failed is not None:
-                return
-            _, length = job.part_range(part_number)
-            self._submit(length, self._copy_part, job, part_number, owned)
-
-    def _create_upload(self, record: ObjectRecord) -> str:
-        """CreateMultipartUpload, journaled as an intent first; a retried create leaves no second upload behind."""
-        assert record.dest_bucket and record.dest_key
-        self.journal.intend_upload(record)
-        attempts = 0
-
-        def create() -> str:
-            nonlocal attempts
-            attempts += 1
-            with self._talking_to(self.destination.endpoint):
-                return self.destination.create_multipart_upload(
-                    record.dest_bucket,  # type: ignore[arg-type]
-                    record.dest_key,  # type: ignore[arg-type]
-                    checksum_algorithm=self.part_algorithm,
-                    full_object=self.part_algorithm in FULL_OBJECT_ALGORITHMS,
-                    **self._write_args(record, None),
-                )
-
-        upload_id: str = self._retry(create, record)
-        _crash_point("after-create-multipart")
-        if attempts > 1:
-            # An earlier attempt may have created an upload whose answer was lost.
-            self._abort_strays(record.dest_bucket, record.dest_key, keep=upload_id, record=record)
-        return upload_id
-
-    def _abort_strays(self, bucket: str, key: str, *, keep: str | None, record: ObjectRecord) -> None:
-        """Abort every in-progress upload under exactly `key` except `keep` (ours and current)."""
-        def listing() -> list[tuple[str, str]]:
-            with self._talking_to(self.destination.endpoint):
-                return self.destination.list_multipart_uploads(bucket, key)
-
-        uploads = self._retry(listing, record)
-        for upload_key, upload_id in uploads:
-            if upload_key == key and upload_id != keep:
-                self._abort_upload(record, upload_id, bucket=bucket, key=key)
-
-    def sweep_upload_intents(self) -> None:
-        """At start: uploads created by a run killed before it journaled their UploadId are found and aborted."""
-        for row in self.journal.intended_uploads():
-            stub = ObjectRecord(source_bucket=row.source_bucket, source_key=row.source_key, size=row.size)
-            try:
-                self._abort_strays(row.dest_bucket, row.dest_key, keep=row.upload_id, record=stub)
-            except (ObjectError, TransientError) as err:
-                log.warning("could not list the multipart uploads of %s: %s", row.dest_key, err)
-                continue
-            self.journal.clear_intent(row.source_bucket, row.source_key)
-
-    def _resume(self, record: ObjectRecord, previous: JournalRow) -> tuple[str | None, int, dict[int, CompletedPart]]:
-        """Parts both the journal and ListParts agree on; (None, ...) when the upload is gone."""
-        assert previous.upload_id and previous.part_size and record.dest_bucket and record.dest_key
-        def listing() -> dict[int, dict[str, Any]]:
-            with self._talking_to(self.destination.endpoint):
-                return self.destination.list_parts(record.dest_bucket, record.dest_key, previous.upload_id)  # type: ignore[arg-type]
-
-        try:
-            remote = self._retry(listing, record)
-        except (UploadGone, ObjectNotFound):
-            # ObjectNotFound too: S3 answers a vanished upload with 404 NoSuchUpload.
-            return None, choose_part_size(record.size, self.options.part_size), {}
-        local = self.journal.parts(previous.upload_id)
-        if not checksums_fit(self.part_algorithm, [part.checksum for part in local.values()]):
-            # Started by a version that sent another part checksum (SHA-256 composite): S3 would
-            # refuse the rest of the parts, so that upload is dropped and the object starts afresh.
-            self._abort_upload(record, previous.upload_id)
-            return None, choose_part_size(record.size, self.options.part_size), {}
-        agreed = {
-            number: part
-            for number, part in local.items()
-            if number in remote and remote[number]["etag"] == part.etag and remote[number]["size"] == part.size
-        }
-        log.info("resuming %s/%s: %d of its parts already uploaded", record.source_bucket, record.source_key, len(agreed))
-        return previous.upload_id, previous.part_size, agreed
-
-    def _is_our_completed_upload(self, record: ObjectRecord, previous: JournalRow) -> bool:
-        """The journaled upload is gone: did it complete (a kill after CompleteMultipartUpload, before the journal saw it)?
-
-        The destination object is ours when its size is the planned size and
-        its ETag (MD5 of the part MD5s, "-N") or full-object CRC is the one
-        the journaled parts make: exactly the bytes this run sent. Then it is
-        migrated under every conflict policy, `fail` included.
-        """
-        assert previous.upload_id and record.dest_bucket and record.dest_key
-        parts = [part for _, part in sorted(self.journal.parts(previous.upload_id).items())]
-        self.journal.forget_parts(previous.upload_id)
-        self.journal.set_upload(record, None, None)
-        part_count = max(1, math.ceil(record.size / previous.part_size)) if previous.part_size else 0
-        if not parts or len(parts) != part_count or [p.part_number for p in parts] != list(range(1, part_count + 1)):
-            return False
-        existing = self._head_destination(record)
-        if existing is None or existing.size != record.size:
-            return False
-        expected_etag = multipart_etag([p.etag for p in parts])
-        # The full-object CRC the journaled parts make (what _complete sent and S3 stored).
-        algorithm = self.part_algorithm
-        expected_crc = None
-        if algorithm in FULL_OBJECT_ALGORITHMS and checksums_fit(algorithm, [p.checksum for p in parts]):
-            expected_crc = combine_part_checksums(algorithm, [(p.checksum, p.size) for p in parts])  # type: ignore[arg-type, misc]
-        stored_crc = existing.checksums.get((algorithm or "").lower()) if existing.checksums else None
-        if existing.etag != expected_etag and not (expected_crc and stored_crc == expected_crc):
-            return False
-        log.info("%s/%s: completed by an earlier run (its journal had not caught up)", record.source_bucket, record.source_key)
-        self.journal.done(
-            record, sha256=None, md5=None, dest_etag=existing.etag, dest_checksum=expected_crc, checksum_algorithm=algorithm if expected_crc else None
-        )
-        with self._lock:
-            self.result.skipped_existing += 1
-        self.progress.advance(objects=1, bytes_done=record.size)
-        return True
-
-    def _copy_part(self, job: _MultipartJob, part_number: int, owned: bool) -> None:
-        record = job.record
-        if job.failed is not None or self.stop.is_set():
-            job.fail(_CancelledError())
-            return
-        offset, length = job.part_range(part_number)
-        try:
-            body, digests = self._retry(lambda: self._read_part(record, offset, length), record)
-            job.hash_in_order(part_number, body)
-            checksum = digests.s3_checksum()
-
-            def upload() -> str:
-                with self._talking_to(self.destination.endpoint):
-                    return self.destination.upload_part(
-                        record.dest_bucket,  # type: ignore[arg-type]
-                        record.dest_key,  # type: ignore[arg-type]
-                        job.upload_id,
-                        part_number,
-                        body,  # type: ignore[arg-type]
-                        content_md5=digests.md5.digest() if digests.md5 else None,
-                        checksum=checksum,
-                        sha256_hex=digests.sha256.hexdigest(),
-                    )
-
-            etag = self._retry(upload, record)
-            part = CompletedPart(part_number, length, etag, checksum[1] if checksum else None, digests.sha256.hexdigest())
-            self.journal.part_done(job.upload_id, part)
-            _crash_point("after-first-part")
-            self.progress.advance(bytes_done=length)
-        except (_Cancelled, RunStopping):
-            job.fail(_CancelledError())
-            return
-        except UploadGone as err:
-            if job.fail(err):
-                self._upload_gone(job, owned, err)
-            return
-        except BaseException as err:  # noqa: BLE001 - recorded on the object
-            if job.fail(err if isinstance(err, MigrateError) else ObjectError(f"unexpected {type(err).__name__}: {err}")):
-                self._record_failure(record, err, upload_id=job.upload_id)
-            return
-        if job.part_done(part):
-            self._complete(job, owned)
-
-    def _read_part(self, record: ObjectRecord, offset: int, length: int) -> tuple[bytearray, Digests]:
-        digests = Digests(self.part_algorithm, md5=self.part_algorithm is None)
-        # One buffer of the right size: no regrowth copies while the part arrives.
-        body = bytearray(length)
-        self._read_source(record, body, digests, offset=offset, length=length)
-        return body, digests
-
-    def _complete(self, job: _MultipartJob, owned: bool) -> None:
-        record = job.record
-        what = f"{record.source_bucket}/{record.source_key}"
-        try:
-            md5_hex = job.whole.md5.hexdigest() if job.whole and job.whole.md5 else None
-            if md5_hex and is_plain_md5(record.source_etag) and md5_hex != record.source_etag:
-                # Never complete an upload whose bytes disagree with the source.
-                raise IntegrityError(f"{what}: bytes read do not match the source eTag (MD5 {md5_hex}); rerun `migrate run` to copy it again")
-            parts = sorted(job.completed.values(), key=lambda p: p.part_number)
-            algorithm = self.part_algorithm
-            payload = []
-            for part in parts:
-                entry: dict[str, Any] = {"PartNumber": part.part_number, "ETag": f'"{part.etag}"'}
-                if algorithm and part.checksum:
-                    entry[f"Checksum{algorithm}"] = part.checksum
-                payload.append(entry)
-            # The whole object's CRC, combined from the part CRCs (no re-read, also after a resume):
-            # S3 checks it on completion and stores it, so fast verify compares the object as a whole.
-            full: tuple[str, str] | None = None
-            if algorithm in FULL_OBJECT_ALGORITHMS and all(p.checksum for p in parts):
-                full = (algorithm, combine_part_checksums(algorithm, [(p.checksum, p.size) for p in parts]))  # type: ignore[misc]
-            conditional = not owned and self.options.on_conflict != "overwrite"
-
-            def complete() -> str:
-                with self._talking_to(self.destination.endpoint):
-                    return self.destination.complete_multipart_upload(
-                        record.dest_bucket,  # type: ignore[arg-type]
-                        record.dest_key,  # type: ignore[arg-type]
-                        job.upload_id,
-                        payload,
-                        if_none_match=conditional,
-                        full_object_checksum=full,
-                        expected_size=record.size,
-                    )
-
-            etag = self._retry(complete, record)
-            _crash_point("after-complete")
-        except UploadGone as err:
-            self._upload_gone(job, owned, err)
-            return
-        except ConditionalWriteFailed:
-            self._abort(job)
-            try:
-                self._settle_existing(record)
-            except BaseException as err:  # noqa: BLE001 - recorded on the object
-                self._record_failure(record, err)
-            return
-        except BaseException as err:  # noqa: BLE001
-            self._record_failure(record, err, upload_id=job.upload_id)
-            return
-        self.journal.done(
-            record,
-            sha256=job.whole.sha256.hexdigest() if job.whole else None,
-            md5=md5_hex,
-            dest_etag=etag,
-            dest_checksum=full[1] if full else None,
-            checksum_algorithm=algorithm,
-        )
-        with self._lock:
-            self.result.copied += 1
-            self.result.bytes_copied += record.size
-        self.progress.advance(objects=1)
-
-    def _upload_gone(self, job: _MultipartJob, owned: bool, error: UploadGone) -> None:
-        """The destination lost the upload (NoSuchUpload): start the object again once, else record the failure."""
-        record = job.record
-        self.journal.forget_parts(job.upload_id)
-        self.journal.set_upload(record, None, None)
-        with self._lock:
-            first = (record.source_bucket, record.source_key) not in self._restarted
-            if first:
-                self._restarted.add((record.source_bucket, record.source_key))
-                self._restart.append((job, owned))
-        if first:
-            log.info("the multipart upload of %s vanished at the destination; starting it again", record.dest_key)
-        else:
-            self._record_failure(record, error)
-
-    def _restart_vanished(self) -> None:
-        """Start again, from this (submitting) thread, the uploads that vanished; each object once."""
-        while not self.stop.is_set():
-            with self._lock:
-                pending, self._restart = self._restart, []
-            if not pending:
-                return
-            for job, owned in pending:
-                with self._lock:
-                    self.result.restarted_uploads += 1
-                # The lost upload's parts were counted as progress; they are sent again.
-                self.progress.advance(bytes_done=-sum(part.size for part in job.completed.values()))
-                self.start_multipart(job.record, owned, None)
-            self._drain(shutdown=False)
-
-    def _abort(self, job: _MultipartJob) -> None:
-        self._abort_upload(job.record, job.upload_id)
-
-    def _abort_upload(self, record: ObjectRecord, upload_id: str, *, bucket: str | None = None, key: str | None = None) -> None:
-        """Abort one upload (retried); forget it in the journal only once the destination confirmed."""
-        bucket, key = bucket or record.dest_bucket, key or record.dest_key
-        assert bucket and key
-
-        def abort() -> None:
-            with self._talking_to(self.destination.endpoint):
-                self.destination.abort_multipart_upload(bucket, key, upload_id)  # type: ignore[arg-type]
-
-        try:
-            self._retry(abort, record)
-        except (MigrateError, RunStopping) as err:
-            log.warning("could not abort the multipart upload of %s: %s", key, err)
-            return
-        self.journal.forget_parts(upload_id)
-        row = self.journal.row(record.source_bucket, record.source_key)
-        if row is not None and row.upload_id == upload_id:
-            self.journal.set_upload(record, None, None)
-        with self._lock:
-            self.result.aborted_uploads += 1
-
-    def abort_orphans(self, rows: Iterable[JournalRow]) -> None:
-        """Abort uploads we started for objects this run no longer copies."""
-        for row in rows:
-            if not row.upload_id:
-                continue
-            stub = ObjectRecord(source_bucket=row.source_bucket, source_key=row.source_key, size=row.size)
-            self._abort_upload(stub, row.upload_id, bucket=row.dest_bucket, key=row.dest_key)
+        return digests.sha256.hexdigest(), md5_hex, etag, checksum, _sent(write_args)
 
     # -- driving -----------------------------------------------------------
     def run(self, records: Iterable[ObjectRecord]) -> TransferResult:
@@ -1012,8 +544,31 @@ class _Work:
     resumable: JournalRow | None
 
 
-class _CancelledError(MigrateError):
-    """Placeholder failure for a job whose run is stopping (never recorded)."""
+def source_headers(record: ObjectRecord, source: ObjectInfo | None, *, headers_on_read: bool) -> dict[str, Any]:
+    """Content-Type, Cache-Control, Content-Disposition and user metadata to write for `record`.
+
+    The record's values (the plan's rules on top of what the inventory saw)
+    win. Where the source's read answers the object's headers
+    (`SourceStore.headers_on_read`: S3, whose plan sends no HEAD and leaves
+    these manifest columns null), the source's headers as read fill in the
+    rest and the rules' user metadata goes on top of the source's, exactly
+    as the plan would have merged them. Content-Type falls back to the
+    source's, then to S3's default. User metadata S3 cannot carry fails the
+    object (`plan` cannot see it without a HEAD).
+    """
+    content_type = record.content_type or (source.content_type if source is not None else None) or "application/octet-stream"
+    cache_control, disposition, metadata = record.cache_control, record.content_disposition, record.user_metadata
+    if headers_on_read and source is not None:
+        cache_control = cache_control or source.cache_control
+        disposition = disposition or source.content_disposition
+        if source.user_metadata:
+            metadata = {**source.user_metadata, **metadata}
+            problems = metadata_problems(metadata)
+            if problems:
+                raise ObjectError(
+                    f"{record.source_bucket}/{record.source_key}: user metadata S3 cannot carry ({'; '.join(problems)}); exclude the object in the plan"
+                )
+    return {"content_type": content_type, "cache_control": cache_control, "content_disposition": disposition, "metadata": metadata}
 
 
 def _batches(records: Iterable[ObjectRecord], size: int) -> Iterator[list[ObjectRecord]]:
@@ -1025,36 +580,6 @@ def _batches(records: Iterable[ObjectRecord], size: int) -> Iterator[list[Object
             batch = []
     if batch:
         yield batch
-
-
-def transfer_objects(
-    records: Iterable[ObjectRecord],
-    *,
-    source: SourceStore,
-    destination: S3Store,
-    journal: TransferJournal,
-    options: TransferOptions,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-) -> TransferResult:
-    """Copy every record (action `copy`) that the journal does not already show as done.
-
-    Raises `FatalError` when the environment stops everything; per-object
-    failures are in `result.failures`. Ctrl-C sets `result.interrupted`;
-    everything finished is journaled and the rest resumes on the next call.
-    """
-    engine = Transfer(
-        source=source,
-        destination=destination,
-        journal=journal,
-        options=options,
-        progress=progress or NullProgress(),
-        stop=stop or threading.Event(),
-    )
-    result = engine.run(records)
-    if result.interrupted:
-        log.info("interrupted; finished work is journaled")
-    return result
 
 
 __all__ = [

@@ -55,7 +55,7 @@ import logging
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
@@ -268,6 +268,26 @@ def compare_metadata(
             if not (got == kms_key_id or got.endswith("/" + kms_key_id)):
                 expected["sse_kms_key_id"], actual["sse_kms_key_id"] = kms_key_id, dest.sse_kms_key_id
     return expected, actual
+
+
+def expected_headers(record: ObjectRecord, journal_row: JournalRow | None) -> ObjectRecord:
+    """`record` with the headers its destination object should carry: those `run` journaled as sent, when it did.
+
+    `journal_row` must describe this record's copy (see `_journal_usable`).
+    An S3 source's plan leaves Content-Type, Cache-Control, Content-Disposition
+    and the source's user metadata to the GET (null in the manifest); the
+    journal holds what the write carried (`JournalRow.sent_headers`).
+    """
+    if journal_row is None or not journal_row.sent_headers:
+        return record
+    sent = json.loads(journal_row.sent_headers)
+    return replace(
+        record,
+        content_type=sent["content_type"],
+        cache_control=sent["cache_control"],
+        content_disposition=sent["content_disposition"],
+        user_metadata=sent["user_metadata"],
+    )
 
 
 def _describe_metadata(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str:
@@ -487,7 +507,7 @@ class _Audit:
             if self.stop.is_set():
                 raise _Stopped()
             rows: dict[tuple[str, str], JournalRow] = {}
-            if self.journal is not None and self.options.mode == "fast":
+            if self.journal is not None:  # deep too: the headers `run` sent (see `expected_headers`)
                 rows = self.journal.rows([(r.source_bucket, r.source_key) for _, r in batch])
             for seq, record in batch:
                 self._check_buckets(record)
@@ -568,7 +588,7 @@ class _Audit:
             if not record.dest_bucket or not record.dest_key:
                 row = _record_row(record, mode, status=ERROR, detail="the manifest record has no destination key; run `migrate plan` again")
             elif mode == "deep":
-                row = self._check_deep(record)
+                row = self._check_deep(record, journal_row)
             else:
                 row = self._check_fast(record, journal_row)
         except _Stopped:
@@ -596,11 +616,12 @@ class _Audit:
             return _record_row(record, "fast", status=MISSING, detail=_join("not at the destination", journal_note))
         found = {"dest_size": dest.size, "dest_etag": dest.etag}
         copied = record.action == Action.COPY.value
+        planned = expected_headers(record, usable)
         expected_meta, actual_meta = (
             compare_metadata(
-                record,
+                planned,
                 dest,
-                expected_content_type=record.content_type,
+                expected_content_type=planned.content_type,
                 server_side_encryption=self.options.encryption_for(record.rule)[0],
                 kms_key_id=self.options.encryption_for(record.rule)[1],
             )
@@ -632,7 +653,7 @@ class _Audit:
             detail = _join(detail, _describe_metadata(expected_meta, actual_meta))
         return _record_row(record, "fast", status=status, detail=_join(detail, skip_note, journal_note), **found, **checksums, **meta)
 
-    def _check_deep(self, record: ObjectRecord) -> dict[str, Any]:
+    def _check_deep(self, record: ObjectRecord, journal_row: JournalRow | None = None) -> dict[str, Any]:
         assert record.dest_bucket and record.dest_key
         try:
             dest, dest_length, dest_sha = self._retry(lambda: _hash_stream(self.destination, record.dest_bucket, record.dest_key, stop=self.stop, limits=self.limits))  # type: ignore[arg-type]
@@ -647,12 +668,13 @@ class _Audit:
             )
         checksums = {"expected_checksum": f"sha256:{source_sha}", "actual_checksum": f"sha256:{dest_sha}", "checksum_basis": "deep-read"}
         copied = record.action == Action.COPY.value
+        planned = expected_headers(record, _journal_usable(record, journal_row, self.options)[0])
         expected_meta, actual_meta = (
             compare_metadata(
-                record,
+                planned,
                 dest,
                 # What `run` sends: the record's type, else the source's, else the S3 default.
-                expected_content_type=record.content_type or source.content_type or "application/octet-stream",
+                expected_content_type=planned.content_type or source.content_type or "application/octet-stream",
                 server_side_encryption=self.options.encryption_for(record.rule)[0],
                 kms_key_id=self.options.encryption_for(record.rule)[1],
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -348,3 +349,50 @@ def test_audit_source_finds_rows_without_bytes_before_anything_is_copied(supabas
         missing = sorted(key for _, key, _ in result.source_audit.missing)
         assert missing == ["ghost/1", "ghost/2", "ghost/3", "ok/05.txt"] and result.source_audit.checked == 33
         assert "no bytes at the source" in result.summary_text()
+
+
+def test_an_s3_source_plan_lists_without_a_head_per_object(seaweed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ListObjectsV2 alone: no filter or rule decides on headers, so the manifest leaves them to `run`'s GET (null)."""
+    from migrate.stores.s3 import S3Store
+
+    client = seaweed.client()
+    source, dest = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=source)
+    for n in range(5):
+        client.put_object(Bucket=source, Key=f"k{n}.png", Body=b"x" * n, ContentType="image/png", Metadata={"owner": "u"})
+
+    def no_head(self: Any, bucket: str, key: str) -> None:
+        raise AssertionError(f"HEAD {bucket}/{key} during plan")
+
+    monkeypatch.setattr(S3Store, "head", no_head)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    plan = parse_plan(
+        f"""version: 1
+name: s3-nohead
+source: {{type: s3, endpoint_url: "{seaweed.endpoint_url}", region: us-east-1, buckets: [{source}]}}
+destination: {{bucket: {dest}, endpoint_url: "{seaweed.endpoint_url}", region: us-east-1}}
+rules:
+  - {{name: all, match: "{{file**}}", to: "{{file}}", metadata: {{tier: gold}}}}
+""",
+        source_name="s3-nohead.yaml",
+        environ=dict(os.environ),
+    )
+    result = plan_migration(plan, state_dir=tmp_path / "state", reports_dir=tmp_path / "reports")
+    manifest = result.manifest
+    assert manifest.height == 5
+    assert manifest["content_type"].null_count() == 5 and manifest["cache_control"].null_count() == 5
+    assert set(manifest["user_metadata"].to_list()) == {'{"tier": "gold"}'}
+
+
+def test_only_the_plan_and_run_stages_list_an_s3_source_without_heads() -> None:
+    """A backup keeps the listed headers itself: its S3 listing still HEADs each object; plan and run take them from the GET."""
+    from migrate.stores.factory import open_source
+
+    plan = parse_plan(
+        'version: 1\nname: f\nsource: {type: s3, endpoint_url: "http://127.0.0.1:1", region: us-east-1, buckets: [src-a]}\ndestination: {bucket: dst-b}\n',
+        source_name="f.yaml",
+        environ={"AWS_ACCESS_KEY_ID": "AKTEST", "AWS_SECRET_ACCESS_KEY": "secret"},
+    )
+    assert open_source(plan).fetch_metadata is True  # type: ignore[attr-defined]
+    assert open_source(plan, headers_from_read=True).fetch_metadata is False  # type: ignore[attr-defined]

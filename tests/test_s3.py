@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from migrate.errors import ObjectError
+from migrate.errors import BucketNotFound, ObjectError
 from migrate.metadata import decode_metadata
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stack.seaweed import SeaweedServer
@@ -137,3 +137,35 @@ def test_a_key_ending_in_slash_with_bytes_is_never_left_as_zero_bytes(seaweed: S
     # A real folder marker (0 bytes) is fine, as is any other key.
     store.put_object(s3_bucket, "empty-folder/", b"", content_md5=hashlib.md5(b"").digest(), **_NO_SETTINGS)
     assert store.head(s3_bucket, "empty-folder/") is not None
+
+
+def test_stores_share_one_botocore_data_loader() -> None:
+    """A run opens a source and a destination store: the S3 service model is loaded once for both, not per client."""
+    first = S3Store(S3Location(endpoint_url="http://127.0.0.1:1", region="us-east-1", access_key_id="AKSOURCE", secret_access_key="s1"))
+    second = S3Store(S3Location(endpoint_url="http://127.0.0.1:2", region="eu-west-1", access_key_id="AKDEST", secret_access_key="s2"))
+    try:
+        assert first.client._loader is second.client._loader  # type: ignore[attr-defined]
+        assert first.client.meta.region_name == "us-east-1" and second.client.meta.region_name == "eu-west-1"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_lean_listing_lists_exactly_what_botocore_lists(seaweed: SeaweedServer, s3_client: Any, s3_bucket: str) -> None:
+    """ListObjectsV2 through the lean client (URL-encoded keys, decoded here) gives the same ObjectInfo as botocore, page by page."""
+    odd = ["plus+and=eq", "sp ace", "100% sure", "ünï/café.txt", "semi;colon,&amp", "tab\tkey", "a//b", "/lead", "big-ish"]
+    for key in odd:
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=key.encode(), StorageClass="STANDARD_IA" if key == "big-ish" else "STANDARD")
+    _fill(s3_client, s3_bucket, 12)
+    lean, boto = _store(seaweed, page_size=4), _store(seaweed, page_size=4, fast_data_path=False)
+    assert lean.http is not None and boto.http is None
+
+    def not_botocore(**kwargs: Any) -> None:
+        raise AssertionError("the lean store listed through botocore")
+
+    lean.client.list_objects_v2 = not_botocore  # type: ignore[method-assign]
+    for prefix in ("", "k/", "ünï/", "plus+"):
+        assert list(lean.iter_objects(s3_bucket, prefix)) == list(boto.iter_objects(s3_bucket, prefix)), prefix
+    assert len(list(lean.iter_objects(s3_bucket))) == 6  # 21 keys, 4 a page
+    with pytest.raises(BucketNotFound):
+        list(lean.iter_objects(s3_bucket + "-missing"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from migrate.errors import AccessDenied, BucketNotFound
+from migrate.errors import AccessDenied, BucketNotFound, StateDirectoryError
 from migrate.journal import TransferJournal
 from migrate.progress import RecordingProgress
 from migrate.records import ObjectRecord
@@ -432,7 +433,7 @@ def test_sigkill_during_multipart_resumes_without_resending_parts(seaweed: Any, 
                 with TransferJournal(journal_path, readonly=True) as peek:
                     uploads = peek.open_uploads()
                     done_parts = len(peek.parts(uploads[0].upload_id)) if uploads else 0
-            except sqlite3.OperationalError:  # the child has created the file but not its tables yet
+            except (sqlite3.OperationalError, StateDirectoryError):  # the child has created the file but not its tables yet
                 done_parts = 0
             if done_parts >= 3:
                 break
@@ -779,3 +780,68 @@ def test_a_truncated_s3_error_body_is_a_retried_transient_fault(seaweed: Any, bu
         with pytest.raises(ObjectNotFound):
             call_with_retries(lambda: store.open(source, "missing"), max_attempts=3)
         assert [action for action, _, _ in proxy.injected] == ["truncate", "truncate"]
+
+
+def test_records_from_a_listing_alone_get_the_source_headers_from_the_get(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """An S3 source's plan sends no HEAD: its records carry no headers (only a rule's). `run` takes Content-Type,
+    Cache-Control and user metadata from the GET (multipart: a HEAD before CreateMultipartUpload), puts the
+    record's values on top, and journals what each write carried."""
+    source, dest = buckets
+    sizes = {"small": 1000, "big": PART + 7, "ruled": 2000}  # "ruled" last: _assert_copied numbers the rest in order
+    data = _seed(seaweed, source, sizes)
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/" + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    ruled = next(record for record in records if record.source_key == "ruled")
+    ruled.cache_control, ruled.user_metadata = "no-store", {"tier": "gold"}  # a rule's values, on top of the source's
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
+    assert result.ok and result.copied == 3, result.failures
+    client = seaweed.client()
+    plain = {key: body for key, body in data.items() if key != "ruled"}
+    _assert_copied(seaweed, dest, plain)
+    got = client.get_object(Bucket=dest, Key="moved/ruled")
+    owner = f"u{list(sizes).index('ruled')}"
+    assert (got["Body"].read(), got["ContentType"], got.get("CacheControl"), got["Metadata"]) == (data["ruled"], "image/png", "no-store", {"owner": owner, "tier": "gold"})
+    sent = {key: json.loads(journal.row(source, key).sent_headers) for key in sizes}  # type: ignore[union-attr]
+    assert sent["ruled"] == {"content_type": "image/png", "cache_control": "no-store", "content_disposition": None, "user_metadata": {"owner": owner, "tier": "gold"}}
+    assert sent["big"]["user_metadata"] == {"owner": f"u{list(sizes).index('big')}"} and sent["big"]["cache_control"] == "max-age=60"
+
+
+def test_source_metadata_s3_cannot_carry_fails_the_object_in_run(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """The plan cannot see an S3 source's user metadata without a HEAD: a rule's key that collides with the
+    source's once lowercased is refused by `run`, for that object only."""
+    source, dest = buckets
+    _seed(seaweed, source, {"a": 10, "b": 10})
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/" + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    records[0].user_metadata = {"Owner": "rule"}  # the source has "owner"
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
+    assert result.copied == 1 and [failure.source_key for failure in result.failures] == ["a"]
+    assert "user metadata S3 cannot carry" in result.failures[0].error
+
+
+def test_identical_bytes_found_at_the_destination_journal_the_source_headers(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:
+    """A record whose headers come from the GET, already at the destination byte for byte (a run killed before its
+    journal caught up): migrated without a write, and the journal holds the headers that write carried, for verify."""
+    source, dest = buckets
+    data = _seed(seaweed, source, {"k": 100})
+    client = seaweed.client()
+    client.put_object(Bucket=dest, Key="moved/k", Body=data["k"], ContentType="image/png", CacheControl="max-age=60", Metadata={"owner": "u0"})
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/k")
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options(on_conflict="fail"))
+    assert result.ok and result.skipped_existing == 1 and result.copied == 0, result.failures
+    journal.flush()
+    sent = json.loads(journal.row(source, "k").sent_headers)  # type: ignore[union-attr]
+    assert sent == {"content_type": "image/png", "cache_control": "max-age=60", "content_disposition": None, "user_metadata": {"owner": "u0"}}

@@ -774,3 +774,32 @@ def test_deep_verify_reads_obey_the_plan_rate_limits(migrated: Migrated) -> None
     assert set(_statuses(rows).values()) == {"match"}
     # At least one source read and one destination read per record.
     assert elapsed >= (2 * len(SIZES) - 1) / 10.0
+
+
+@pytest.mark.parametrize("mode", ["fast", "deep"])
+def test_headers_taken_from_the_get_are_verified_against_what_run_sent(seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path, mode: str) -> None:
+    """Records of an S3 source's plan carry no headers (run takes them from the GET): verify compares the
+    destination with the headers the journal says were sent, so a faithful copy matches and a changed one does not."""
+    client = seaweed.client()
+    source, dest = make_s3_bucket(), make_s3_bucket()
+    for key in ("kept", "changed", "big"):
+        size = 2 * PART + 7 if key == "big" else 100
+        client.put_object(Bucket=source, Key=key, Body=_body(key, size), ContentType="image/png", CacheControl="max-age=60", Metadata={"owner": "u"})
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key=PREFIX + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    with TransferJournal(tmp_path / "journal.sqlite") as journal:
+        options = TransferOptions(concurrency=4, part_size=PART, multipart_threshold=PART, on_conflict="overwrite")
+        result = transfer_objects(records, source=store, destination=store, journal=journal, options=options)
+        assert result.ok and result.copied == 3, result.failures
+        client.copy_object(
+            Bucket=dest, Key=PREFIX + "changed", CopySource={"Bucket": dest, "Key": PREFIX + "changed"},
+            MetadataDirective="REPLACE", ContentType="image/png", CacheControl="max-age=60", Metadata={"owner": "someone-else"},
+        )
+        frame = verify_records(records, source=store, destination=store, journal=journal, options=VerifyOptions(mode=mode, concurrency=2))
+    rows = {row["source_key"]: row for row in frame.iter_rows(named=True)}
+    assert {key: row["status"] for key, row in rows.items()} == {"kept": "match", "big": "match", "changed": "metadata-differs"}
+    assert "someone-else" in rows["changed"]["detail"]

@@ -58,6 +58,10 @@ class SourceStore(ABC):
 
     #: Short name for messages and reports ("supabase", "supabase-catalog", "s3").
     kind: str = "store"
+    #: True when a read (GET) answers the object's headers and user metadata, so a
+    #: listing need not be completed with a HEAD per object (S3). Then records
+    #: whose header columns are null take them from the GET (`run` stage).
+    headers_on_read: bool = False
 
     @abstractmethod
     def list_buckets(self) -> list[str]:

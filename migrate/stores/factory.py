@@ -22,16 +22,24 @@ def s3_location(access: "S3Source | Destination") -> S3Location:
     )
 
 
-def open_source(plan: "Plan", *, concurrency: int | None = None, use_catalog: bool | None = None, fetch_user_metadata: bool = True) -> SourceStore:
+def open_source(
+    plan: "Plan", *, concurrency: int | None = None, use_catalog: bool | None = None, fetch_user_metadata: bool = True, headers_from_read: bool = False
+) -> SourceStore:
     """The store to inventory and read the plan's source from.
 
     A Supabase source with a `database_url` lists from the PostgreSQL
     catalog (unless `use_catalog=False`) and reads bytes over REST.
+    `headers_from_read` (the plan and run stages): an S3 source lists without
+    a HEAD per object, since `run` takes the headers from the GET; callers
+    that keep the listed headers themselves (backups) leave it off.
     """
     connections = max(8, concurrency or plan.transfer.concurrency)
     source = plan.source
     if source.kind == "s3":
-        return S3Store(s3_location(source), max_connections=connections, fetch_metadata=fetch_user_metadata)  # type: ignore[arg-type]
+        # With `headers_from_read`, no HEAD per listed object: no filter or rule decides on headers,
+        # and `run` takes Content-Type, Cache-Control, Content-Disposition and user metadata from the GET.
+        fetch = fetch_user_metadata and not headers_from_read
+        return S3Store(s3_location(source), max_connections=connections, fetch_metadata=fetch)  # type: ignore[arg-type]
     from migrate.stores.supabase import SupabaseStore
 
     supabase: SupabaseSource = source  # type: ignore[assignment]

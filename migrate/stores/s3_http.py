@@ -246,12 +246,16 @@ class S3HttpClient:
 
     def _error_body(self, response: http.client.HTTPResponse, address: BucketAddress, what: str) -> bytes:
         """Read an error answer's body; leave the connection reusable only when that is safe."""
+        return self._read_body(response, address, f"{what}: S3 error answer cut off (HTTP {response.status}")
+
+    def _read_body(self, response: http.client.HTTPResponse, address: BucketAddress, cut_off: str) -> bytes:
+        """A whole (small) answer body; the connection is reused only when that is safe."""
         try:
             payload = response.read()
         except (OSError, http.client.HTTPException) as err:
-            # A truncated error body is a connection fault like any other: retried, never "unexpected IncompleteRead".
+            # A truncated body is a connection fault like any other: retried, never "unexpected IncompleteRead".
             self._drop(address)
-            raise TransientError(f"{what}: S3 error answer cut off (HTTP {response.status}, {type(err).__name__})") from err
+            raise TransientError(f"{cut_off}, {type(err).__name__})") from err
         if response.will_close:
             self._drop(address)
         return payload
@@ -320,6 +324,19 @@ class S3HttpClient:
                     self._drop(address)
 
         return _response_fields(response), chunks()
+
+    def list_objects_v2(self, bucket: str, *, prefix: str, max_keys: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One ListObjectsV2 page: boto3-style `Contents` entries and the next continuation token (None on the last page).
+
+        Keys are asked for URL-encoded (`encoding-type=url`, as botocore does,
+        so that keys XML cannot carry survive) and decoded here.
+        """
+        what = f"s3://{bucket}/{prefix}"
+        query = {"list-type": "2", "prefix": prefix, "max-keys": str(max_keys), "encoding-type": "url"}
+        if token:
+            query["continuation-token"] = token
+        response, address = self._request("GET", bucket, "", query=query, headers={}, payload_hash=EMPTY_SHA256, what=what)
+        return _listing_page(self._read_body(response, address, f"{what}: listing cut off ("), what)
 
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         """HEAD an object, stored checksums included: boto3-style fields. Raises ObjectNotFound when absent."""
@@ -391,19 +408,51 @@ def _client_error(response: http.client.HTTPResponse, payload: bytes, operation:
     return botocore.exceptions.ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": response.status}}, operation)
 
 
+def _listing_page(payload: bytes, what: str) -> tuple[list[dict[str, Any]], str | None]:
+    """A ListObjectsV2 answer as (Contents entries like botocore's, next continuation token or None)."""
+    try:
+        root = ElementTree.fromstring(payload)
+    except ElementTree.ParseError as err:
+        raise TransientError(f"{what}: the listing answer is not XML ({err})") from err
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    encoded = root.findtext(f"{ns}EncodingType") == "url"
+    contents = []
+    for item in root.iter(f"{ns}Contents"):
+        key = item.findtext(f"{ns}Key") or ""
+        modified = item.findtext(f"{ns}LastModified")
+        contents.append(
+            {
+                "Key": urllib.parse.unquote_plus(key) if encoded else key,
+                "Size": int(item.findtext(f"{ns}Size") or 0),
+                "ETag": item.findtext(f"{ns}ETag"),
+                "LastModified": datetime.fromisoformat(modified).astimezone(timezone.utc) if modified else None,
+                "StorageClass": item.findtext(f"{ns}StorageClass"),
+            }
+        )
+    truncated = (root.findtext(f"{ns}IsTruncated") or "").strip().lower() == "true"
+    return contents, (root.findtext(f"{ns}NextContinuationToken") or None) if truncated else None
+
+
 def _response_fields(response: http.client.HTTPResponse) -> dict[str, Any]:
     """The GET response headers as the boto3-style fields `S3Store` reads."""
-    get = response.getheader
-    metadata = {name[len("x-amz-meta-") :]: value for name, value in response.getheaders() if name.lower().startswith("x-amz-meta-")}
-    last_modified = get("Last-Modified")
+    # One pass over the headers (each `getheader` walks them all), repeated names joined as `getheader` does.
+    headers: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    for name, value in response.getheaders():
+        lowered = name.lower()
+        headers[lowered] = f"{headers[lowered]}, {value}" if lowered in headers else value
+        if lowered.startswith("x-amz-meta-"):
+            metadata[lowered[len("x-amz-meta-") :]] = value
+    get = headers.get
+    last_modified = get("last-modified")
     fields: dict[str, Any] = {
-        "ContentLength": int(get("Content-Length") or 0),
-        "ETag": get("ETag"),
-        "ContentType": get("Content-Type"),
-        "CacheControl": get("Cache-Control"),
-        "ContentDisposition": get("Content-Disposition"),
+        "ContentLength": int(get("content-length") or 0),
+        "ETag": get("etag"),
+        "ContentType": get("content-type"),
+        "CacheControl": get("cache-control"),
+        "ContentDisposition": get("content-disposition"),
         "LastModified": parsedate_to_datetime(last_modified) if last_modified else None,
-        "Metadata": {k.lower(): v for k, v in metadata.items()},
+        "Metadata": metadata,
         "StorageClass": get("x-amz-storage-class"),
         "ServerSideEncryption": get("x-amz-server-side-encryption"),
         "SSEKMSKeyId": get("x-amz-server-side-encryption-aws-kms-key-id"),

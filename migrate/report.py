@@ -82,7 +82,7 @@ STATUS_MEANINGS: dict[str, str] = {
 }
 
 #: How a row was checked (`checked_mode`): per manifest record, or by listing a prefix / the catalog.
-OBJECT_MODES: tuple[str, ...] = ("fast", "deep")
+OBJECT_MODES: tuple[str, ...] = ("quick", "fast", "deep")
 CHECKED_MODES: tuple[str, ...] = OBJECT_MODES + ("listing", "catalog")
 
 #: Where `expected_checksum` came from (`checksum_basis`).
@@ -92,6 +92,9 @@ CHECKSUM_BASES: dict[str, str] = {
     "journal-md5": "destination ETag (plain MD5) vs the MD5 `run` computed while streaming",
     "journal-etag": "destination ETag vs the ETag the destination answered when `run` wrote it",
     "source-etag": "destination ETag vs the source eTag, both plain MD5s (no journal row)",
+    "listing-md5": "listed ETag (plain MD5) vs the MD5 `run` computed while streaming; headers as `run` sent them (journal), not re-read",
+    "listing-etag": "listed ETag (multipart) vs the ETag the destination answered when `run` wrote it; headers as `run` sent them, not re-read",
+    "listing-source-etag": "listed ETag vs the source eTag, both plain MD5s (skip-existing: not written by `run`)",
     "deep-read": "SHA-256 of the source bytes vs SHA-256 of the destination bytes, both read again",
     "none": "no checksum could be compared: size only",
 }
@@ -116,7 +119,7 @@ REPORT_COLUMNS: tuple[tuple[str, pl.DataType, str], ...] = (
     ("checksum_basis", pl.Utf8(), "what was compared: one of CHECKSUM_BASES; `none` = size only"),
     ("expected_metadata", pl.Utf8(), "JSON object: planned values of the metadata fields that differ; null when none differ"),
     ("actual_metadata", pl.Utf8(), "JSON object: values found for those same fields"),
-    ("checked_mode", pl.Utf8(), "`fast` (HEAD), `deep` (both sides re-read), `listing` (unexpected and upload-in-progress scans) or `catalog`"),
+    ("checked_mode", pl.Utf8(), "`quick` (proven by the listing + journal), `fast` (HEAD), `deep` (both sides re-read), `listing` (unexpected and upload-in-progress scans) or `catalog`"),
     ("checked_at", pl.Datetime("us", "UTC"), "when this row was checked (UTC)"),
 )
 REPORT_SCHEMA: dict[str, pl.DataType] = {name: dtype for name, dtype, _ in REPORT_COLUMNS}
@@ -483,6 +486,7 @@ class VerificationReport:
 
 
 MODE_MEANINGS = {
+    "quick": "listing + journal: existence, size, ETag vs the digest `run` recorded; headers as `run` sent them; HEAD only what the listing cannot prove",
     "fast": "HEAD only: existence, size, stored checksum vs the journal, metadata",
     "deep": "both sides re-read and hashed (SHA-256)",
 }

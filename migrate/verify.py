@@ -96,7 +96,7 @@ VERIFIED_ACTIONS: tuple[str, ...] = (Action.COPY.value, Action.SKIP_EXISTING.val
 #: Planned objects S3 cannot hold as they are: reported `not-migrated` until the plan excludes them.
 UNWRITABLE_ACTIONS: tuple[str, ...] = (Action.INVALID_KEY.value, Action.INVALID_METADATA.value)
 UNWRITABLE_FIX = "not migrated: exclude it with filters.exclude (or a rule with exclude: true), or fix it at the source, then plan again"
-MODES = ("fast", "deep")
+MODES = ("quick", "fast", "deep")
 
 _JOURNAL_BATCH = 400
 # Rows are folded into a polars frame every this many, so a long audit keeps
@@ -111,7 +111,7 @@ _ROWS_PER_CHUNK = 20_000
 class VerifyOptions:
     """How `verify` checks. `expect_prefixes`: (dest_bucket, prefix) pairs scanned for unexpected objects."""
 
-    mode: Literal["fast", "deep"] = "fast"
+    mode: Literal["quick", "fast", "deep"] = "fast"
     concurrency: int = 16
     sample: int | None = None
     seed: int = 0
@@ -132,7 +132,7 @@ class VerifyOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise UserInputError(f"verify mode must be fast or deep, got {self.mode!r}")
+            raise UserInputError(f"verify mode must be quick, fast or deep, got {self.mode!r}")
         if self.concurrency < 1:
             raise UserInputError("verify concurrency must be at least 1")
         if self.sample is not None and self.sample < 1:
@@ -398,12 +398,17 @@ class _Audit:
         for bucket, prefix in options.expect_prefixes:
             self._prefixes.setdefault(bucket, []).append(prefix)
         self._expected_keys: set[tuple[str, str]] = set()
+        # quick mode: the destination listing under `expect_prefixes`, (bucket, key) -> (size, etag, storage class).
+        self._listing: dict[tuple[str, str], tuple[int, str | None, str | None]] | None = None
+        self._listed: dict[str, list[str]] = {}
 
     # -- driving ---------------------------------------------------------
     def run(self, records: Iterable[ObjectRecord]) -> tuple[pl.DataFrame, VerifyStats]:
         population = not_verified = checked = 0
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="migrate-verify")
         try:
+            if self.options.mode == "quick":
+                self._list_destination()
             if self.options.sample is not None:
                 sample, population, not_verified = self._reservoir(records)
                 self.progress.start(objects=len(sample), total_bytes=sum(r.size for _, r in sample), description="verify")
@@ -487,11 +492,17 @@ class _Audit:
             if self.stop.is_set():
                 raise _Stopped()
             rows: dict[tuple[str, str], JournalRow] = {}
-            if self.journal is not None and self.options.mode == "fast":
+            if self.journal is not None and self.options.mode in ("quick", "fast"):
                 rows = self.journal.rows([(r.source_bucket, r.source_key) for _, r in batch])
             for seq, record in batch:
                 self._check_buckets(record)
-                self._submit(pool, self._check, seq, record, rows.get((record.source_bucket, record.source_key)))
+                journal_row = rows.get((record.source_bucket, record.source_key))
+                proven = self._prove_from_listing(record, journal_row) if self._listing is not None else None
+                if proven is not None:
+                    self.sink.add(seq, proven)
+                    self.progress.advance(objects=1, bytes_done=record.size)
+                else:
+                    self._submit(pool, self._check, seq, record, journal_row)
                 submitted += 1
         return submitted
 
@@ -561,6 +572,78 @@ class _Audit:
 
         return call_with_retries(attempt, max_attempts=self.options.max_attempts, throttle=self.throttle)
 
+    # -- quick mode: what the listing proves -------------------------------
+    def _list_destination(self) -> None:
+        """List every distinct `expect_prefixes` part once (ListObjectsV2, 1,000 keys a page) for `_prove_from_listing`.
+
+        A listing that fails for a non-fatal reason leaves that part unlisted:
+        its records are checked by HEAD and the unexpected scan reports the error.
+        """
+        listing: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+        for bucket, prefixes in self._prefixes.items():
+            for prefix in self._distinct_prefixes(prefixes):
+
+                def pages(bucket: str = bucket, prefix: str = prefix) -> dict[tuple[str, str], tuple[int, str | None, str | None]]:
+                    found: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+                    for page in self.destination.iter_objects(bucket, prefix):
+                        if self.stop.is_set():
+                            raise _Stopped()
+                        for info in page:
+                            found[(bucket, info.key)] = (info.size, info.etag, info.storage_class)
+                    return found
+
+                try:
+                    listing.update(self._retry(pages))
+                except FatalError as err:
+                    self._fail(err)
+                    raise _Stopped() from None
+                except MigrateError as err:
+                    log.warning("quick verify: could not list s3://%s/%s (%s); those objects get a HEAD each", bucket, prefix, err)
+                    continue
+                self._listed.setdefault(bucket, []).append(prefix)
+        self._listing = listing
+
+    def _prove_from_listing(self, record: ObjectRecord, journal_row: JournalRow | None) -> dict[str, Any] | None:
+        """A `match` row when the listing and the journal prove the object; None when it needs a HEAD.
+
+        Proven means: the key is listed with the planned size and storage
+        class, and its ETag equals the MD5 `run` computed from the source bytes
+        (single part, `listing-md5`) or the ETag the destination answered when
+        `run` wrote it (`listing-etag`, multipart), with a journal row done for
+        this very record (its fingerprint covers the planned headers and SSE,
+        so `run` sent exactly those). `skip-existing` records need no journal:
+        the listed ETag must equal the source eTag, both plain MD5s. Anything
+        else (not listed, other size, other ETag, no usable journal row, a
+        prefix not listed) returns None: the caller HEADs it like fast mode.
+        """
+        assert self._listing is not None
+        if not record.dest_bucket or not record.dest_key:
+            return None
+        if not any(record.dest_key.startswith(p) for p in self._listed.get(record.dest_bucket, ())):
+            return None
+        entry = self._listing.get((record.dest_bucket, record.dest_key))
+        if entry is None:
+            return None  # a HEAD confirms it is missing (and says so in the same words as fast mode)
+        size, etag, storage_class = entry
+        if size != record.size or not etag or (storage_class or "STANDARD").upper() != (record.storage_class or "STANDARD").upper():
+            return None
+        found = {"dest_size": size, "dest_etag": etag}
+        if record.action == Action.SKIP_EXISTING.value:
+            if is_plain_md5(record.source_etag) and etag == record.source_etag:
+                checksums = {"expected_checksum": f"md5:{record.source_etag}", "actual_checksum": f"md5:{etag}", "checksum_basis": "listing-source-etag"}
+                return _record_row(record, "quick", status=MATCH, detail="skip-existing: found at the destination when planned, not written by `run`", **found, **checksums)
+            return None
+        usable, _ = _journal_usable(record, journal_row, self.options) if self.journal is not None else (None, "")
+        if usable is None:
+            return None
+        if usable.md5 and is_plain_md5(etag) and etag == usable.md5:
+            checksums = {"expected_checksum": f"md5:{usable.md5}", "actual_checksum": f"md5:{etag}", "checksum_basis": "listing-md5"}
+        elif usable.dest_etag and etag == usable.dest_etag:
+            checksums = {"expected_checksum": f"etag:{usable.dest_etag}", "actual_checksum": f"etag:{etag}", "checksum_basis": "listing-etag"}
+        else:
+            return None
+        return _record_row(record, "quick", status=MATCH, detail="", **found, **checksums)
+
     # -- one object --------------------------------------------------------
     def _check(self, seq: int, record: ObjectRecord, journal_row: JournalRow | None) -> None:
         mode = self.options.mode
@@ -569,6 +652,8 @@ class _Audit:
                 row = _record_row(record, mode, status=ERROR, detail="the manifest record has no destination key; run `migrate plan` again")
             elif mode == "deep":
                 row = self._check_deep(record)
+            elif mode == "quick":
+                row = self._check_fast(record, journal_row)  # the listing could not prove it: one HEAD, checked_mode `fast`
             else:
                 row = self._check_fast(record, journal_row)
         except _Stopped:
@@ -679,6 +764,13 @@ class _Audit:
     def _scan_unexpected(self, bucket: str, prefix: str) -> None:
         """List `bucket/prefix` and report every object no record maps to."""
 
+        if self._listing is not None and prefix in self._listed.get(bucket, ()):
+            # quick mode listed this prefix already: no second listing.
+            for (listed_bucket, key), (size, etag, _) in self._listing.items():  # sorted with the other unexpected rows
+                if listed_bucket == bucket and key.startswith(prefix) and (bucket, key) not in self._expected_keys:
+                    self._add_unexpected(bucket, prefix, ObjectInfo(key=key, size=size, etag=etag))
+            return
+
         def listing() -> list[ObjectInfo]:
             strays: list[ObjectInfo] = []
             for page in self.destination.iter_objects(bucket, prefix):
@@ -708,19 +800,22 @@ class _Audit:
             )
             return
         for info in strays:
-            self.sink.add(
-                0,
-                {
-                    "dest_bucket": bucket,
-                    "dest_key": info.key,
-                    "status": UNEXPECTED,
-                    "detail": f"under the planned prefix {prefix!r} but no manifest record maps to it",
-                    "dest_size": info.size,
-                    "dest_etag": info.etag,
-                    "checked_mode": "listing",
-                    "checked_at": _now(),
-                },
-            )
+            self._add_unexpected(bucket, prefix, info)
+
+    def _add_unexpected(self, bucket: str, prefix: str, info: ObjectInfo) -> None:
+        self.sink.add(
+            0,
+            {
+                "dest_bucket": bucket,
+                "dest_key": info.key,
+                "status": UNEXPECTED,
+                "detail": f"under the planned prefix {prefix!r} but no manifest record maps to it",
+                "dest_size": info.size,
+                "dest_etag": info.etag,
+                "checked_mode": "listing",
+                "checked_at": _now(),
+            },
+        )
 
 
 def _metadata_columns(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[str, str | None]:

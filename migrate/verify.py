@@ -406,6 +406,8 @@ class _Audit:
     def run(self, records: Iterable[ObjectRecord]) -> tuple[pl.DataFrame, VerifyStats]:
         population = not_verified = checked = 0
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="migrate-verify")
+        # Deep mode's source reads: one per check in flight at most, so a check never waits for a free reader.
+        self._source_reads = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="migrate-verify-source")
         try:
             if self.options.mode == "quick":
                 self._list_destination()
@@ -430,6 +432,7 @@ class _Audit:
         except KeyboardInterrupt:
             self.stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            self._source_reads.shutdown(wait=False, cancel_futures=True)
             raise Interrupted("verify interrupted; nothing was changed: rerun `migrate verify`") from None
         finally:
             self._drain(pool)
@@ -558,6 +561,7 @@ class _Audit:
 
     def _drain(self, pool: ThreadPoolExecutor) -> None:
         pool.shutdown(wait=True)
+        self._source_reads.shutdown(wait=True)
 
     def _fail(self, error: BaseException) -> None:
         with self._lock:
@@ -719,13 +723,22 @@ class _Audit:
 
     def _check_deep(self, record: ObjectRecord) -> dict[str, Any]:
         assert record.dest_bucket and record.dest_key
+        # Both sides are read at once (the source on a helper thread): an object costs the slower read, not the sum.
+        # hashlib releases the GIL while it hashes a chunk, so the two digests run in parallel too.
+        source_read = self._source_reads.submit(
+            self._retry, lambda: _hash_stream(self.source, record.source_bucket, record.source_key, stop=self.stop, limits=self.limits)
+        )
         try:
             dest, dest_length, dest_sha = self._retry(lambda: _hash_stream(self.destination, record.dest_bucket, record.dest_key, stop=self.stop, limits=self.limits))  # type: ignore[arg-type]
         except ObjectNotFound:
+            source_read.cancel()  # nothing to compare with; a read already going finishes unused
             return _record_row(record, "deep", status=MISSING, detail="not at the destination")
+        except BaseException:
+            source_read.cancel()
+            raise
         found = {"dest_size": dest_length, "dest_etag": dest.etag}
         try:
-            source, source_length, source_sha = self._retry(lambda: _hash_stream(self.source, record.source_bucket, record.source_key, stop=self.stop, limits=self.limits))
+            source, source_length, source_sha = source_read.result()
         except ObjectNotFound as err:
             return _record_row(
                 record, "deep", status=ERROR, detail=f"could not check: the source object is gone ({err}), nothing to compare with", **found

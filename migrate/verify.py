@@ -65,7 +65,7 @@ from migrate.encryption import EncryptionSettings
 from migrate.errors import FatalError, Interrupted, MigrateError, ObjectNotFound, ServiceUnavailable, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_FAILED, STATE_IN_PROGRESS, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
-from migrate.records import Action, ObjectRecord
+from migrate.records import Action, ManifestRecords, ObjectRecord
 from migrate.report import (
     NOT_MIGRATED,
     CATALOG_DIFFERS,
@@ -416,7 +416,10 @@ class _Audit:
                 self.progress.start(objects=len(sample), total_bytes=sum(r.size for _, r in sample), description="verify")
                 checked = self._submit_all(pool, iter(sample))
             else:
-                if isinstance(records, Sequence):
+                if isinstance(records, ManifestRecords):
+                    objects, total_bytes = records.totals(VERIFIED_ACTIONS)
+                    self.progress.start(objects=objects, total_bytes=total_bytes, description="verify")
+                elif isinstance(records, Sequence):
                     eligible = [r for r in records if r.action in VERIFIED_ACTIONS]
                     self.progress.start(objects=len(eligible), total_bytes=sum(r.size for r in eligible), description="verify")
                 else:

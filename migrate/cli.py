@@ -354,7 +354,12 @@ def _register_stage_commands(subparsers: "argparse._SubParsersAction[argparse.Ar
 
     verify = subparsers.add_parser("verify", help="integrity audit of the destination into a report", description=cmd_verify.__doc__)
     _add_common(verify)
-    verify.add_argument("--mode", choices=("fast", "deep"), help="fast: HEAD and stored checksums; deep: re-read and hash both sides (default: the plan's verify.mode)")
+    verify.add_argument(
+        "--mode",
+        choices=("quick", "fast", "deep"),
+        help="quick: listing ETag/size vs the journal, HEAD only what it cannot prove; fast: HEAD every object (stored checksums, headers); "
+        "deep: re-read and hash both sides (default: the plan's verify.mode)",
+    )
     verify.add_argument("--sample", type=_positive_int, help="check a random sample of N objects and state the confidence it gives")
     verify.add_argument("--seed", type=int, default=0, help="seed for --sample (same seed, same sample)")
     verify.add_argument("--fresh", action="store_true", help="inventory the source again first instead of trusting the manifest")

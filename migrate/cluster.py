@@ -336,7 +336,7 @@ class DaskExecutor:
 
         def with_journal_rows(shards: Iterator[Shard]) -> Iterator[Shard]:
             for shard in shards:
-                if journal is not None and options.mode == "fast":
+                if journal is not None and options.mode in ("quick", "fast"):
                     found = journal.rows([(r.source_bucket, r.source_key) for r in shard.records])
                     shard = replace(shard, journal_rows=tuple(found.values()))
                 yield shard

@@ -22,7 +22,7 @@ from migrate.inventory import PlanResult, load_manifest, plan_migration
 from migrate.journal import TransferJournal
 from migrate.manifest import copy_records, count_rows, scan_manifest
 from migrate.progress import Progress
-from migrate.records import ObjectRecord
+from migrate.records import ManifestRecords, ObjectRecord
 from migrate.report import UPLOAD_IN_PROGRESS, VerificationReport, report_frame
 from migrate.retry import call_with_retries
 from migrate.rundir import RunDirectory
@@ -302,7 +302,8 @@ def verify_plan(
     try:
         destination.check_bucket(plan.destination.bucket)
         catalog_rows = catalog_rows_for_plan(manifest, source, options)
-        records = [ObjectRecord.from_row(row) for row in manifest.iter_rows(named=True)]
+        # Records are built one at a time from the columnar manifest, never all at once.
+        records = ManifestRecords(manifest)
         report = verify_migration(
             records,
             plan_name=plan.name,

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence, overload
 
 import polars as pl
 
@@ -109,6 +109,44 @@ def frame_to_records(frame: pl.DataFrame) -> Iterator[ObjectRecord]:
     """Iterate a manifest-shaped DataFrame as records."""
     for row in frame.iter_rows(named=True):
         yield ObjectRecord.from_row(row)
+
+
+class ManifestRecords(Sequence[ObjectRecord]):
+    """A manifest frame seen as records, built one at a time as they are read (the frame stays columnar).
+
+    A stage that walks millions of records keeps the compact frame, not a
+    million Python objects: `verify` streams it like this.
+    """
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    @overload
+    def __getitem__(self, index: int) -> ObjectRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> "ManifestRecords": ...
+    def __getitem__(self, index: int | slice) -> "ObjectRecord | ManifestRecords":
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.frame.height)
+            if step != 1:
+                raise ValueError("ManifestRecords slices take no step")
+            return ManifestRecords(self.frame.slice(start, max(0, stop - start)))
+        if index < 0:
+            index += self.frame.height
+        if not 0 <= index < self.frame.height:
+            raise IndexError(index)
+        return ObjectRecord.from_row(self.frame.row(index, named=True))
+
+    def __iter__(self) -> Iterator[ObjectRecord]:
+        return frame_to_records(self.frame)
+
+    def totals(self, actions: Iterable[str]) -> tuple[int, int]:
+        """(records, bytes) whose action is one of `actions`, counted by polars."""
+        chosen = self.frame.filter(pl.col("action").is_in(list(actions)))
+        return chosen.height, int(chosen["size"].sum() or 0)
 
 
 def empty_manifest() -> pl.DataFrame:

@@ -248,6 +248,65 @@ def test_each_kind_of_damage_is_detected(migrated: Migrated, mode: str) -> None:
     assert stray["source_key"] is None and stray["dest_size"] == len(b"nobody planned me") and stray["checked_mode"] == "listing"
 
 
+def _count_heads(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the key of every HEAD the store sends from now on."""
+    heads: list[str] = []
+    original = store.head
+
+    def head(bucket: str, key: str) -> ObjectInfo | None:
+        heads.append(key)
+        return original(bucket, key)
+
+    monkeypatch.setattr(store, "head", head)
+    return heads
+
+
+def test_quick_mode_proves_an_untouched_migration_from_the_listing_without_a_head(migrated: Migrated, monkeypatch: pytest.MonkeyPatch) -> None:
+    heads = _count_heads(migrated.store, monkeypatch)
+    rows = migrated.verify(mode="quick")
+    assert _statuses(rows) == {key: "match" for key in SIZES}
+    assert heads == []
+    assert {row["checked_mode"] for row in rows.values()} == {"quick"}
+    fine = rows["fine"]
+    md5 = hashlib.md5(migrated.data["fine"]).hexdigest()
+    assert (fine["checksum_basis"], fine["expected_checksum"], fine["actual_checksum"]) == ("listing-md5", f"md5:{md5}", f"md5:{md5}")
+    # Multipart: the listed ETag is the one the destination answered when `run` completed the upload.
+    big = rows["big"]
+    assert big["checksum_basis"] == "listing-etag" and big["expected_checksum"] == big["actual_checksum"] and big["dest_etag"].endswith("-3")
+
+
+def test_quick_mode_heads_only_what_the_listing_cannot_prove(migrated: Migrated, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tamper(migrated)
+    heads = _count_heads(migrated.store, monkeypatch)
+    rows = migrated.verify(mode="quick")
+    # `retyped` has the same bytes (same ETag) and only other headers: quick mode does not re-read headers.
+    assert _statuses(rows) == {**TAMPERED, "retyped": "match"}
+    assert rows["retyped"]["checksum_basis"] == "listing-md5" and rows["retyped"]["checked_mode"] == "quick"
+    # Missing, other size, other ETag: one HEAD each, then fast mode's full check (stored SHA-256 vs the journal).
+    assert sorted(heads) == sorted(migrated.dest_key(k) for k in ("gone", "truncated", "swapped", "swapped-crc", "big-swapped"))
+    assert rows["swapped"]["checksum_basis"] == "journal-sha256" and rows["swapped"]["checked_mode"] == "fast"
+    assert rows["big-swapped"]["checksum_basis"] == "journal-sha256"
+    assert "not at the destination" in rows["gone"]["detail"] and rows["truncated"]["dest_size"] == 1999
+    stray = rows[PREFIX + "stray/extra.bin"]
+    assert stray["checked_mode"] == "listing" and stray["dest_size"] == len(b"nobody planned me")
+
+
+def test_quick_mode_without_a_journal_heads_every_object(migrated: Migrated, monkeypatch: pytest.MonkeyPatch) -> None:
+    heads = _count_heads(migrated.store, monkeypatch)
+    rows = migrated.verify(mode="quick", journal=None)
+    assert _statuses(rows) == {key: "match" for key in SIZES}
+    # Nothing recorded what `run` sent: the headers can only be proven by a HEAD.
+    assert sorted(heads) == sorted(migrated.dest_key(k) for k in SIZES)
+    assert {row["checked_mode"] for row in rows.values()} == {"fast"}
+
+
+def test_quick_mode_outside_the_listed_prefix_falls_back_to_head(migrated: Migrated, monkeypatch: pytest.MonkeyPatch) -> None:
+    heads = _count_heads(migrated.store, monkeypatch)
+    rows = migrated.verify(mode="quick", expect_prefixes=())
+    assert _statuses(rows) == {key: "match" for key in SIZES}
+    assert len(heads) == len(SIZES)
+
+
 def test_damage_makes_the_report_incomplete(migrated: Migrated) -> None:
     _tamper(migrated)
     report = verify_migration(

@@ -14,7 +14,7 @@ Stages, in order:
    `rclone copy`); `migrate run alone` is derived from the same runs.
 3. Verification (A, B): `rclone check` and `rclone check --download` against
    the destination `migrate` wrote, alternating with `migrate verify --mode
-   fast|deep` (the CLI).
+   quick|fast|deep` (the CLI).
 4. Memory (M, with B): `migrate run --workers 8` moves one 1 GiB object
    (16 MiB parts); peak RSS of the child.
 5. Supabase source (S) and inventory (C), bench/supabase_stages.py: the
@@ -110,7 +110,7 @@ def verify_report_figures(reports_dir: Path, result_path: Path) -> None:
 
 
 def bench_verify(session: Session, spec: DatasetSpec, source: str) -> None:
-    """rclone check / check --download against `migrate` verify fast / deep, alternating, on the last `migrate` copy."""
+    """rclone check / check --download against `migrate` verify quick, fast / deep, alternating, on the last `migrate` copy."""
     kept = session.kept_buckets.get(spec.name)
     if kept is None:
         session.notes.append(f"Verification of {spec.name} skipped: no valid `migrate` copy to verify.")
@@ -120,6 +120,7 @@ def bench_verify(session: Session, spec: DatasetSpec, source: str) -> None:
     verify_job = CopyJob(dataset=spec.name, source_bucket=source, dest_bucket=dest, run_dir=migrate_run_dir)
     checks: list[tuple[str, list[str] | None, str | None]] = [
         ("rclone check", [rclone, "check", f"src:{source}", f"dst:{dest}"], None),
+        ("migrate verify quick", None, "quick"),
         ("migrate verify fast", None, "fast"),
         ("rclone check --download", [rclone, "check", "--download", f"src:{source}", f"dst:{dest}"], None),
         ("migrate verify deep", None, "deep"),
@@ -369,7 +370,7 @@ def cli_notes(ctx: BenchContext) -> list[str]:
     if out.returncode != 0 or not re.search(r"^\s+run\s", out.stdout, re.M):
         notes.append("`migrate run` is not in `migrate --help`: the `migrate` rows could not be measured through the CLI.")
     if re.search(r"^\s+verify\s", out.stdout, re.M):
-        notes.append("`migrate verify` rows time the CLI command (`migrate verify PLAN --mode fast|deep --no-progress`) on the run directory `migrate run` left.")
+        notes.append("`migrate verify` rows time the CLI command (`migrate verify PLAN --mode quick|fast|deep --no-progress`) on the run directory `migrate run` left.")
     else:
         notes.append("`migrate verify` is not in `migrate --help`: only the rclone baselines of the verify stage were measured.")
     return notes

@@ -67,6 +67,20 @@ def _runs_started(env: Env) -> int:
         return 0
 
 
+def _wait_until_moving_bytes(env: Env, child: "subprocess.Popen[str]", *, runs_before: int, timeout: float = 60.0) -> None:
+    """Wait until the `run` child has journaled its start (just before it moves bytes), then a moment more.
+
+    A fixed sleep is not enough on a loaded machine: the run can still be in its
+    start-up checks, and an endpoint taken down then gives the start-up error,
+    not the outage this test is about.
+    """
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and time.monotonic() < deadline and _runs_started(env) == runs_before:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert child.poll() is None, child.communicate()
+
+
 def _states(env: Env) -> dict[str, str]:
     with TransferJournal(_journal_path(env), readonly=True) as journal:
         return {row.source_key: row.state for row in journal.iter_rows()}
@@ -214,9 +228,9 @@ def test_endpoint_killed_mid_run_exits_4_fails_nothing_and_the_rerun_finishes(en
         _through_proxy(env, proxy, variable)
         env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 2MiB/s}"))
         assert _run(env, "plan")[0] == 0
+        runs_before = _runs_started(env)
         child = _start(env, "run")
-        time.sleep(2.5)
-        assert child.poll() is None, child.communicate()
+        _wait_until_moving_bytes(env, child, runs_before=runs_before)
         proxy.go_down()
         down_at = time.monotonic()
         out, err = child.communicate(timeout=180)
@@ -241,9 +255,9 @@ def test_a_ten_second_destination_outage_is_ridden_out(env: Env, seaweed: Any) -
     with FaultProxy(host, int(port)) as proxy:
         _through_proxy(env, proxy)
         env.plan.write_text(env.plan.read_text().replace("max_attempts: 6}", "max_attempts: 6, max_bandwidth: 2MiB/s}"))
+        runs_before = _runs_started(env)
         child = _start(env, "run")
-        time.sleep(2.5)
-        assert child.poll() is None, child.communicate()
+        _wait_until_moving_bytes(env, child, runs_before=runs_before)
         proxy.go_down()
         time.sleep(10)
         proxy.come_back()

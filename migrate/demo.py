@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Sequence
 
 from migrate.errors import ExitStatus, UserInputError
-from migrate.estimate import human_size
-from migrate.progress import TqdmProgress
 
 # Example plans the demo runs, and the destination bucket each gets.
 DEMO_PLANS: tuple[tuple[str, str], ...] = (
@@ -41,11 +39,13 @@ def run_demo(
     verify_mode: str | None = None,
 ) -> ExitStatus:
     """Run the demo; returns the worst exit status of its stages."""
+    from migrate.estimate import human_size
     from migrate.inventory import plan_migration
     from migrate.plan import load_plan
     from migrate.stack import stack
     from migrate.pipeline import run_migration
     from migrate.pipeline import verify_plan
+    from migrate.progress import TqdmProgress
 
     started = time.monotonic()
     _say("== 1. Local stack: Supabase Storage server + SeaweedFS + PostgreSQL")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress(Protocol):
@@ -70,6 +71,8 @@ class TqdmProgress:
     def start(self, *, objects: int, total_bytes: int, description: str = "") -> None:
         if not self.enabled:
             return
+        from tqdm import tqdm  # only when bars are drawn: tqdm costs every command's start-up otherwise
+
         self._objects = tqdm(total=objects, desc=description or "objects", unit="obj", position=0, leave=True, dynamic_ncols=True)
         self._bytes = tqdm(total=total_bytes, desc="bytes", unit="B", unit_scale=True, unit_divisor=1024, position=1, leave=True, dynamic_ncols=True)
 

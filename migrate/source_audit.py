@@ -28,7 +28,6 @@ import polars as pl
 
 from migrate.errors import ObjectError, ServiceUnavailable
 from migrate.report import CATALOG_ONLY, REPORT_SCHEMA, STORAGE_ONLY, empty_report
-from migrate.stores.supabase import NO_BYTES
 
 
 class ProbesBytes(Protocol):
@@ -68,6 +67,8 @@ class SourceAudit:
         unreadable = f"; {self.unreadable} could not be read (see the errors of `run`/`verify`)" if self.unreadable else ""
         if not self.missing:
             return f"Source audit: read the first byte of {scope} listed objects; none lacks its bytes{unreadable}."
+        from migrate.stores.supabase import NO_BYTES  # here, not at the top: an S3 source's plan never loads httpx and storage3
+
         shown = ", ".join(f"{bucket}/{key}" for bucket, key, _ in self.missing[:5])
         return (
             f"Source audit: {len(self.missing)} of {scope} listed objects: {NO_BYTES} "
@@ -76,6 +77,8 @@ class SourceAudit:
 
     def frame(self) -> pl.DataFrame:
         """The rows without bytes as report rows (status catalog-only)."""
+        from migrate.stores.supabase import NO_BYTES
+
         return _report_rows(self.missing, CATALOG_ONLY, f"{NO_BYTES}: its bytes were lost before the migration")
 
 

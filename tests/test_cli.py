@@ -346,3 +346,69 @@ def test_every_stage_speaks_json_and_quiet(env: Env, capsys: pytest.CaptureFixtu
     captured = capsys.readouterr()
     failed = json.loads(captured.out)
     assert failed["exit_code"] == 2 and failed["error"].startswith("migrate: ") and len(captured.err.strip().splitlines()) == 1
+
+
+# -- start-up: what a command imports before it does any work -----------------------------------
+_HEAVY = ("polars", "pyarrow", "boto3", "botocore", "awscrt", "httpx", "storage3", "pydantic", "psycopg", "dask", "matplotlib", "jsonschema", "tqdm", "tenacity", "yaml")
+
+
+def _in_fresh_interpreter(code: str) -> str:
+    """Run `code` in a new Python (a new `migrate` process, as a user starts one) and return its stdout."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["plan", "--help"], ["stack", "up", "--help"], ["backup", "--help"]])
+def test_help_and_version_import_no_heavy_package(argv: list[str]) -> None:
+    out = _in_fresh_interpreter(
+        "import contextlib, io, sys\n"
+        "from migrate.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, exit.code\n"
+        f"print(sorted(name for name in {_HEAVY!r} if name in sys.modules))\n"
+    )
+    assert out.strip() == "[]", f"`migrate {' '.join(argv)}` imported {out.strip()}"
+
+
+def test_the_stages_of_an_s3_plan_load_no_supabase_client_and_no_progress_bars() -> None:
+    # What `plan`, `run` and `verify` import before they open a store: httpx and storage3 are the
+    # Supabase source's, tqdm is drawn only on a terminal.
+    out = _in_fresh_interpreter(
+        "import sys\n"
+        "import migrate.pipeline, migrate.verify, migrate.transfer, migrate.progress, migrate.cli\n"
+        "migrate.cli.build_parser()\n"
+        "migrate.progress.TqdmProgress(enabled=False).start(objects=1, total_bytes=1)\n"
+        "print(sorted(name for name in ('httpx', 'storage3', 'tqdm') if name in sys.modules))\n"
+    )
+    assert out.strip() == "[]"
+
+
+def test_a_command_does_not_scan_entry_points_for_pydantic_plugins() -> None:
+    out = _in_fresh_interpreter(
+        "import contextlib, io, importlib.metadata, os\n"
+        "os.environ.pop('PYDANTIC_DISABLE_PLUGINS', None)\n"
+        "groups = []\n"
+        "scan = importlib.metadata.entry_points\n"
+        "importlib.metadata.entry_points = lambda **kw: (groups.append(kw.get('group')), scan(**kw))[1]\n"
+        "from migrate.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['schema']) == 0\n"
+        "print('pydantic' in groups)\n"
+    )
+    assert out.strip() == "False"
+
+
+def test_the_backup_package_still_offers_its_api() -> None:
+    import migrate.backup
+    from migrate.backup.snapshot import take_backup
+
+    assert migrate.backup.take_backup is take_backup
+    with pytest.raises(AttributeError):
+        migrate.backup.no_such_name  # noqa: B018

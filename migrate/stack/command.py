@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from migrate.errors import ExitStatus
-from migrate.stack import stack
+from migrate.stack import defaults
+
+if TYPE_CHECKING:
+    from migrate.stack.stack import StackState
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -24,33 +28,33 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         action.add_argument(
             "--state-dir",
             type=Path,
-            default=stack.DEFAULT_STATE_DIR,
-            help=f"where the stack keeps its state, data and logs (default: {stack.DEFAULT_STATE_DIR})",
+            default=defaults.DEFAULT_STATE_DIR,
+            help=f"where the stack keeps its state, data and logs (default: {defaults.DEFAULT_STATE_DIR})",
         )
         return action
 
     start = with_state_dir(actions.add_parser("up", help="start the stack (and seed it), or show the running one"))
     start.add_argument(
-        "--pg-url", default=stack.DEFAULT_PG_URL, help=f"a PostgreSQL server to use (default: {stack.DEFAULT_PG_URL})"
+        "--pg-url", default=defaults.DEFAULT_PG_URL, help=f"a PostgreSQL server to use (default: {defaults.DEFAULT_PG_URL})"
     )
     start.add_argument(
         "--database",
         default=None,
-        help=f"the stack's own database, created and marked as ours (default: {stack.DEFAULT_DATABASE}_<hash of the state dir>, one per checkout)",
+        help=f"the stack's own database, created and marked as ours (default: {defaults.DEFAULT_DATABASE}_<hash of the state dir>, one per checkout)",
     )
     start.add_argument(
         "--supabase-port",
         type=int,
-        default=stack.DEFAULT_SUPABASE_PORT,
+        default=defaults.DEFAULT_SUPABASE_PORT,
         metavar="N",
-        help=f"Supabase Storage port on 127.0.0.1 (default: {stack.DEFAULT_SUPABASE_PORT})",
+        help=f"Supabase Storage port on 127.0.0.1 (default: {defaults.DEFAULT_SUPABASE_PORT})",
     )
     start.add_argument(
         "--s3-port",
         type=int,
-        default=stack.DEFAULT_S3_PORT,
+        default=defaults.DEFAULT_S3_PORT,
         metavar="N",
-        help=f"S3 port on 127.0.0.1 (default: {stack.DEFAULT_S3_PORT})",
+        help=f"S3 port on 127.0.0.1 (default: {defaults.DEFAULT_S3_PORT})",
     )
     start.add_argument(
         "--seed", action=argparse.BooleanOptionalAction, default=True, help="upload the demo data set (default: yes)"
@@ -72,7 +76,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     ).set_defaults(func=run_env)
 
 
-def _print_stack(state: stack.StackState) -> None:
+def _print_stack(state: "StackState") -> None:
     print(f"  supabase storage  {state.supabase.url}/storage/v1  (pid {state.supabase.pid}, log {state.supabase.log_path})")
     print(f"  s3 (seaweedfs)    {state.s3.endpoint_url}  (pid {state.s3.pid}, log {state.s3.log_path})")
     print(f"  postgresql        {state.database_url}")
@@ -80,6 +84,8 @@ def _print_stack(state: stack.StackState) -> None:
 
 def run_up(args: argparse.Namespace) -> ExitStatus:
     """`migrate stack up`."""
+    from migrate.stack import stack
+
     result = stack.up(
         pg_url=args.pg_url,
         database=args.database,
@@ -108,6 +114,8 @@ def run_up(args: argparse.Namespace) -> ExitStatus:
 
 def run_down(args: argparse.Namespace) -> ExitStatus:
     """`migrate stack down [--purge]`."""
+    from migrate.stack import stack
+
     for line in stack.down(state_dir=args.state_dir, purge=args.purge):
         print(line)
     return ExitStatus.OK
@@ -115,6 +123,8 @@ def run_down(args: argparse.Namespace) -> ExitStatus:
 
 def run_status(args: argparse.Namespace) -> ExitStatus:
     """`migrate stack status`: exit 0 when everything is up, 3 (INCOMPLETE) otherwise."""
+    from migrate.stack import stack
+
     components = stack.status(state_dir=args.state_dir)
     if components is None:
         print(f"no stack recorded in {Path(args.state_dir).resolve()}; start one with `migrate stack up`")
@@ -126,6 +136,8 @@ def run_status(args: argparse.Namespace) -> ExitStatus:
 
 def run_env(args: argparse.Namespace) -> ExitStatus:
     """`migrate stack env`: only the export lines, for `eval`."""
+    from migrate.stack import stack
+
     for line in stack.export_lines(stack.require_running(args.state_dir)):
         print(line)
     return ExitStatus.OK

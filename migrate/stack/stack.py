@@ -27,6 +27,7 @@ from typing import Any
 
 from migrate.errors import UserInputError
 from migrate.redact import register_secret
+from migrate.stack.defaults import DEFAULT_DATABASE, DEFAULT_PG_URL, DEFAULT_S3_PORT, DEFAULT_STATE_DIR, DEFAULT_SUPABASE_PORT
 from migrate.stack.postgres import STACK_COMMENT, database_url_for, drop_database, ensure_database, pg_reason
 from migrate.stack.process import LOOPBACK, StackError, port_in_use
 from migrate.stack.state import (
@@ -40,8 +41,6 @@ __all__ = [  # the state file's and the database's names stay importable from he
     "save_state", "seed_stack", "status", "up",
 ]
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_DATABASE = "migrate_stack"
 
 
 def default_database(state_dir: Path) -> str:
@@ -56,9 +55,6 @@ def default_database(state_dir: Path) -> str:
     return f"{DEFAULT_DATABASE}_{digest}"
 
 
-DEFAULT_STATE_DIR = Path(".migrate/stack")
-DEFAULT_SUPABASE_PORT = 54321
-DEFAULT_S3_PORT = 8333
 #: Destination buckets the bundled plans (plans/*.yaml) write to by default,
 #: created empty so `migrate run plans/...` works against the stack as is.
 DESTINATION_BUCKETS = ("plugin-registry", "app-assets", "s3-copy")

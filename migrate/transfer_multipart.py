@@ -97,6 +97,7 @@ class PartBuffers:
         self._free: list[bytearray] = []
         # The buffers counted in `held` (by id), lent or free; a buffer made beyond the capacity is not.
         self._counted: set[int] = set()
+        self._lent = 0
         self._lock = threading.Lock()
         #: Bytes of every buffer this pool keeps or has lent: never above `capacity`.
         self.held = 0
@@ -107,6 +108,7 @@ class PartBuffers:
         """A buffer of at least `size` bytes: a free one when one fits, else a new one of exactly `size`."""
         with self._lock:
             fitting = [buf for buf in self._free if len(buf) >= size]
+            self._lent += 1
             if fitting:
                 buf = min(fitting, key=len)
                 self._free.remove(buf)
@@ -125,10 +127,18 @@ class PartBuffers:
         return buf
 
     def give_back(self, buf: bytearray) -> None:
-        """Return a buffer from `take`: kept for the next part if it is counted, else left to the allocator."""
+        """Return a buffer from `take`: kept for the next part if it is counted, else left to the allocator.
+
+        When no part is in flight any more, the free buffers go too: idle part
+        buffers must not sit beside the whole objects the byte budget then grants.
+        """
         with self._lock:
+            self._lent -= 1
             if id(buf) in self._counted:
                 self._free.append(buf)
+            if not self._lent:
+                while self._free:
+                    self._drop(self._free.pop())
 
     def _drop(self, buf: bytearray) -> None:
         self._counted.discard(id(buf))

@@ -10,6 +10,7 @@ from migrate.transfer_multipart import PartBuffers
 
 def test_part_buffers_are_reused_not_reallocated() -> None:
     pool = PartBuffers(4 * MiB)
+    other = pool.take(MiB)  # a part still in flight keeps the pool's free buffers
     first = pool.take(MiB)
     pool.give_back(first)
     again = pool.take(MiB)
@@ -17,7 +18,20 @@ def test_part_buffers_are_reused_not_reallocated() -> None:
     # A shorter (last) part fits in a free buffer of a full part: no new allocation.
     pool.give_back(again)
     last = pool.take(MiB // 3)
-    assert last is first and pool.allocations == 1
+    assert last is first and pool.allocations == 2
+    pool.give_back(last)
+    pool.give_back(other)
+
+
+def test_idle_part_buffers_are_released_when_no_part_is_in_flight() -> None:
+    """Whole objects granted by the byte budget never sit beside idle part buffers."""
+    pool = PartBuffers(4 * MiB)
+    lent = [pool.take(MiB) for _ in range(3)]
+    for buf in lent[:2]:
+        pool.give_back(buf)
+    assert pool.held == 3 * MiB
+    pool.give_back(lent[2])
+    assert pool.held == 0
 
 
 def test_part_buffers_never_hold_more_than_the_capacity() -> None:
@@ -27,14 +41,15 @@ def test_part_buffers_never_hold_more_than_the_capacity() -> None:
     # A fourth buffer (beyond what the byte budget grants) is made but never kept.
     extra = pool.take(MiB)
     assert pool.held == 3 * MiB
-    for buf in [*lent, extra]:
+    for buf in [*lent[:2], extra]:
         pool.give_back(buf)
     assert pool.held == 3 * MiB and pool.peak_held == 3 * MiB
     # Another part size (a larger object's grown parts): free buffers are dropped to make room.
     big = pool.take(2 * MiB)
-    assert len(big) == 2 * MiB and pool.held <= 3 * MiB
+    assert len(big) == 2 * MiB and pool.held == 3 * MiB
     pool.give_back(big)
-    assert pool.held <= pool.capacity
+    pool.give_back(lent[2])
+    assert pool.held == 0 and pool.peak_held <= pool.capacity
 
 
 def test_part_buffers_under_threads_stay_within_the_capacity() -> None:

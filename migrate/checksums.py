@@ -127,7 +127,8 @@ class Digests:
             self.md5.update(data)
         self.sha256.update(data)
         if self._crc_update is not None:
-            self._crc = self._crc_update(data if isinstance(data, bytes) else bytes(data), self._crc)
+            # zlib and awscrt read any buffer: no copy of a bytearray or a view.
+            self._crc = self._crc_update(data, self._crc)  # type: ignore[arg-type]
 
     def s3_checksum(self) -> tuple[str, str] | None:
         """(algorithm, base64 value) for the x-amz-checksum-* header."""

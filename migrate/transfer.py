@@ -60,7 +60,16 @@ from migrate.retry import OUTAGE_BUDGET, OUTAGE_WINDOW, OutageMonitor, RunStoppi
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import ConditionalWriteFailed, S3Store
 from migrate.transfer_conflicts import CONFLICT_POLICIES, ConflictPolicy
-from migrate.transfer_multipart import KILL_STEPS, ByteBudget, MultipartTransfers, _Cancelled, _crash_point, _MultipartJob, _sent  # noqa: F401 - KILL_STEPS, ByteBudget: importable from here
+from migrate.transfer_multipart import (  # noqa: F401 - KILL_STEPS, ByteBudget: importable from here
+    KILL_STEPS,
+    ByteBudget,
+    MultipartTransfers,
+    PartBuffers,
+    _Cancelled,
+    _crash_point,
+    _MultipartJob,
+    _sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +223,7 @@ class Transfer(ConflictPolicy, MultipartTransfers):
         self.limits = RateLimits(bytes_per_second=options.max_bandwidth, requests_per_second=options.max_requests_per_second)
         self.outage = OutageMonitor(window=options.outage_window)
         self.budget = ByteBudget(options.memory_budget)
+        self.buffers = PartBuffers(options.memory_budget)
         self.result = TransferResult()
         self._lock = threading.Lock()
         self._fatal: FatalError | None = None
@@ -390,27 +400,37 @@ class Transfer(ConflictPolicy, MultipartTransfers):
             self.result.bytes_copied += record.size
         self.progress.advance(objects=1, bytes_done=record.size)
 
-    def _read_source(self, record: ObjectRecord, body: bytearray, digests: Digests, *, offset: int = 0, length: int | None = None) -> ObjectInfo:
-        """Read the object (or a range) into `body`, hashing as it arrives, under the rate limits."""
+    def _read_source(
+        self, record: ObjectRecord, body: bytearray | memoryview, digests: Digests, *, offset: int = 0, length: int | None = None
+    ) -> ObjectInfo:
+        """Read the object (or a range) into `body`, hashing as it arrives, under the rate limits.
+
+        A range (`length` given) fills `body`, exactly that long, in place
+        (`SourceStore.open_into`: received straight into it where the store
+        can); a whole object is appended to the bytearray.
+        """
         what = f"{record.source_bucket}/{record.source_key}"
+        received = 0
         with self._talking_to(self.source.endpoint):
-            info, chunks = self.source.open(record.source_bucket, record.source_key, offset=offset, length=length)
-            # A range's length is not the object's size: ranges compare the eTag only.
-            self._check_source(record, info.size if length is None else record.size, info.etag, chunks)
-            view = memoryview(body) if length is not None else None
-            received = 0
+            if length is not None:
+                assert isinstance(body, memoryview) and len(body) == length
+                info, pieces = self.source.open_into(record.source_bucket, record.source_key, body, offset=offset)
+                # A range's length is not the object's size: ranges compare the eTag only.
+                self._check_source(record, record.size, info.etag, pieces)
+                for piece in pieces:
+                    self.limits.read(len(piece), stop=self.stop)
+                    digests.update(piece)
+                    received += len(piece)
+                if received != length:
+                    raise IntegrityError(f"{what}: range at {offset} returned {received} of {length} bytes")
+                return info
+            assert isinstance(body, bytearray)
+            info, chunks = self.source.open(record.source_bucket, record.source_key)
+            self._check_source(record, info.size, info.etag, chunks)
             for chunk in chunks:
                 self.limits.read(len(chunk), stop=self.stop)
-                if view is not None:
-                    if received + len(chunk) > len(body):
-                        raise IntegrityError(f"{what}: range at {offset} returned more than {len(body)} bytes")
-                    view[received : received + len(chunk)] = chunk
-                else:
-                    body += chunk
-                received += len(chunk)
+                body += chunk
                 digests.update(chunk)
-        if length is not None and received != length:
-            raise IntegrityError(f"{what}: range at {offset} returned {received} of {length} bytes")
         return info
 
     def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None, str]:

@@ -396,6 +396,10 @@ KILL_SCRIPT = textwrap.dedent(
             time.sleep(0.3)  # slow enough to be killed between parts
             return super().open(*args, **kwargs)
 
+        def open_into(self, *args, **kwargs):
+            time.sleep(0.3)  # parts are read through here
+            return super().open_into(*args, **kwargs)
+
     store = SlowStore(S3Location(endpoint_url=endpoint, region="us-east-1", access_key_id=key, secret_access_key=secret))
     record = ObjectRecord(source_bucket=source, source_key="huge", size=int(size), source_etag=etag, dest_bucket=dest, dest_key="moved/huge")
     options = TransferOptions(concurrency=1, part_size=5 * 1024 * 1024, multipart_threshold=5 * 1024 * 1024, on_conflict="overwrite")
@@ -413,6 +417,11 @@ class CountingStore(S3Store):
     def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[ObjectInfo, Iterator[bytes]]:
         self.ranges.append(offset)
         return super().open(bucket, key, offset=offset, length=length)
+
+    def open_into(self, bucket: str, key: str, buffer: memoryview, *, offset: int) -> tuple[ObjectInfo, Iterator[memoryview]]:
+        # Parts are read into pooled buffers through here (the lean path never calls `open`).
+        self.ranges.append(offset)
+        return super().open_into(bucket, key, buffer, offset=offset)
 
 
 def test_sigkill_during_multipart_resumes_without_resending_parts(seaweed: Any, buckets: tuple[str, str], tmp_path: Path) -> None:
@@ -529,12 +538,20 @@ class _AbortsUploadMidRun:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Any:
+    def _abort_before_part_2(self, key: str, offset: int) -> None:
         if key == self._key and offset == PART and not self.aborted:
             for upload in self._client.list_multipart_uploads(Bucket=self._dest).get("Uploads", []):
                 self._client.abort_multipart_upload(Bucket=self._dest, Key=upload["Key"], UploadId=upload["UploadId"])
                 self.aborted.append(upload["UploadId"])
+
+    def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> Any:
+        self._abort_before_part_2(key, offset)
         return self._inner.open(bucket, key, offset=offset, length=length)
+
+    def open_into(self, bucket: str, key: str, buffer: memoryview, *, offset: int) -> Any:
+        # Parts are read through here (pooled buffers).
+        self._abort_before_part_2(key, offset)
+        return self._inner.open_into(bucket, key, buffer, offset=offset)
 
 
 def test_an_upload_that_vanishes_mid_run_is_restarted_once(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, TypeVar
 
-from migrate.errors import MigrateError, ObjectNotFound, TransientError
+from migrate.errors import IntegrityError, MigrateError, ObjectNotFound, TransientError
 
 T = TypeVar("T")
 
@@ -98,6 +98,29 @@ class SourceStore(ABC):
         object is gone; the iterator raises `TransientError` on a fault worth
         retrying, including a body shorter than announced.
         """
+
+    def open_into(self, bucket: str, key: str, buffer: memoryview, *, offset: int) -> tuple[ObjectInfo, Iterator[memoryview]]:
+        """Read the range of `len(buffer)` bytes at `offset` into `buffer`, yielding each filled slice of it.
+
+        For part buffers that are reused: a backend that can receive straight
+        into `buffer` (S3's lean path) overrides this and copies nothing; this
+        default copies `open`'s chunks in. Raises `IntegrityError` when the
+        range returns more than `len(buffer)` bytes; fewer is the caller's to check.
+        """
+        info, chunks = self.open(bucket, key, offset=offset, length=len(buffer))
+        what = f"{self.kind}://{bucket}/{key}"
+
+        def fill() -> Iterator[memoryview]:
+            received = 0
+            for chunk in chunks:
+                end = received + len(chunk)
+                if end > len(buffer):
+                    raise IntegrityError(f"{what}: range at {offset} returned more than {len(buffer)} bytes")
+                buffer[received:end] = chunk
+                yield buffer[received:end]
+                received = end
+
+        return info, ResponseBody(fill(), getattr(chunks, "close", lambda: None))  # type: ignore[arg-type]
 
     def empty_read(self, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         """`open` for a zero-length range: no GET (servers answer 416), just the object's metadata."""

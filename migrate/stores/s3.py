@@ -385,6 +385,17 @@ class S3Store(SourceStore):
             translate=lambda err: translate_error(err, what=what),
         )
 
+    def open_into(self, bucket: str, key: str, buffer: memoryview, *, offset: int) -> tuple[ObjectInfo, Iterator[memoryview]]:
+        """A range straight into `buffer` on the lean path (see `S3HttpClient.get_into`); else the copying default."""
+        if self.http is None or not len(buffer):
+            return super().open_into(bucket, key, buffer, offset=offset)
+        what = f"s3://{bucket}/{key}"
+        fields, filled = self.http.get_into(bucket, key, buffer, offset=offset)
+        info = self._info_from_head(key, fields)
+        return info, checked_body(  # type: ignore[return-value]
+            filled, expected=info.size, what=what, close=filled.close, translate=lambda err: translate_error(err, what=what)  # type: ignore[arg-type, attr-defined]
+        )
+
 
     # -- destination primitives -------------------------------------------
     def put_object(
@@ -483,13 +494,16 @@ class S3Store(SourceStore):
         key: str,
         upload_id: str,
         part_number: int,
-        body: bytes,
+        body: bytes | bytearray | memoryview,
         *,
         content_md5: bytes | None,
         checksum: tuple[str, str] | None = None,
         sha256_hex: str | None = None,
     ) -> str:
-        """Upload one part; S3 checks it against the checksum and/or Content-MD5 (at least one is required)."""
+        """Upload one part; S3 checks it against the checksum and/or Content-MD5 (at least one is required).
+
+        `body` may be a view of a pooled part buffer: the lean path sends it as is.
+        """
         assert content_md5 is not None or checksum is not None, "a part needs a checksum or Content-MD5"
         if self.http is not None:
             headers = {"Content-MD5": b64_digest(content_md5)} if content_md5 else {}
@@ -508,7 +522,7 @@ class S3Store(SourceStore):
             Key=key,
             UploadId=upload_id,
             PartNumber=part_number,
-            Body=body,
+            Body=bytes(body) if isinstance(body, memoryview) else body,  # botocore takes bytes or files, not views
             ContentLength=len(body),
             **({"ContentMD5": b64_digest(content_md5)} if content_md5 else {}),
             **args,

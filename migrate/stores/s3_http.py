@@ -35,12 +35,14 @@ from typing import Any, Callable, Iterator, Mapping
 import botocore.exceptions
 from botocore.credentials import Credentials
 
-from migrate.errors import MigrateError, ObjectError, TransientError
+from migrate.errors import IntegrityError, MigrateError, ObjectError, TransientError
 from migrate.stores.base import range_header
 from migrate.stores.s3_resolve import BucketAddress, S3Resolution
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: How much one `readinto` asks the socket for (the loop yields slices this big for hashing and rate limits).
+_READ_SLICE = 1024 * 1024
 _SAFE = "-_.~"
 
 
@@ -325,6 +327,42 @@ class S3HttpClient:
 
         return _response_fields(response), chunks()
 
+    def get_into(self, bucket: str, key: str, buffer: memoryview, *, offset: int) -> tuple[dict[str, Any], Iterator[memoryview]]:
+        """GET the range of `len(buffer)` bytes at `offset` straight into `buffer` (`readinto`: no chunk objects, no copy).
+
+        Yields each filled slice of `buffer`. A range answer longer than the
+        buffer is an IntegrityError before any byte is read; a body cut off is
+        a TransientError, as in `get`.
+        """
+        what = f"s3://{bucket}/{key}"
+        size = len(buffer)
+        headers = {"Range": range_header(offset, size) or f"bytes={offset}-{offset + size - 1}"}
+        response, address = self._request("GET", bucket, key, headers=headers, payload_hash=EMPTY_SHA256, what=what)
+        expected = int(response.getheader("Content-Length") or -1)
+        if expected > size:
+            self._drop(address)
+            raise IntegrityError(f"{what}: range at {offset} returned more than {size} bytes")
+
+        def filled() -> Iterator[memoryview]:
+            received, complete = 0, False
+            try:
+                while received < size:
+                    count = response.readinto(buffer[received : min(size, received + _READ_SLICE)])
+                    if not count:
+                        break
+                    yield buffer[received : received + count]
+                    received += count
+                if received == size and response.read(1):
+                    raise IntegrityError(f"{what}: range at {offset} returned more than {size} bytes")
+                complete = expected < 0 or received == expected
+            except (OSError, http.client.HTTPException) as err:
+                raise TransientError(f"{what}: body cut off after {received} bytes ({type(err).__name__})") from err
+            finally:
+                if not complete or response.will_close:
+                    self._drop(address)
+
+        return _response_fields(response), filled()
+
     def list_objects_v2(self, bucket: str, *, prefix: str, max_keys: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One ListObjectsV2 page: boto3-style `Contents` entries and the next continuation token (None on the last page).
 
@@ -351,7 +389,7 @@ class S3HttpClient:
         self,
         bucket: str,
         key: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | memoryview,
         *,
         headers: dict[str, str],
         payload_sha256: str | None,

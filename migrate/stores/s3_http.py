@@ -20,6 +20,7 @@ SigV4 reference: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import http.client
@@ -140,12 +141,17 @@ class S3HttpClient:
         # an interpreter lock while holding the GIL); a Dask worker hung that way, every thread in take_gil.
         self._pools: dict[int, dict[tuple[str, str], http.client.HTTPConnection]] = {}
         self._pools_lock = threading.Lock()
-        verify = resolution.verify
+
+    @functools.cached_property
+    def _ssl(self) -> ssl.SSLContext:
+        """The TLS context, made on the first HTTPS connection: loading the trust store costs ~26 ms of CPU,
+        which a plain-HTTP endpoint (and `migrate --help`) should not pay. Two threads racing here build two
+        equal contexts; one is kept."""
+        verify = self.resolution.verify
         if verify is False:
-            self._ssl = ssl._create_unverified_context()  # the user turned verification off (verify=False), as in botocore
-        else:
-            # A CA bundle replaces the system's trust store, as it does for botocore (urllib3 `ca_certs`).
-            self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+            return ssl._create_unverified_context()  # the user turned verification off (verify=False), as in botocore
+        # A CA bundle replaces the system's trust store, as it does for botocore (urllib3 `ca_certs`).
+        return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
 
     # -- connections -------------------------------------------------------
     def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:

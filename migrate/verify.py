@@ -41,9 +41,12 @@ per-object failure becomes an `error` row and the audit goes on; a
 audit and is raised: "could not audit" is never reported as "objects
 differ".
 
-Memory: the report rows (one per verified record) and, when unexpected
-objects are looked for, the set of destination keys under those prefixes
-that the manifest maps to (quick mode: the listing of those prefixes too).
+Memory does not grow with the object count: the report rows, the
+destination keys the manifest maps to and the destination listings are
+written to parquet files in a temporary directory as they come
+(`migrate.report_spool`); the unexpected-object scan anti-joins them a hash
+partition at a time, quick mode looks a window of records up in the
+listing at a time, and the report is summarised and written from lazy scans.
 
 Layout: this module holds the entry points; the audit that drives the
 stores is `migrate.verify_audit`, the pure comparisons `migrate.verify_checks`,
@@ -65,7 +68,7 @@ from migrate.report import VerificationReport
 from migrate.report_schema import REPORT_SCHEMA
 from migrate.stores.base import SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.verify_audit import Audit
+from migrate.verify_audit import Audit, ManifestScan
 from migrate.verify_checks import (
     MODES,
     VERIFIED_ACTIONS,
@@ -96,8 +99,12 @@ def verify_records(
     missing bucket, unreachable server) and `Interrupted` on Ctrl-C.
     Pass a list (or any Sequence) for progress totals.
     """
-    frame, _ = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress()).run(records)
-    return frame
+    audit = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
+    rows, _ = audit.run(records)
+    try:
+        return rows.collect()
+    finally:
+        audit.sink.directory.cleanup()
 
 
 def verify_migration(
@@ -114,6 +121,8 @@ def verify_migration(
 ) -> VerificationReport:
     """`verify_records` plus the report metadata (times, sampling facts); `catalog_rows` from `catalog_cross_check` are appended."""
     started = now_utc()
+    spool = None
+    frame: pl.DataFrame | pl.LazyFrame
     if executor is not None:
         # A cluster (migrate.cluster.DaskExecutor) checks the records on its workers; same rows, same order.
         records = list(records)
@@ -123,8 +132,9 @@ def verify_migration(
     else:
         audit = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
         frame, stats = audit.run(records)
+        spool = audit.sink.directory  # the rows stay on disk until the report is gone
     if catalog_rows is not None and catalog_rows.height:
-        frame = pl.concat([frame, catalog_rows.select(list(REPORT_SCHEMA))])
+        frame = pl.concat([frame.lazy(), catalog_rows.select(list(REPORT_SCHEMA)).lazy()])
     return VerificationReport(
         frame=frame,
         plan_name=plan_name,
@@ -135,6 +145,7 @@ def verify_migration(
         sample_size=options.sample,
         seed=options.seed if options.sample is not None else None,
         not_verified=stats.not_verified,
+        spool=spool,
     )
 
 
@@ -156,6 +167,7 @@ def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: 
 
 __all__ = [
     "MODES",
+    "ManifestScan",
     "VerifyOptions",
     "VerifyStats",
     "VERIFIED_ACTIONS",

@@ -890,3 +890,16 @@ def test_headers_from_the_get_without_a_journal_are_compared_with_the_source(
     assert {key: row["status"] for key, row in rows.items()} == {"kept": "match", "changed": "metadata-differs"}
     assert "no-store" in rows["changed"]["detail"] and "max-age=60" in rows["changed"]["detail"]
     assert all("compared with the source's" in row["detail"] for row in rows.values())
+
+
+def test_a_manifest_scan_yields_every_record_in_order_a_slice_at_a_time(tmp_path: Path) -> None:
+    from migrate.verify import ManifestScan
+
+    records = [
+        ObjectRecord(source_bucket="s", source_key=f"k{i}", size=i, dest_bucket="d", dest_key=f"k{i}", action="excluded" if i % 4 == 0 else "copy")
+        for i in range(11)
+    ]
+    records_to_frame(records).write_parquet(tmp_path / "manifest.parquet")
+    scan = ManifestScan(pl.scan_parquet(tmp_path / "manifest.parquet"), slice_rows=3)
+    assert list(scan) == records
+    assert scan.totals(["copy"]) == (8, sum(i for i in range(11) if i % 4))

@@ -180,7 +180,9 @@ class KeySpool:
         found: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
         scan = self.scan()
         for bucket, keys in by_bucket.items():
-            hits = scan.filter((pl.col("bucket") == bucket) & pl.col("key").is_in(keys)).collect()
+            # The key range first: a listing is in key order, so the Parquet reader skips the row groups outside it.
+            in_range = pl.col("key").is_between(pl.lit(min(keys)), pl.lit(max(keys)))
+            hits = scan.filter((pl.col("bucket") == bucket) & in_range & pl.col("key").is_in(keys)).collect()
             for b, key, size, etag, storage_class in hits.iter_rows():
                 found[(b, key)] = (size, etag, storage_class)
         return found

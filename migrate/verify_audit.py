@@ -380,7 +380,7 @@ class Audit:
         found = {"dest_size": dest.size, "dest_etag": dest.etag}
         copied = record.action == Action.COPY.value
         planned, headers_note = expected_headers(record, usable), ""
-        if copied and self._headers_from_get(usable):
+        if copied and self._headers_from_get(record, usable):
             planned, headers_note = self._headers_from_source_head(record, dest)
         expected_meta, actual_meta = (
             compare_metadata(
@@ -446,7 +446,7 @@ class Audit:
         usable = journal_usable(record, journal_row, self.options)[0]
         planned = expected_headers(record, usable)
         notes = [] if copied else ["skip-existing: found at the destination when planned, not written by `run`"]
-        if copied and self._headers_from_get(usable):
+        if copied and self._headers_from_get(record, usable):
             planned = headers_from_source(record, source)  # the read answered the source's headers
             notes.append(_HEADERS_FROM_SOURCE.format(how="as read"))
         expected_meta, actual_meta = (
@@ -476,9 +476,15 @@ class Audit:
             notes.append(describe_metadata(expected_meta, actual_meta))
         return record_row(record, "deep", status=status, detail=join_notes(detail, *notes), **found, **checksums, **meta)
 
-    def _headers_from_get(self, usable: JournalRow | None) -> bool:
-        """True when the record's headers came from the GET (an S3 source) and no journal row says what `run` sent."""
-        return bool(getattr(self.source, "headers_on_read", False)) and (usable is None or not usable.sent_headers)
+    def _headers_from_get(self, record: ObjectRecord, usable: JournalRow | None) -> bool:
+        """True when the record's headers came from the GET and no journal row says what `run` sent.
+
+        From the GET: a source that answers headers on read (S3), whose plan
+        left the record's Content-Type null (no rule set it; README, Headers
+        "from the GET").
+        """
+        from_get = bool(getattr(self.source, "headers_on_read", False)) and record.content_type is None
+        return from_get and (usable is None or not usable.sent_headers)
 
     def _headers_from_source_head(self, record: ObjectRecord, dest: ObjectInfo) -> tuple[ObjectRecord, str]:
         """The headers `run` would have sent, from a HEAD of the source, and the note for the row's detail.

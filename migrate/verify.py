@@ -56,19 +56,20 @@ are importable from here too).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import polars as pl
 
 from migrate.catalog_check import catalog_cross_check, inventory_frame
 from migrate.journal import TransferJournal
+from migrate.manifest import READ_BATCH_ROWS, count_rows
 from migrate.progress import NullProgress, Progress
-from migrate.records import ObjectRecord
+from migrate.records import ObjectRecord, frame_to_records
 from migrate.report import VerificationReport
 from migrate.report_schema import REPORT_SCHEMA
 from migrate.stores.base import SourceStore
 from migrate.stores.s3 import S3Store
-from migrate.verify_audit import Audit, ManifestScan
+from migrate.verify_audit import Audit
 from migrate.verify_checks import (
     MODES,
     VERIFIED_ACTIONS,
@@ -148,6 +149,28 @@ def verify_migration(
         spool=spool,
     )
 
+
+
+class ManifestScan:
+    """A manifest scan seen as records, read `slice_rows` at a time in manifest order: never whole in memory.
+
+    The lazy counterpart of `ManifestRecords` for a manifest on disk
+    (`migrate.manifest.scan_manifest`): every action, since every record
+    that maps a key makes that key expected.
+    """
+
+    def __init__(self, manifest: pl.LazyFrame, *, slice_rows: int = READ_BATCH_ROWS) -> None:
+        self.manifest = manifest
+        self.slice_rows = slice_rows
+
+    def __iter__(self) -> Iterator[ObjectRecord]:
+        total, _ = count_rows(self.manifest)
+        for offset in range(0, total, self.slice_rows):
+            yield from frame_to_records(self.manifest.slice(offset, self.slice_rows).collect())
+
+    def totals(self, actions: Iterable[str]) -> tuple[int, int]:
+        """(records, bytes) whose action is one of `actions`, counted by polars."""
+        return count_rows(self.manifest, *actions)
 
 
 def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:

@@ -23,8 +23,7 @@ from migrate.errors import FatalError, Interrupted, MigrateError, ObjectNotFound
 from migrate.journal import JournalRow, TransferJournal
 from migrate.progress import Progress
 from migrate.ratelimit import UNLIMITED, RateLimits
-from migrate.manifest import READ_BATCH_ROWS, count_rows
-from migrate.records import Action, ManifestRecords, ObjectRecord, frame_to_records
+from migrate.records import Action, ManifestRecords, ObjectRecord
 from migrate.report_schema import CHECKSUM_DIFFERS, ERROR, MATCH, METADATA_DIFFERS, MISSING, NOT_MIGRATED, SIZE_DIFFERS, UNEXPECTED
 from migrate.report_spool import KeySpool, RowSpool
 from migrate.retry import Throttle, call_with_retries
@@ -105,8 +104,8 @@ class Audit:
                 self.progress.start(objects=len(sample), total_bytes=sum(r.size for _, r in sample), description="verify")
                 checked = self._submit_all(pool, iter(sample))
             else:
-                if isinstance(records, (ManifestRecords, ManifestScan)):
-                    objects, total_bytes = records.totals(VERIFIED_ACTIONS)
+                if isinstance(records, ManifestRecords) or hasattr(records, "totals"):  # also `verify.ManifestScan`
+                    objects, total_bytes = records.totals(VERIFIED_ACTIONS)  # type: ignore[union-attr]
                     self.progress.start(objects=objects, total_bytes=total_bytes, description="verify")
                 elif isinstance(records, Sequence):
                     eligible = [r for r in records if r.action in VERIFIED_ACTIONS]
@@ -565,28 +564,6 @@ class Audit:
 
 
 # -- helpers ----------------------------------------------------------------------
-class ManifestScan:
-    """A manifest scan seen as records, read `slice_rows` at a time in manifest order: never whole in memory.
-
-    The lazy counterpart of `ManifestRecords` for a manifest on disk
-    (`migrate.manifest.scan_manifest`): every action, since every record
-    that maps a key makes that key expected.
-    """
-
-    def __init__(self, manifest: pl.LazyFrame, *, slice_rows: int = READ_BATCH_ROWS) -> None:
-        self.manifest = manifest
-        self.slice_rows = slice_rows
-
-    def __iter__(self) -> Iterator[ObjectRecord]:
-        total, _ = count_rows(self.manifest)
-        for offset in range(0, total, self.slice_rows):
-            yield from frame_to_records(self.manifest.slice(offset, self.slice_rows).collect())
-
-    def totals(self, actions: Iterable[str]) -> tuple[int, int]:
-        """(records, bytes) whose action is one of `actions`, counted by polars."""
-        return count_rows(self.manifest, *actions)
-
-
 _HEADERS_FROM_SOURCE = "no journal row says which headers `run` sent: compared with the source's ({how})"
 
 

@@ -36,6 +36,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -118,9 +119,35 @@ class SampleConfidence:
 
 
 # -- the report -------------------------------------------------------------------
+class _Rows:
+    """The `frame` field: a DataFrame or a LazyFrame (rows spooled to disk by `verify`), read back as a DataFrame.
+
+    The report itself only ever uses `rows` (lazy): summaries are aggregates
+    and listings are capped, so a report of millions of rows is written
+    without holding them. `frame` collects every row: for tests and callers
+    that want them all.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> pl.DataFrame:
+        if obj is None:
+            raise AttributeError("frame")  # no default: dataclasses makes the field required
+        value = getattr(obj, self._name)
+        return value.collect() if isinstance(value, pl.LazyFrame) else value
+
+    def __set__(self, obj: Any, value: pl.DataFrame | pl.LazyFrame) -> None:
+        setattr(obj, self._name, value)
+
+
 @dataclass
 class VerificationReport:
     """A verification's rows (`frame`, exactly REPORT_SCHEMA) and what the run was.
+
+    `frame` may be given as a LazyFrame (`verify` passes a scan of its
+    spooled rows and keeps their directory alive in `spool`); `rows` is
+    always the lazy view.
 
     `population` is how many records were eligible for verification and
     `sample_size` how many were asked for (None: every one); `not_verified`
@@ -128,7 +155,7 @@ class VerificationReport:
     collision); invalid-key/invalid-metadata records are `not-migrated` rows.
     """
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame = _Rows()  # type: ignore[assignment]
     plan_name: str
     mode: str
     started_at: datetime
@@ -138,38 +165,53 @@ class VerificationReport:
     seed: int | None = None
     not_verified: int = 0
     path: Path | None = field(default=None)
+    spool: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_report_schema(self.frame)
+        rows = self._frame  # type: ignore[attr-defined]
+        check_report_schema(rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(schema=rows.collect_schema()))
+
+    @property
+    def rows(self) -> pl.LazyFrame:
+        """Every row, lazily (REPORT_SCHEMA, report order)."""
+        return self._frame.lazy()  # type: ignore[attr-defined]
+
+    def _count(self, predicate: pl.Expr) -> int:
+        return int(self.rows.filter(predicate).select(pl.len()).collect().item())
 
     # -- numbers -------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Rows per status, every status present (0 when none)."""
-        found = dict(self.frame.group_by("status").len().iter_rows())
+        found = dict(self.rows.group_by("status").len().collect().iter_rows())
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     @property
     def migration_rows(self) -> pl.DataFrame:
-        return self.frame.filter(pl.col("status").is_in(VERIFY_STATUSES))
+        return self.rows.filter(pl.col("status").is_in(VERIFY_STATUSES)).collect()
 
     @property
     def catalog_rows(self) -> pl.DataFrame:
-        return self.frame.filter(pl.col("status").is_in(CATALOG_STATUSES))
+        return self.rows.filter(pl.col("status").is_in(CATALOG_STATUSES)).collect()
+
+    def catalog_listing(self, limit: int = LISTING_CAP) -> tuple[pl.DataFrame, int]:
+        """The first `limit` catalog cross-check rows and how many there are."""
+        catalog = self.rows.filter(pl.col("status").is_in(CATALOG_STATUSES))
+        return catalog.head(limit).collect(), int(catalog.select(pl.len()).collect().item())
 
     @property
     def objects_checked(self) -> int:
         """Manifest records verified (unexpected objects are not records)."""
-        return int(self.frame.filter(pl.col("checked_mode").is_in(OBJECT_MODES)).height)
+        return self._count(pl.col("checked_mode").is_in(OBJECT_MODES))
 
     @property
     def bytes_verified(self) -> int:
         """Bytes of the objects found to match."""
-        return int(self.frame.filter(pl.col("status") == MATCH)["size"].sum() or 0)
+        return int(self.rows.filter(pl.col("status") == MATCH).select(pl.col("size").sum()).collect().item() or 0)
 
     @property
     def size_only_matches(self) -> int:
         """Matches for which no checksum could be compared (fast mode without journal or MD5 eTags)."""
-        return int(self.frame.filter((pl.col("status") == MATCH) & (pl.col("checksum_basis") == "none")).height)
+        return self._count((pl.col("status") == MATCH) & (pl.col("checksum_basis") == "none"))
 
     @property
     def sampled(self) -> bool:
@@ -178,8 +220,8 @@ class VerificationReport:
     def sample_confidence(self) -> SampleConfidence | None:
         if not self.sampled:
             return None
-        failing = self.frame.filter(pl.col("checked_mode").is_in(OBJECT_MODES) & (pl.col("status") != MATCH)).height
-        return SampleConfidence(population=self.population or 0, sampled=self.objects_checked, failing=int(failing))
+        failing = self._count(pl.col("checked_mode").is_in(OBJECT_MODES) & (pl.col("status") != MATCH))
+        return SampleConfidence(population=self.population or 0, sampled=self.objects_checked, failing=failing)
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -189,35 +231,38 @@ class VerificationReport:
         migration. "The audit itself failed" is not a report at all: it is
         an exception (FatalError -> ExitStatus.FATAL) raised before one exists.
         """
-        failing = self.frame.filter(pl.col("status").is_in(FAILING_STATUSES)).height
+        failing = self._count(pl.col("status").is_in(FAILING_STATUSES))
         return ExitStatus.INCOMPLETE if failing else ExitStatus.OK
 
-    def failing(self) -> pl.DataFrame:
-        """Migration rows that are not `match`, most severe first, then by key."""
+    def failing(self, limit: int | None = None) -> pl.DataFrame:
+        """Migration rows that are not `match`, most severe first, then by key (the first `limit` of them when given)."""
         order = {status: index for index, status in enumerate(FAILING_STATUSES)}
-        return (
-            self.frame.filter(pl.col("status").is_in(FAILING_STATUSES))
+        ranked = (
+            self.rows.filter(pl.col("status").is_in(FAILING_STATUSES))
             .with_columns(pl.col("status").replace_strict(order, return_dtype=pl.Int32).alias("_order"))
             .sort(["_order", "dest_bucket", "dest_key", "source_key"], nulls_last=True)
             .drop("_order")
         )
+        return (ranked if limit is None else ranked.head(limit)).collect()
+
+    def failing_count(self) -> int:
+        return self._count(pl.col("status").is_in(FAILING_STATUSES))
 
     def breakdown(self, by: str, *, statuses: tuple[str, ...] = VERIFY_STATUSES) -> pl.DataFrame:
         """Counts per status for each value of `by` (a column), plus matching bytes; null shown as "(none)"."""
-        rows = self.frame.filter(pl.col("status").is_in(statuses)).with_columns(pl.col(by).fill_null("(none)"))
-        present = [s for s in statuses if s in set(rows["status"].unique().to_list())]
-        if not rows.height:
+        # One aggregate over the rows (by x status), then shaped in memory: as small as the distinct values of `by`.
+        grouped = (
+            self.rows.filter(pl.col("status").is_in(statuses))
+            .with_columns(pl.col(by).fill_null("(none)"))
+            .group_by(by, "status")
+            .agg(pl.len(), pl.col("size").filter(pl.col("status") == MATCH).sum().fill_null(0).cast(pl.Int64).alias("bytes_matching"))
+            .collect()
+        )
+        present = [s for s in statuses if s in set(grouped["status"].unique().to_list())]
+        if not grouped.height:
             return pl.DataFrame(schema={by: pl.Utf8(), "objects": pl.UInt32(), "bytes_matching": pl.Int64()})
-        wide = (
-            rows.group_by(by, "status")
-            .len()
-            .pivot(on="status", index=by, values="len")
-            .fill_null(0)
-        )
-        totals = rows.group_by(by).agg(
-            pl.len().alias("objects"),
-            pl.col("size").filter(pl.col("status") == MATCH).sum().fill_null(0).cast(pl.Int64).alias("bytes_matching"),
-        )
+        wide = grouped.pivot(on="status", index=by, values="len").fill_null(0)
+        totals = grouped.group_by(by).agg(pl.col("len").sum().cast(pl.UInt32).alias("objects"), pl.col("bytes_matching").sum().cast(pl.Int64))
         return totals.join(wide, on=by).select([by, "objects", *present, "bytes_matching"]).sort(by)
 
     # -- text ----------------------------------------------------------------
@@ -297,8 +342,9 @@ class VerificationReport:
         base = f"{_safe_name(self.plan_name)}-{stamp}"
         staging = Path(tempfile.mkdtemp(dir=reports_dir, prefix=f".{base}."))
         try:
-            self.frame.write_parquet(staging / REPORT_FILE)
-            self.frame.write_csv(staging / CSV_FILE)
+            # Streamed from the rows (on disk after `verify`): the files are written without holding every row.
+            self.rows.sink_parquet(staging / REPORT_FILE)
+            self.rows.sink_csv(staging / CSV_FILE)
             (staging / MARKDOWN_FILE).write_text(self.to_markdown(), encoding="utf-8")
             (staging / HTML_FILE).write_text(self.to_html(), encoding="utf-8")
             os.chmod(staging, 0o755)

@@ -41,9 +41,12 @@ per-object failure becomes an `error` row and the audit goes on; a
 audit and is raised: "could not audit" is never reported as "objects
 differ".
 
-Memory: the report rows (one per verified record) and, when unexpected
-objects are looked for, the set of destination keys under those prefixes
-that the manifest maps to (quick mode: the listing of those prefixes too).
+Memory does not grow with the object count: the report rows, the
+destination keys the manifest maps to and the destination listings are
+written to parquet files in a temporary directory as they come
+(`migrate.report_spool`); the unexpected-object scan anti-joins them a hash
+partition at a time, quick mode looks a window of records up in the
+listing at a time, and the report is summarised and written from lazy scans.
 
 Layout: this module holds the entry points; the audit that drives the
 stores is `migrate.verify_audit`, the pure comparisons `migrate.verify_checks`,
@@ -53,14 +56,15 @@ are importable from here too).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import polars as pl
 
 from migrate.catalog_check import catalog_cross_check, inventory_frame
 from migrate.journal import TransferJournal
+from migrate.manifest import READ_BATCH_ROWS, count_rows
 from migrate.progress import NullProgress, Progress
-from migrate.records import ObjectRecord
+from migrate.records import ObjectRecord, frame_to_records
 from migrate.report import VerificationReport
 from migrate.report_schema import REPORT_SCHEMA
 from migrate.stores.base import SourceStore
@@ -96,8 +100,12 @@ def verify_records(
     missing bucket, unreachable server) and `Interrupted` on Ctrl-C.
     Pass a list (or any Sequence) for progress totals.
     """
-    frame, _ = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress()).run(records)
-    return frame
+    audit = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
+    rows, _ = audit.run(records)
+    try:
+        return rows.collect()
+    finally:
+        audit.sink.directory.cleanup()
 
 
 def verify_migration(
@@ -114,6 +122,8 @@ def verify_migration(
 ) -> VerificationReport:
     """`verify_records` plus the report metadata (times, sampling facts); `catalog_rows` from `catalog_cross_check` are appended."""
     started = now_utc()
+    spool = None
+    frame: pl.DataFrame | pl.LazyFrame
     if executor is not None:
         # A cluster (migrate.cluster.DaskExecutor) checks the records on its workers; same rows, same order.
         records = list(records)
@@ -123,8 +133,9 @@ def verify_migration(
     else:
         audit = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
         frame, stats = audit.run(records)
+        spool = audit.sink.directory  # the rows stay on disk until the report is gone
     if catalog_rows is not None and catalog_rows.height:
-        frame = pl.concat([frame, catalog_rows.select(list(REPORT_SCHEMA))])
+        frame = pl.concat([frame.lazy(), catalog_rows.select(list(REPORT_SCHEMA)).lazy()])
     return VerificationReport(
         frame=frame,
         plan_name=plan_name,
@@ -135,8 +146,31 @@ def verify_migration(
         sample_size=options.sample,
         seed=options.seed if options.sample is not None else None,
         not_verified=stats.not_verified,
+        spool=spool,
     )
 
+
+
+class ManifestScan:
+    """A manifest scan seen as records, read `slice_rows` at a time in manifest order: never whole in memory.
+
+    The lazy counterpart of `ManifestRecords` for a manifest on disk
+    (`migrate.manifest.scan_manifest`): every action, since every record
+    that maps a key makes that key expected.
+    """
+
+    def __init__(self, manifest: pl.LazyFrame, *, slice_rows: int = READ_BATCH_ROWS) -> None:
+        self.manifest = manifest
+        self.slice_rows = slice_rows
+
+    def __iter__(self) -> Iterator[ObjectRecord]:
+        total, _ = count_rows(self.manifest)
+        for offset in range(0, total, self.slice_rows):
+            yield from frame_to_records(self.manifest.slice(offset, self.slice_rows).collect())
+
+    def totals(self, actions: Iterable[str]) -> tuple[int, int]:
+        """(records, bytes) whose action is one of `actions`, counted by polars."""
+        return count_rows(self.manifest, *actions)
 
 
 def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
@@ -156,6 +190,7 @@ def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: 
 
 __all__ = [
     "MODES",
+    "ManifestScan",
     "VerifyOptions",
     "VerifyStats",
     "VERIFIED_ACTIONS",

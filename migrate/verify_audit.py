@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import polars as pl
@@ -23,7 +24,8 @@ from migrate.journal import JournalRow, TransferJournal
 from migrate.progress import Progress
 from migrate.ratelimit import UNLIMITED, RateLimits
 from migrate.records import Action, ManifestRecords, ObjectRecord
-from migrate.report_schema import CHECKSUM_DIFFERS, ERROR, MATCH, METADATA_DIFFERS, MISSING, NOT_MIGRATED, REPORT_SCHEMA, SIZE_DIFFERS, UNEXPECTED
+from migrate.report_schema import CHECKSUM_DIFFERS, ERROR, MATCH, METADATA_DIFFERS, MISSING, NOT_MIGRATED, SIZE_DIFFERS, UNEXPECTED
+from migrate.report_spool import KeySpool, RowSpool
 from migrate.retry import Throttle, call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
@@ -37,6 +39,7 @@ from migrate.verify_checks import (
     compare_recorded_checksum,
     describe_metadata,
     expected_headers,
+    headers_from_source,
     join_notes,
     journal_usable,
     metadata_columns,
@@ -47,9 +50,8 @@ from migrate.verify_checks import (
 log = logging.getLogger(__name__)
 
 _JOURNAL_BATCH = 400
-# Rows are folded into a polars frame every this many, so a long audit keeps
-# compact columns rather than millions of dicts.
-_ROWS_PER_CHUNK = 20_000
+# Quick mode looks keys up in the spooled listing this many records at a time (one scan of the listing each).
+_LISTING_WINDOW = 20_000
 
 
 # -- the audit --------------------------------------------------------------------
@@ -73,7 +75,8 @@ class Audit:
         self.throttle = Throttle()
         self.limits = RateLimits(bytes_per_second=options.max_bandwidth, requests_per_second=options.max_requests_per_second)
         self.stop = threading.Event()
-        self.sink = _RowSink()
+        # Rows, the listing and the expected keys live on disk (report_spool): memory does not grow with the objects.
+        self.sink = RowSpool()
         self._lock = threading.Lock()
         self._fatal: BaseException | None = None
         self._slots = threading.BoundedSemaphore(options.concurrency * 2)
@@ -81,13 +84,14 @@ class Audit:
         self._prefixes: dict[str, list[str]] = {}
         for bucket, prefix in options.expect_prefixes:
             self._prefixes.setdefault(bucket, []).append(prefix)
-        self._expected_keys: set[tuple[str, str]] = set()
-        # quick mode: the destination listing under `expect_prefixes`, (bucket, key) -> (size, etag, storage class).
-        self._listing: dict[tuple[str, str], tuple[int, str | None, str | None]] | None = None
+        self._expected_keys = KeySpool(self.sink.directory)
+        # quick mode: the destination listing under `expect_prefixes` (bucket, key, size, etag, storage class).
+        self._listing: KeySpool | None = None
         self._listed: dict[str, list[str]] = {}
 
     # -- driving ---------------------------------------------------------
-    def run(self, records: Iterable[ObjectRecord]) -> tuple[pl.DataFrame, VerifyStats]:
+    def run(self, records: Iterable[ObjectRecord]) -> tuple[pl.LazyFrame, VerifyStats]:
+        """Check every record; return the rows (a scan of files in `self.sink.directory`, which the caller keeps) and the counts."""
         population = not_verified = checked = 0
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="migrate-verify")
         # Deep mode's source reads: one per check in flight at most, so a check never waits for a free reader.
@@ -100,8 +104,8 @@ class Audit:
                 self.progress.start(objects=len(sample), total_bytes=sum(r.size for _, r in sample), description="verify")
                 checked = self._submit_all(pool, iter(sample))
             else:
-                if isinstance(records, ManifestRecords):
-                    objects, total_bytes = records.totals(VERIFIED_ACTIONS)
+                if isinstance(records, ManifestRecords) or hasattr(records, "totals"):  # also `verify.ManifestScan`
+                    objects, total_bytes = records.totals(VERIFIED_ACTIONS)  # type: ignore[union-attr]
                     self.progress.start(objects=objects, total_bytes=total_bytes, description="verify")
                 elif isinstance(records, Sequence):
                     eligible = [r for r in records if r.action in VERIFIED_ACTIONS]
@@ -111,6 +115,7 @@ class Audit:
                 counter = {"population": 0, "not_verified": 0}
                 checked = self._submit_all(pool, self._eligible(records, counter))
                 population, not_verified = counter["population"], counter["not_verified"]
+            self._expected_keys.flush()
             for bucket, prefixes in self._prefixes.items():
                 for prefix in self._distinct_prefixes(prefixes):
                     self._submit(pool, self._scan_unexpected, bucket, prefix)
@@ -126,22 +131,14 @@ class Audit:
             self.progress.close()
         if self._fatal is not None:
             raise self._fatal
-        return self._ordered(self.sink.frame()), VerifyStats(population=population, checked=checked, not_verified=not_verified)
-
-    @staticmethod
-    def _ordered(collected: pl.DataFrame) -> pl.DataFrame:
-        """Record rows in manifest order, then `unexpected` rows by key (each once), in one sort: one copy of the rows, not four."""
-        stray = pl.col("status") == UNEXPECTED
-        if collected.filter(stray).height:
-            first = pl.int_range(pl.len()).over([stray, pl.col("dest_bucket"), pl.col("dest_key")]) == 0
-            collected = collected.filter(~stray | first)
-        return collected.sort([stray, "_seq", "dest_bucket", "dest_key"], nulls_last=True, maintain_order=True).drop("_seq")
+        # Record rows in manifest order, then `unexpected` rows by key (each once).
+        return self.sink.ordered(), VerifyStats(population=population, checked=checked, not_verified=not_verified)
 
     def _note_mapping(self, record: ObjectRecord) -> None:
         # Every record that maps a key (whatever its action) makes that key expected.
         if record.dest_bucket in self._prefixes and record.dest_key is not None:
             if any(record.dest_key.startswith(p) for p in self._prefixes[record.dest_bucket]):
-                self._expected_keys.add((record.dest_bucket, record.dest_key))
+                self._expected_keys.append(record.dest_bucket, record.dest_key)
 
     def _eligible(self, records: Iterable[ObjectRecord], counter: dict[str, int]) -> Iterator[tuple[int, ObjectRecord]]:
         for seq, record in enumerate(records):
@@ -183,22 +180,25 @@ class Audit:
 
     def _submit_all(self, pool: ThreadPoolExecutor, items: Iterator[tuple[int, ObjectRecord]]) -> int:
         submitted = 0
-        for batch in _batches(items, _JOURNAL_BATCH):
-            if self.stop.is_set():
-                raise _Stopped()
-            rows: dict[tuple[str, str], JournalRow] = {}
-            if self.journal is not None:  # deep too: the headers `run` sent (see `expected_headers`)
-                rows = self.journal.rows([(r.source_bucket, r.source_key) for _, r in batch])
-            for seq, record in batch:
-                self._check_buckets(record)
-                journal_row = rows.get((record.source_bucket, record.source_key))
-                proven = self._prove_from_listing(record, journal_row) if self._listing is not None else None
-                if proven is not None:
-                    self.sink.add(seq, proven)
-                    self.progress.advance(objects=1, bytes_done=record.size)
-                else:
-                    self._submit(pool, self._check, seq, record, journal_row)
-                submitted += 1
+        for window in _batches(items, _LISTING_WINDOW if self._listing is not None else _JOURNAL_BATCH):
+            listed = self._listing.lookup((r.dest_bucket, r.dest_key) for _, r in window if r.dest_bucket and r.dest_key) if self._listing is not None else {}
+            for start in range(0, len(window), _JOURNAL_BATCH):
+                batch = window[start : start + _JOURNAL_BATCH]
+                if self.stop.is_set():
+                    raise _Stopped()
+                rows: dict[tuple[str, str], JournalRow] = {}
+                if self.journal is not None:  # deep too: the headers `run` sent (see `expected_headers`)
+                    rows = self.journal.rows([(r.source_bucket, r.source_key) for _, r in batch])
+                for seq, record in batch:
+                    self._check_buckets(record)
+                    journal_row = rows.get((record.source_bucket, record.source_key))
+                    proven = self._prove_from_listing(record, journal_row, listed) if self._listing is not None else None
+                    if proven is not None:
+                        self.sink.add(seq, proven)
+                        self.progress.advance(objects=1, bytes_done=record.size)
+                    else:
+                        self._submit(pool, self._check, seq, record, journal_row)
+                    submitted += 1
         return submitted
 
     def _check_buckets(self, record: ObjectRecord, *, cached: bool = True) -> None:
@@ -275,21 +275,21 @@ class Audit:
         A listing that fails for a non-fatal reason leaves that part unlisted:
         its records are checked by HEAD and the unexpected scan reports the error.
         """
-        listing: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+        listing = KeySpool(self.sink.directory)
         for bucket, prefixes in self._prefixes.items():
             for prefix in self._distinct_prefixes(prefixes):
 
-                def pages(bucket: str = bucket, prefix: str = prefix) -> dict[tuple[str, str], tuple[int, str | None, str | None]]:
-                    found: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+                def pages(bucket: str = bucket, prefix: str = prefix) -> KeySpool:
+                    found = KeySpool(self.sink.directory)  # a fresh one per attempt: a retry lists the part again
                     for page in self.destination.iter_objects(bucket, prefix):
                         if self.stop.is_set():
                             raise _Stopped()
                         for info in page:
-                            found[(bucket, info.key)] = (info.size, info.etag, info.storage_class)
+                            found.append(bucket, info.key, info.size, info.etag, info.storage_class)
                     return found
 
                 try:
-                    listing.update(self._retry(pages))
+                    listing.extend(self._retry(pages))
                 except FatalError as err:
                     self._fail(err)
                     raise _Stopped() from None
@@ -299,7 +299,9 @@ class Audit:
                 self._listed.setdefault(bucket, []).append(prefix)
         self._listing = listing
 
-    def _prove_from_listing(self, record: ObjectRecord, journal_row: JournalRow | None) -> dict[str, Any] | None:
+    def _prove_from_listing(
+        self, record: ObjectRecord, journal_row: JournalRow | None, listed: dict[tuple[str, str], tuple[int, str | None, str | None]]
+    ) -> dict[str, Any] | None:
         """A `match` row when the listing and the journal prove the object; None when it needs a HEAD.
 
         Proven means: the key is listed with the planned size and storage
@@ -311,13 +313,14 @@ class Audit:
         the listed ETag must equal the source eTag, both plain MD5s. Anything
         else (not listed, other size, other ETag, no usable journal row, a
         prefix not listed) returns None: the caller HEADs it like fast mode.
+        `listed` is the listing's entries for the records of this window.
         """
         assert self._listing is not None
         if not record.dest_bucket or not record.dest_key:
             return None
         if not any(record.dest_key.startswith(p) for p in self._listed.get(record.dest_bucket, ())):
             return None
-        entry = self._listing.get((record.dest_bucket, record.dest_key))
+        entry = listed.get((record.dest_bucket, record.dest_key))
         if entry is None:
             return None  # a HEAD confirms it is missing (and says so in the same words as fast mode)
         size, etag, storage_class = entry
@@ -375,7 +378,9 @@ class Audit:
             return record_row(record, "fast", status=MISSING, detail=join_notes("not at the destination", journal_note))
         found = {"dest_size": dest.size, "dest_etag": dest.etag}
         copied = record.action == Action.COPY.value
-        planned = expected_headers(record, usable)
+        planned, headers_note = expected_headers(record, usable), ""
+        if copied and self._headers_from_get(record, usable):
+            planned, headers_note = self._headers_from_source_head(record, dest)
         expected_meta, actual_meta = (
             compare_metadata(
                 planned,
@@ -389,6 +394,7 @@ class Audit:
         )
         meta = metadata_columns(expected_meta, actual_meta)
         skip_note = "" if copied else "skip-existing: found at the destination when planned, not written by `run`"
+        journal_note = join_notes(journal_note, headers_note)
         if dest.size != record.size:
             return record_row(
                 record,
@@ -436,7 +442,12 @@ class Audit:
             )
         checksums = {"expected_checksum": f"sha256:{source_sha}", "actual_checksum": f"sha256:{dest_sha}", "checksum_basis": "deep-read"}
         copied = record.action == Action.COPY.value
-        planned = expected_headers(record, journal_usable(record, journal_row, self.options)[0])
+        usable = journal_usable(record, journal_row, self.options)[0]
+        planned = expected_headers(record, usable)
+        notes = [] if copied else ["skip-existing: found at the destination when planned, not written by `run`"]
+        if copied and self._headers_from_get(record, usable):
+            planned = headers_from_source(record, source)  # the read answered the source's headers
+            notes.append(_HEADERS_FROM_SOURCE.format(how="as read"))
         expected_meta, actual_meta = (
             compare_metadata(
                 planned,
@@ -450,7 +461,6 @@ class Audit:
             else ({}, {})
         )
         meta = metadata_columns(expected_meta, actual_meta)
-        notes = [] if copied else ["skip-existing: found at the destination when planned, not written by `run`"]
         if source_length != record.size:
             notes.append(f"the source now has {source_length:,} bytes, the plan listed {record.size:,} (changed since the plan)")
         if dest_length != source_length:
@@ -465,27 +475,57 @@ class Audit:
             notes.append(describe_metadata(expected_meta, actual_meta))
         return record_row(record, "deep", status=status, detail=join_notes(detail, *notes), **found, **checksums, **meta)
 
+    def _headers_from_get(self, record: ObjectRecord, usable: JournalRow | None) -> bool:
+        """True when the record's headers came from the GET and no journal row says what `run` sent.
+
+        From the GET: a source that answers headers on read (S3), whose plan
+        left the record's Content-Type null (no rule set it; README, Headers
+        "from the GET").
+        """
+        from_get = bool(getattr(self.source, "headers_on_read", False)) and record.content_type is None
+        return from_get and (usable is None or not usable.sent_headers)
+
+    def _headers_from_source_head(self, record: ObjectRecord, dest: ObjectInfo) -> tuple[ObjectRecord, str]:
+        """The headers `run` would have sent, from a HEAD of the source, and the note for the row's detail.
+
+        Without it the destination would be compared with the manifest's
+        nulls (false `metadata-differs`). A source object that is gone
+        leaves nothing to compare: the destination's headers are taken as
+        they are, and the detail says so.
+        """
+        source: ObjectInfo | None = self._retry(lambda: self.source.head(record.source_bucket, record.source_key))
+        if source is None:
+            unknown = replace(
+                record,
+                content_type=dest.content_type,
+                cache_control=dest.cache_control,
+                content_disposition=dest.content_disposition,
+                user_metadata=dict(dest.user_metadata or {}),
+            )
+            return unknown, "the source object is gone and no journal row says which headers `run` sent: headers not compared"
+        return headers_from_source(record, source), _HEADERS_FROM_SOURCE.format(how="HEAD")
+
     # -- unexpected objects ------------------------------------------------
     def _scan_unexpected(self, bucket: str, prefix: str) -> None:
         """List `bucket/prefix` and report every object no record maps to."""
 
         if self._listing is not None and prefix in self._listed.get(bucket, ()):
             # quick mode listed this prefix already: no second listing.
-            for (listed_bucket, key), (size, etag, _) in self._listing.items():  # sorted with the other unexpected rows
-                if listed_bucket == bucket and key.startswith(prefix) and (bucket, key) not in self._expected_keys:
-                    self._add_unexpected(bucket, prefix, ObjectInfo(key=key, size=size, etag=etag))
+            for key, size, etag in self._listing.strays(self._expected_keys, bucket=bucket, prefix=prefix):  # sorted with the other unexpected rows
+                self._add_unexpected(bucket, prefix, ObjectInfo(key=key, size=size, etag=etag))
             return
 
-        def listing() -> list[ObjectInfo]:
-            strays: list[ObjectInfo] = []
+        def listing() -> KeySpool:
+            found = KeySpool(self.sink.directory)
             for page in self.destination.iter_objects(bucket, prefix):
                 if self.stop.is_set():
                     raise _Stopped()
-                strays.extend(info for info in page if (bucket, info.key) not in self._expected_keys)
-            return strays
+                for info in page:
+                    found.append(bucket, info.key, info.size, info.etag)
+            return found
 
         try:
-            strays = self._retry(listing)
+            listed = self._retry(listing)
         except _Stopped:
             return
         except FatalError as err:
@@ -504,12 +544,12 @@ class Audit:
                 },
             )
             return
-        for info in strays:
-            self._add_unexpected(bucket, prefix, info)
+        for key, size, etag in listed.strays(self._expected_keys, bucket=bucket, prefix=prefix):
+            self._add_unexpected(bucket, prefix, ObjectInfo(key=key, size=size, etag=etag))
+        listed.cleanup_parts()
 
     def _add_unexpected(self, bucket: str, prefix: str, info: ObjectInfo) -> None:
-        self.sink.add(
-            0,
+        self.sink.add_stray(
             {
                 "dest_bucket": bucket,
                 "dest_key": info.key,
@@ -524,35 +564,11 @@ class Audit:
 
 
 # -- helpers ----------------------------------------------------------------------
+_HEADERS_FROM_SOURCE = "no journal row says which headers `run` sent: compared with the source's ({how})"
+
+
 class _Stopped(Exception):
     """The audit is stopping (fatal error or Ctrl-C): do no more work."""
-
-
-class _RowSink:
-    """Thread-safe collection of report rows, folded into frames as it grows."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: list[dict[str, Any]] = []
-        self._frames: list[pl.DataFrame] = []
-        self._schema = {"_seq": pl.Int64(), **REPORT_SCHEMA}
-
-    def add(self, seq: int, row: dict[str, Any]) -> None:
-        with self._lock:
-            self._rows.append({"_seq": seq, **row})
-            if len(self._rows) >= _ROWS_PER_CHUNK:
-                self._fold()
-
-    def _fold(self) -> None:
-        if self._rows:
-            self._frames.append(pl.DataFrame(self._rows, schema=self._schema))
-            self._rows = []
-
-    def frame(self) -> pl.DataFrame:
-        with self._lock:
-            self._fold()
-            frames, self._frames = self._frames or [pl.DataFrame(schema=self._schema)], []
-            return pl.concat(frames, how="vertical", rechunk=False)  # the sort that follows makes the one contiguous copy
 
 
 def _hash_stream(

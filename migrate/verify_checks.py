@@ -247,6 +247,24 @@ def expected_headers(record: ObjectRecord, journal_row: JournalRow | None) -> Ob
     )
 
 
+def headers_from_source(record: ObjectRecord, source: ObjectInfo) -> ObjectRecord:
+    """`record` with the headers `run` would send for it, from the source's own (a HEAD or the read).
+
+    For a source whose headers come from the GET (`SourceStore.headers_on_read`)
+    when no journal row says what the write carried. The same merge as `run`
+    (`migrate.transfer.source_headers`): the record's values (the rules') win,
+    the source's fill the rest, the rules' user metadata goes on top of the
+    source's, and Content-Type falls back to S3's default.
+    """
+    return replace(
+        record,
+        content_type=record.content_type or source.content_type or "application/octet-stream",
+        cache_control=record.cache_control or source.cache_control,
+        content_disposition=record.content_disposition or source.content_disposition,
+        user_metadata={**(source.user_metadata or {}), **record.user_metadata},
+    )
+
+
 def now_utc() -> datetime:
     """The current time in UTC (a row's checked_at)."""
     return datetime.now(timezone.utc)

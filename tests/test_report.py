@@ -203,3 +203,20 @@ def test_write_creates_one_timestamped_directory_per_report(tmp_path: Path) -> N
     assert csv.equals(report.frame)
     assert json.loads(csv.filter(pl.col("status") == "metadata-differs")["expected_metadata"][0])["note"] == 'say "hi"\nbye'
     assert report.path == first and str(first / HTML_FILE) in report.summary_text()
+
+
+def test_a_report_over_a_lazy_scan_writes_and_summarises_like_the_frame(tmp_path: Path) -> None:
+    """`verify` hands the report a scan of its spooled rows: every number, summary and file is the frame's."""
+    rows = [_row(f"k{i}.png", "missing" if i % 7 == 0 else "match") for i in range(LISTING_CAP + 60)]
+    rows.append(_row("stray", "unexpected", source_key=None, checked_mode="listing"))
+    eager = _report(rows)
+    report_frame(rows).write_parquet(tmp_path / "rows.parquet")
+    lazy = VerificationReport(frame=pl.scan_parquet(tmp_path / "rows.parquet"), plan_name="photos", mode="fast", started_at=T0, finished_at=T0 + timedelta(seconds=5))
+    assert isinstance(lazy.frame, pl.DataFrame) and lazy.frame.equals(eager.frame)
+    assert lazy.counts() == eager.counts() and lazy.exit_status == eager.exit_status
+    assert lazy.failing().equals(eager.failing()) and lazy.failing(3).equals(eager.failing().head(3))
+    assert lazy.failing_count() == eager.failing().height
+    assert lazy.to_markdown() == eager.to_markdown() and lazy.to_html() == eager.to_html()
+    written = lazy.write(tmp_path / "out")
+    assert load_report(written).equals(eager.frame)
+    assert pl.read_csv(written / CSV_FILE, schema=REPORT_SCHEMA).equals(eager.frame)

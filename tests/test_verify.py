@@ -835,14 +835,11 @@ def test_deep_verify_reads_obey_the_plan_rate_limits(migrated: Migrated) -> None
     assert elapsed >= (2 * len(SIZES) - 1) / 10.0
 
 
-@pytest.mark.parametrize("mode", ["fast", "deep"])
-def test_headers_taken_from_the_get_are_verified_against_what_run_sent(seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path, mode: str) -> None:
-    """Records of an S3 source's plan carry no headers (run takes them from the GET): verify compares the
-    destination with the headers the journal says were sent, so a faithful copy matches and a changed one does not."""
+def _headerless_records(seaweed: Any, make_s3_bucket: Callable[[], str], sizes: dict[str, int]) -> tuple[Any, S3Store, str, list[ObjectRecord]]:
+    """Source objects with headers of their own, and records as an S3 source's plan makes them: no headers (from the GET)."""
     client = seaweed.client()
     source, dest = make_s3_bucket(), make_s3_bucket()
-    for key in ("kept", "changed", "big"):
-        size = 2 * PART + 7 if key == "big" else 100
+    for key, size in sizes.items():
         client.put_object(Bucket=source, Key=key, Body=_body(key, size), ContentType="image/png", CacheControl="max-age=60", Metadata={"owner": "u"})
     store = _store(seaweed)
     records = [
@@ -850,6 +847,14 @@ def test_headers_taken_from_the_get_are_verified_against_what_run_sent(seaweed: 
         for page in store.iter_objects(source)
         for info in page
     ]
+    return client, store, dest, records
+
+
+@pytest.mark.parametrize("mode", ["fast", "deep"])
+def test_headers_taken_from_the_get_are_verified_against_what_run_sent(seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path, mode: str) -> None:
+    """Records of an S3 source's plan carry no headers (run takes them from the GET): verify compares the
+    destination with the headers the journal says were sent, so a faithful copy matches and a changed one does not."""
+    client, store, dest, records = _headerless_records(seaweed, make_s3_bucket, {"kept": 100, "changed": 100, "big": 2 * PART + 7})
     with TransferJournal(tmp_path / "journal.sqlite") as journal:
         options = TransferOptions(concurrency=4, part_size=PART, multipart_threshold=PART, on_conflict="overwrite")
         result = transfer_objects(records, source=store, destination=store, journal=journal, options=options)
@@ -862,3 +867,39 @@ def test_headers_taken_from_the_get_are_verified_against_what_run_sent(seaweed: 
     rows = {row["source_key"]: row for row in frame.iter_rows(named=True)}
     assert {key: row["status"] for key, row in rows.items()} == {"kept": "match", "big": "match", "changed": "metadata-differs"}
     assert "someone-else" in rows["changed"]["detail"]
+
+
+@pytest.mark.parametrize("mode", ["fast", "deep"])
+def test_headers_from_the_get_without_a_journal_are_compared_with_the_source(
+    seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path, mode: str
+) -> None:
+    """The state directory is lost: nothing says which headers `run` sent. verify takes the source's (a HEAD in fast
+    mode, the read in deep), never the manifest's nulls: a faithful copy matches, a changed one does not, and the
+    detail says where the expectation came from."""
+    client, store, dest, records = _headerless_records(seaweed, make_s3_bucket, {"kept": 100, "changed": 100})
+    assert store.headers_on_read
+    with TransferJournal(tmp_path / "journal.sqlite") as journal:
+        options = TransferOptions(concurrency=2, part_size=PART, multipart_threshold=PART, on_conflict="overwrite")
+        assert transfer_objects(records, source=store, destination=store, journal=journal, options=options).ok
+    client.copy_object(
+        Bucket=dest, Key=PREFIX + "changed", CopySource={"Bucket": dest, "Key": PREFIX + "changed"},
+        MetadataDirective="REPLACE", ContentType="image/png", CacheControl="no-store", Metadata={"owner": "u"},
+    )
+    frame = verify_records(records, source=store, destination=store, journal=None, options=VerifyOptions(mode=mode, concurrency=2))
+    rows = {row["source_key"]: row for row in frame.iter_rows(named=True)}
+    assert {key: row["status"] for key, row in rows.items()} == {"kept": "match", "changed": "metadata-differs"}
+    assert "no-store" in rows["changed"]["detail"] and "max-age=60" in rows["changed"]["detail"]
+    assert all("compared with the source's" in row["detail"] for row in rows.values())
+
+
+def test_a_manifest_scan_yields_every_record_in_order_a_slice_at_a_time(tmp_path: Path) -> None:
+    from migrate.verify import ManifestScan
+
+    records = [
+        ObjectRecord(source_bucket="s", source_key=f"k{i}", size=i, dest_bucket="d", dest_key=f"k{i}", action="excluded" if i % 4 == 0 else "copy")
+        for i in range(11)
+    ]
+    records_to_frame(records).write_parquet(tmp_path / "manifest.parquet")
+    scan = ManifestScan(pl.scan_parquet(tmp_path / "manifest.parquet"), slice_rows=3)
+    assert list(scan) == records
+    assert scan.totals(["copy"]) == (8, sum(i for i in range(11) if i % 4))

@@ -22,7 +22,7 @@ from migrate.inventory import PlanResult, load_manifest, plan_migration
 from migrate.journal import TransferJournal
 from migrate.manifest import copy_records, count_rows, scan_manifest
 from migrate.progress import Progress
-from migrate.records import ManifestRecords, ObjectRecord
+from migrate.records import ObjectRecord
 from migrate.report import UPLOAD_IN_PROGRESS, VerificationReport, report_frame
 from migrate.retry import call_with_retries
 from migrate.rundir import RunDirectory
@@ -30,7 +30,7 @@ from migrate.stores.base import SourceStore
 from migrate.stores.factory import open_destination, open_source
 from migrate.stores.s3 import S3Store
 from migrate.transfer import TransferOptions, TransferResult, transfer_objects
-from migrate.verify import VerifyOptions, catalog_rows_for_plan, verify_migration
+from migrate.verify import ManifestScan, VerifyOptions, catalog_rows_for_plan, verify_migration
 
 if TYPE_CHECKING:
     from migrate.cluster import DaskExecutor
@@ -70,24 +70,24 @@ class PendingUpload:
     upload_id: str
 
 
-def planned_uploads(manifest: pl.DataFrame, destination: S3Store) -> list[PendingUpload]:
+def planned_uploads(manifest: pl.DataFrame | pl.LazyFrame, destination: S3Store) -> list[PendingUpload]:
     """In-progress multipart uploads under the manifest's `copy` destination keys (only those: never anyone else's keys).
 
-    One ListMultipartUploads listing per (bucket, common prefix of the planned keys).
+    One ListMultipartUploads listing per (bucket, common prefix of the planned keys). The planned keys are
+    never held in Python: the common prefix of a bucket's keys is that of its smallest and largest key, and
+    the (usually few) uploads found are matched against the manifest by polars.
     """
-    copies = manifest.filter(pl.col("action") == "copy").select("source_bucket", "source_key", "dest_bucket", "dest_key")
-    planned: dict[tuple[str, str], tuple[str, str]] = {
-        (row["dest_bucket"], row["dest_key"]): (row["source_bucket"], row["source_key"]) for row in copies.iter_rows(named=True)
-    }
+    copies = manifest.lazy().filter(pl.col("action") == "copy").select("source_bucket", "source_key", "dest_bucket", "dest_key")
+    spans = copies.group_by("dest_bucket").agg(pl.col("dest_key").min().alias("first"), pl.col("dest_key").max().alias("last")).collect()
     found: list[PendingUpload] = []
-    for bucket in sorted({bucket for bucket, _ in planned}):
-        keys = [key for b, key in planned if b == bucket]
-        prefix = os.path.commonprefix(keys) if keys else ""
+    for bucket, first, last in sorted(spans.iter_rows()):
+        prefix = os.path.commonprefix([first, last])
         uploads = call_with_retries(lambda: destination.list_multipart_uploads(bucket, prefix), max_attempts=5)
-        for key, upload_id in uploads:
-            source = planned.get((bucket, key))
-            if source is not None:
-                found.append(PendingUpload(source[0], source[1], bucket, key, upload_id))
+        if not uploads:
+            continue
+        ids = pl.LazyFrame({"dest_key": [key for key, _ in uploads], "upload_id": [upload_id for _, upload_id in uploads]})
+        matched = copies.filter(pl.col("dest_bucket") == bucket).join(ids, on="dest_key", how="inner").collect()
+        found.extend(PendingUpload(row["source_bucket"], row["source_key"], bucket, row["dest_key"], row["upload_id"]) for row in matched.iter_rows(named=True))
     return sorted(found, key=lambda u: (u.dest_bucket, u.dest_key, u.upload_id))
 
 
@@ -279,10 +279,12 @@ def verify_plan(
         plan_stage(plan, state_dir=state_dir, reports_dir=reports_dir)
     if not run_dir.manifest.exists():
         raise UserInputError(f"{plan.path or plan.name}: no manifest yet; run `migrate plan` (and `migrate run`) first, or pass --fresh")
-    manifest = read_manifest(run_dir)
+    # A lazy scan: verify reads the manifest a slice at a time (ManifestScan), so its memory does not grow with it.
+    manifest = scan_manifest(run_dir.manifest)
     settings = plan.verify
     if sample is None and settings.sample_percent:
-        sample = max(1, round(manifest.filter(pl.col("action").is_in(["copy", "skip-existing"])).height * settings.sample_percent / 100))
+        verified = manifest.filter(pl.col("action").is_in(["copy", "skip-existing"])).select(pl.len()).collect().item()
+        sample = max(1, round(verified * settings.sample_percent / 100))
     options = VerifyOptions(
         mode=(mode or settings.mode),  # type: ignore[arg-type]
         concurrency=settings.concurrency,
@@ -302,8 +304,8 @@ def verify_plan(
     try:
         destination.check_bucket(plan.destination.bucket)
         catalog_rows = catalog_rows_for_plan(manifest, source, options)
-        # Records are built one at a time from the columnar manifest, never all at once.
-        records = ManifestRecords(manifest)
+        # Records are built one slice at a time from the manifest on disk, never all at once.
+        records = ManifestScan(manifest)
         report = verify_migration(
             records,
             plan_name=plan.name,

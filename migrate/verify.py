@@ -173,7 +173,7 @@ class ManifestScan:
         return count_rows(self.manifest, *actions)
 
 
-def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
+def catalog_rows_for_plan(manifest: pl.DataFrame | pl.LazyFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
     """Rows without bytes at a Supabase source (the bytes audit, sampled like the audit itself); None for other sources.
 
     Comparing the catalog with the REST listing proves nothing (both read
@@ -183,7 +183,7 @@ def catalog_rows_for_plan(manifest: pl.DataFrame, source: SourceStore, options: 
 
     if not hasattr(source, "has_bytes"):
         return None
-    listed = manifest.filter(pl.col("action").is_in(list(VERIFIED_ACTIONS)))
+    listed = manifest.lazy().filter(pl.col("action").is_in(list(VERIFIED_ACTIONS))).select("source_bucket", "source_key", "size").collect()
     audit = audit_source_bytes(manifest_objects(listed), source, sample=options.sample, concurrency=options.concurrency, seed=options.seed)  # type: ignore[arg-type]
     return audit.frame()
 

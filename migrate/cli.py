@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn, Sequence
 
 from migrate import __version__
 from migrate.errors import ExitStatus, MigrateError, UserInputError
@@ -112,21 +112,16 @@ def cmd_run(args: argparse.Namespace) -> ExitStatus:
     from migrate.rundir import RunDirectory
 
     run_dir = RunDirectory.for_plan(plan.name, state_dir=args.state_dir)
-    executor = _executor(args, plan)
-    try:
-        with manifest_snapshot(run_dir):
-            outcome = run_migration(
-                plan,
-                state_dir=args.state_dir,
-                reports_dir=args.reports_dir,
-                workers=args.workers,
-                replan=args.replan,
-                progress=TqdmProgress(enabled=False if args.no_progress else None),
-                executor=executor,
-            )
-    finally:
-        if executor is not None:
-            executor.close()
+    with _executor(args, plan) as executor, manifest_snapshot(run_dir):
+        outcome = run_migration(
+            plan,
+            state_dir=args.state_dir,
+            reports_dir=args.reports_dir,
+            workers=args.workers,
+            replan=args.replan,
+            progress=TqdmProgress(enabled=False if args.no_progress else None),
+            executor=executor,
+        )
     result = outcome.result
     args.json_payload = {
         "run_dir": str(outcome.run_dir),
@@ -198,20 +193,28 @@ def _report_removed(args: argparse.Namespace, run_dir: "RunDirectory", plan: "Pl
         print(f"  not deleted: {key}: {code}", file=sys.stderr)
 
 
-def _executor(args: argparse.Namespace, plan: "Plan") -> Any:
-    """The cluster executor `--executor dask` asks for, or None for local threads."""
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace, plan: "Plan") -> Iterator[Any]:
+    """The cluster executor `--executor dask` asks for (closed on the way out), or None for local threads."""
     if getattr(args, "executor", "local") != "dask":
         if getattr(args, "scheduler", None) or getattr(args, "shard_objects", None):
             raise UserInputError("--scheduler and --shard-objects go with --executor dask")
-        return None
+        yield None
+        return
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if not scheduler:
         raise UserInputError("--executor dask needs --scheduler tcp://HOST:8786 (or DASK_SCHEDULER_ADDRESS)")
-    from migrate.cluster import SHARD_MAX_OBJECTS, DaskExecutor
-
     if args.shard_objects is not None and args.shard_objects < 1:
         raise UserInputError(f"--shard-objects must be at least 1, got {args.shard_objects}")
-    return DaskExecutor(plan, scheduler=scheduler, max_objects=args.shard_objects or SHARD_MAX_OBJECTS)
+    if getattr(args, "sample", None) is not None:
+        raise UserInputError("--sample is not available with --executor dask yet; sample locally or verify everything on the cluster")
+    from migrate.cluster import SHARD_MAX_OBJECTS, DaskExecutor
+
+    executor = DaskExecutor(plan, scheduler=scheduler, max_objects=args.shard_objects or SHARD_MAX_OBJECTS)
+    try:
+        yield executor
+    finally:
+        executor.close()
 
 
 def _add_executor(parser: argparse.ArgumentParser) -> None:
@@ -273,10 +276,7 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
     from migrate.pipeline import verify_plan
 
     plan = _load(args)
-    executor = _executor(args, plan)
-    if executor is not None and args.sample is not None:
-        raise UserInputError("--sample is not available with --executor dask yet; sample locally or verify everything on the cluster")
-    try:
+    with _executor(args, plan) as executor:  # refuses --sample with dask before a cluster client starts
         report = verify_plan(
             plan,
             mode=args.mode,
@@ -288,9 +288,6 @@ def cmd_verify(args: argparse.Namespace) -> ExitStatus:
             progress=TqdmProgress(enabled=False if args.no_progress else None),
             executor=executor,
         )
-    finally:
-        if executor is not None:
-            executor.close()
     args.json_payload = {"counts": report.counts(), "report_dir": str(report.path) if report.path else None, "mode": report.mode}
     print(report.summary_text())
     return report.exit_status

@@ -6,8 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_supabase_plan(path: Path, *, name: str, bucket: str, dest: str, endpoint: str, database_url: bool = False, extra: str = "") -> Path:
-    """Write `path`: source `bucket` via ${SUPABASE_URL}/${SUPABASE_SERVICE_ROLE_KEY} (and ${SUPABASE_DB_URL}), destination `dest` at `endpoint`."""
+def write_supabase_plan(
+    path: Path,
+    *,
+    name: str,
+    bucket: str,
+    dest: str,
+    endpoint: str,
+    database_url: bool = False,
+    key_variable: str = "SUPABASE_SERVICE_ROLE_KEY",
+    extra: str = "",
+) -> Path:
+    """Write `path`: source `bucket` via ${SUPABASE_URL}/${<key_variable>} (and ${SUPABASE_DB_URL}), destination `dest` at `endpoint`.
+
+    `dest` and `endpoint` may be `${VAR}` references too (they are quoted)."""
     catalog = "  database_url: ${SUPABASE_DB_URL}\n" if database_url else ""
     path.write_text(
         f"""version: 1
@@ -15,9 +27,9 @@ name: {name}
 source:
   type: supabase
   url: ${{SUPABASE_URL}}
-  key: ${{SUPABASE_SERVICE_ROLE_KEY}}
+  key: ${{{key_variable}}}
   buckets: [{bucket}]
-{catalog}destination: {{bucket: {dest}, endpoint_url: "{endpoint}", region: us-east-1}}
+{catalog}destination: {{bucket: "{dest}", endpoint_url: "{endpoint}", region: us-east-1}}
 {extra}"""
     )
     return path

@@ -307,3 +307,15 @@ def test_a_worker_whose_environment_makes_another_plan_stops_the_run(world: Worl
     finally:
         cluster.run(_set_environment, "CLUSTER_TEST_DEST", None)
     assert world.s3.list_objects_v2(Bucket=world.dest)["KeyCount"] == 0
+
+
+def test_verify_refuses_sample_with_the_dask_executor_in_one_line(world: World, cluster: Any) -> None:
+    # `cluster` sets the credentials in the environment; no scheduler listens on port 9: the refusal comes before any client is made.
+    done = subprocess.run(
+        [sys.executable, "-m", "migrate", "verify", str(world.plan_path), "--state-dir", str(world.state), "--reports-dir", str(world.tmp / "reports"),
+         "--no-progress", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--sample", "3"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "--sample is not available with --executor dask" in done.stderr
+    assert not (world.tmp / "reports").exists()

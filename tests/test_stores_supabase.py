@@ -15,6 +15,7 @@ import pytest
 from migrate.errors import ServiceUnavailable
 from migrate.stores.catalog import CATALOG_PAGE, CatalogStore
 from migrate.stores.supabase import LIST_V2_PAGE, NO_BYTES, SourceBytesMissing, SupabaseStore, auth_headers, encode_key
+from tests.plan_files import write_supabase_plan
 
 Faults = Callable[..., list[dict[str, Any]]]
 
@@ -205,20 +206,14 @@ def test_a_row_without_bytes_is_reported_as_such(supabase_server: Any, make_supa
 
 # -- end to end with a new secret key; the source changing between plan and run ----------------
 def _write_plan(path: Any, name: str, bucket: str, concurrency: int = 4) -> None:
-    path.write_text(
-        f"""version: 1
-name: {name}
-source:
-  type: supabase
-  url: ${{SUPABASE_URL}}
-  key: ${{SUPABASE_SECRET_KEY}}
-  buckets: [{bucket}]
-destination:
-  bucket: ${{MIGRATE_DEST_BUCKET}}
-  endpoint_url: ${{MIGRATE_DEST_ENDPOINT_URL}}
-  region: us-east-1
-transfer: {{concurrency: {concurrency}, max_attempts: 3}}
-"""
+    write_supabase_plan(
+        path,
+        name=name,
+        bucket=bucket,
+        dest="${MIGRATE_DEST_BUCKET}",
+        endpoint="${MIGRATE_DEST_ENDPOINT_URL}",
+        key_variable="SUPABASE_SECRET_KEY",
+        extra=f"transfer: {{concurrency: {concurrency}, max_attempts: 3}}\n",
     )
 
 

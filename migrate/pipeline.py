@@ -320,7 +320,8 @@ def verify_plan(
         )
         uploads = planned_uploads(manifest, destination)
         if uploads:
-            report = replace(report, frame=pl.concat([report.frame, upload_rows(uploads)]))
+            # Appended to the lazy rows: the report's rows stay in its spool on disk, as without uploads.
+            report = replace(report, frame=pl.concat([report.rows, upload_rows(uploads).lazy()]))
     finally:
         if journal is not None:
             journal.close()

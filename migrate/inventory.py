@@ -398,8 +398,9 @@ def plan_migration(
         if audit_source:
             if not hasattr(source, "has_bytes"):
                 raise UserInputError(f"{plan.path or plan.name}: --audit-source reads Supabase sources only (this source is {source.kind})")
-            listed = pl.read_parquet(tmp, columns=["source_bucket", "source_key", "size"])
-            audit = audit_source_bytes(manifest_objects(listed), source, sample=audit_sample, concurrency=plan.transfer.concurrency)  # type: ignore[arg-type]
+            # Every listed row, a batch at a time: the audit holds only the probes in flight (or the sample).
+            listed = manifest_objects(scan_manifest(tmp))
+            audit = audit_source_bytes(listed, source, sample=audit_sample, concurrency=plan.transfer.concurrency)  # type: ignore[arg-type]
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)  # the old manifest stays as it was
@@ -445,7 +446,7 @@ def plan_migration(
     atomic_write_text(report_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     atomic_write_text(report_dir / "summary.md", f"# Dry run: {plan.name}\n\n" + render_summary_text(summary) + "\n")
     if audit is not None and audit.missing:
-        audit.frame().write_csv(report_dir / "source-audit.csv")
+        audit.rows().sink_csv(report_dir / "source-audit.csv")
     return PlanResult(
         plan_name=plan.name,
         plan_fingerprint=plan.fingerprint(),

@@ -193,8 +193,10 @@ def count_rows(manifest: pl.LazyFrame, *actions: str) -> tuple[int, int]:
     return int(objects), int(size or 0)
 
 
-def action_batches(manifest: pl.LazyFrame | pl.DataFrame, action: str, *, columns: list[str] | None = None, batch_rows: int = READ_BATCH_ROWS) -> Iterator[pl.DataFrame]:
-    """The rows with `action`, in manifest order, from `batch_rows` manifest rows at a time.
+def action_batches(
+    manifest: pl.LazyFrame | pl.DataFrame, *actions: str, columns: list[str] | None = None, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pl.DataFrame]:
+    """The rows with one of `actions` (every row when none is given), in manifest order, from `batch_rows` manifest rows at a time.
 
     Each batch is its own slice of the scan (the Parquet reader skips the
     row groups before it), read only when the consumer asks: unlike
@@ -205,7 +207,8 @@ def action_batches(manifest: pl.LazyFrame | pl.DataFrame, action: str, *, column
     try:
         total = int(rows.select(pl.len()).collect().item())
         for offset in range(0, total, batch_rows):
-            batch = rows.slice(offset, batch_rows).filter(pl.col("action") == action)
+            batch = rows.slice(offset, batch_rows)
+            batch = batch.filter(pl.col("action").is_in(list(actions))) if actions else batch
             batch = (batch.select(columns) if columns is not None else batch).collect()
             if batch.height:
                 yield batch

@@ -30,7 +30,7 @@ from migrate.stores.base import SourceStore
 from migrate.stores.factory import open_destination, open_source
 from migrate.stores.s3 import S3Store
 from migrate.transfer import TransferOptions, TransferResult, transfer_objects
-from migrate.verify import ManifestScan, VerifyOptions, catalog_rows_for_plan, verify_migration
+from migrate.verify import ManifestScan, VerifyOptions, source_audit_for_plan, verify_migration
 
 if TYPE_CHECKING:
     from migrate.cluster import DaskExecutor
@@ -303,7 +303,8 @@ def verify_plan(
     journal = TransferJournal(run_dir.journal, readonly=True) if run_dir.journal.exists() else None
     try:
         destination.check_bucket(plan.destination.bucket)
-        catalog_rows = catalog_rows_for_plan(manifest, source, options)
+        # Held until verify_migration has copied its rows into the report's spool.
+        source_audit = source_audit_for_plan(manifest, source, options)
         # Records are built one slice at a time from the manifest on disk, never all at once.
         records = ManifestScan(manifest)
         report = verify_migration(
@@ -314,12 +315,13 @@ def verify_plan(
             journal=journal,
             options=options,
             progress=progress,
-            catalog_rows=catalog_rows,
+            catalog_rows=source_audit.rows() if source_audit is not None else None,
             executor=executor,
         )
         uploads = planned_uploads(manifest, destination)
         if uploads:
-            report = replace(report, frame=pl.concat([report.frame, upload_rows(uploads)]))
+            # Appended to the lazy rows: the report's rows stay in its spool on disk, as without uploads.
+            report = replace(report, frame=pl.concat([report.rows, upload_rows(uploads).lazy()]))
     finally:
         if journal is not None:
             journal.close()

@@ -6,15 +6,19 @@ as one lazy frame in manifest order (then `unexpected` rows by key, each
 once). `KeySpool` holds (bucket, key, size, etag, storage class) rows: the
 destination listing, or the keys the manifest maps to; `strays` anti-joins
 one against the other a hash partition at a time, `lookup` answers a window
-of keys. Everything lives in one temporary directory, removed with the spool.
+of keys. `SortedKeys` holds (bucket, key, size) rows that come in any order
+and reads them back sorted (the source audit's rows without bytes): in memory
+up to one part, past that sorted parts on disk merged as they are read.
+Everything lives in one temporary directory, removed with the spool.
 """
 
 from __future__ import annotations
 
+import heapq
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import polars as pl
 
@@ -27,6 +31,8 @@ _SEQ_WINDOW = 50_000
 _ROW_GROUP = 5_000
 # Hash partitions per this many keys when the listing is anti-joined with the manifest's keys.
 _KEYS_PER_PARTITION = 250_000
+# Rows all the sorted parts of a `SortedKeys` hold in memory together while they are merged.
+_MERGE_ROWS = 100_000
 
 KEY_SCHEMA = {"bucket": pl.Utf8(), "key": pl.Utf8(), "size": pl.Int64(), "etag": pl.Utf8(), "storage_class": pl.Utf8()}
 
@@ -34,8 +40,8 @@ KEY_SCHEMA = {"bucket": pl.Utf8(), "key": pl.Utf8(), "size": pl.Int64(), "etag":
 class _Directory:
     """A temporary directory that numbers the files written into it."""
 
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="migrate-verify-", dir=directory)
+    def __init__(self, directory: str | Path | None = None, *, prefix: str = "migrate-verify-") -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix=prefix, dir=directory)
         self.path = Path(self._tmp.name)
         self._count = 0
         self._lock = threading.Lock()
@@ -201,3 +207,97 @@ class KeySpool:
         for path in self._parts:
             path.unlink(missing_ok=True)
         self._parts = []
+
+
+TRIPLE_SCHEMA = {"source_bucket": pl.Utf8(), "source_key": pl.Utf8(), "size": pl.Int64()}
+
+
+class SortedKeys:
+    """(bucket, key, size) rows added in any order, read back sorted as tuples (`iter`) or a lazy frame (`scan`).
+
+    Up to `rows_per_part` rows stay in memory and no directory is made; past
+    that each full part is sorted and written, and reading merges the parts
+    (`heapq.merge`, a slice of each part at a time), so the rows are never
+    all in memory. Thread-safe to add to.
+    """
+
+    def __init__(self, *, rows_per_part: int | None = None, prefix: str = "migrate-audit-") -> None:
+        self._rows_per_part = rows_per_part or _ROWS_PER_PART
+        self._prefix = prefix
+        self._directory: _Directory | None = None
+        self._lock = threading.Lock()
+        self._rows: list[tuple[str, str, int]] = []
+        self._parts: list[tuple[Path, int]] = []
+        self._merged: list[Path] | None = None
+        self.count = 0
+
+    def add(self, bucket: str, key: str, size: int) -> None:
+        with self._lock:
+            self._rows.append((bucket, key, size))
+            self.count += 1
+            self._merged = None
+            if len(self._rows) >= self._rows_per_part:
+                self._fold()
+
+    def _fold(self) -> None:
+        if self._directory is None:
+            self._directory = _Directory(prefix=self._prefix)
+        self._rows.sort()
+        path = self._directory.new_file("sorted")
+        pl.DataFrame(self._rows, schema=TRIPLE_SCHEMA, orient="row").write_parquet(path, row_group_size=_ROW_GROUP)
+        self._parts.append((path, len(self._rows)))
+        self._rows = []
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[str, str, int]]:
+        with self._lock:
+            parts, rows = list(self._parts), sorted(self._rows)
+        slice_rows = max(_ROW_GROUP // 20, _MERGE_ROWS // max(1, len(parts)))
+        return heapq.merge(rows, *(_read_sorted(path, height, slice_rows) for path, height in parts))
+
+    def head(self, limit: int) -> list[tuple[str, str, int]]:
+        """The first `limit` rows in order (reads one slice of each part)."""
+        found = []
+        for row in self:
+            if len(found) == limit:
+                break
+            found.append(row)
+        return found
+
+    def scan(self) -> pl.LazyFrame:
+        """The rows, sorted (TRIPLE_SCHEMA): in memory while they fit one part, else a scan of the merged parts, written once."""
+        with self._lock:
+            if not self._parts:
+                return pl.DataFrame(sorted(self._rows), schema=TRIPLE_SCHEMA, orient="row").lazy()
+            merged = self._merged
+        if merged is None:
+            merged = []
+            chunk: list[tuple[str, str, int]] = []
+            for row in self:
+                chunk.append(row)
+                if len(chunk) == self._rows_per_part:
+                    merged.append(self._write_merged(chunk))
+                    chunk = []
+            if chunk:
+                merged.append(self._write_merged(chunk))
+            with self._lock:
+                self._merged = merged
+        return pl.scan_parquet(merged)
+
+    def _write_merged(self, rows: list[tuple[str, str, int]]) -> Path:
+        assert self._directory is not None  # there are parts, so there is a directory
+        path = self._directory.new_file("merged")
+        pl.DataFrame(rows, schema=TRIPLE_SCHEMA, orient="row").write_parquet(path, row_group_size=_ROW_GROUP)
+        return path
+
+    def cleanup(self) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+
+
+def _read_sorted(path: Path, height: int, slice_rows: int) -> Iterator[tuple[str, str, int]]:
+    scan = pl.scan_parquet(path)
+    for offset in range(0, height, slice_rows):
+        yield from scan.slice(offset, slice_rows).collect().iter_rows()

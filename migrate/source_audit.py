@@ -12,22 +12,31 @@ verdict about the migration).
 Where the user can reach the backend itself (the bundled server's data
 directory), `blobs_without_rows` lists stored bytes that no row names.
 
-Used by the plan stage and by verify; imports only stores and report types.
+Used by the plan stage and by verify; imports the manifest reader, the report types and the
+report spool (never a store: the source is given). The audit holds what is in flight and what
+it found, never the listing: the objects come as a stream (`manifest_objects` reads the
+manifest a batch of rows at a time).
 """
 
 from __future__ import annotations
 
-import random
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import polars as pl
 
 from migrate.errors import ObjectError, ServiceUnavailable
-from migrate.report import CATALOG_ONLY, REPORT_SCHEMA, STORAGE_ONLY, empty_report
+from migrate.manifest import action_batches
+from migrate.report import CATALOG_ONLY, REPORT_SCHEMA, STORAGE_ONLY
+from migrate.report_spool import TRIPLE_SCHEMA, SortedKeys
+from migrate.sampling import reservoir
+
+# Probes in flight (or done but not yet counted) per worker: enough to keep every worker busy, and what
+# bounds the objects held, however many the catalog lists.
+_IN_FLIGHT_PER_WORKER = 2
 
 
 class ProbesBytes(Protocol):
@@ -38,11 +47,11 @@ class ProbesBytes(Protocol):
 
 @dataclass
 class SourceAudit:
-    """What the bytes audit found. `missing` holds (bucket, key, size) of rows without bytes."""
+    """What the bytes audit found. `missing` holds (bucket, key, size) of rows without bytes, sorted (on disk past one part)."""
 
     population: int
     checked: int
-    missing: list[tuple[str, str, int]] = field(default_factory=list)
+    missing: SortedKeys = field(default_factory=SortedKeys)
     #: Objects whose probe kept failing for another reason (neither proven present nor missing).
     unreadable: int = 0
 
@@ -57,7 +66,7 @@ class SourceAudit:
             "checked": self.checked,
             "rows_without_bytes": len(self.missing),
             "unreadable": self.unreadable,
-            "examples": [f"{bucket}/{key}" for bucket, key, _ in self.missing[:20]],
+            "examples": [f"{bucket}/{key}" for bucket, key, _ in self.missing.head(20)],
             "text": self.text(),
         }
 
@@ -69,25 +78,35 @@ class SourceAudit:
             return f"Source audit: read the first byte of {scope} listed objects; none lacks its bytes{unreadable}."
         from migrate.stores.supabase import NO_BYTES  # here, not at the top: an S3 source's plan never loads httpx and storage3
 
-        shown = ", ".join(f"{bucket}/{key}" for bucket, key, _ in self.missing[:5])
+        shown = ", ".join(f"{bucket}/{key}" for bucket, key, _ in self.missing.head(5))
         return (
             f"Source audit: {len(self.missing)} of {scope} listed objects: {NO_BYTES} "
             f"(pre-existing damage, they cannot be migrated): {shown}{' ...' if len(self.missing) > 5 else ''}{unreadable}"
         )
 
-    def frame(self) -> pl.DataFrame:
-        """The rows without bytes as report rows (status catalog-only)."""
+    def rows(self) -> pl.LazyFrame:
+        """The rows without bytes as report rows (status catalog-only), sorted; lazy: they may be on disk."""
         from migrate.stores.supabase import NO_BYTES
 
-        return _report_rows(self.missing, CATALOG_ONLY, f"{NO_BYTES}: its bytes were lost before the migration")
+        return _report_rows(self.missing.scan(), CATALOG_ONLY, f"{NO_BYTES}: its bytes were lost before the migration")
+
+    def frame(self) -> pl.DataFrame:
+        """`rows()`, collected."""
+        return self.rows().collect()
 
 
 def audit_source_bytes(
     objects: Iterable[tuple[str, str, int]], source: ProbesBytes, *, sample: int | None = None, concurrency: int = 16, seed: int = 0
 ) -> SourceAudit:
-    """Read the first byte of every (bucket, key, size), or of a seeded random `sample` of them."""
-    items = list(objects)
-    chosen = items if sample is None or sample >= len(items) else random.Random(seed).sample(items, sample)
+    """Read the first byte of every (bucket, key, size), or of a seeded random `sample` of them.
+
+    `objects` is read as a stream: without `sample`, at most
+    `_IN_FLIGHT_PER_WORKER` x `concurrency` objects are held (the probes in
+    flight); with it, the sample (a reservoir over the stream). Rows without
+    bytes are kept sorted in a `SortedKeys`, on disk past one part.
+    """
+    counted = _Counted(objects)
+    chosen: Iterable[tuple[str, str, int]] = counted if sample is None else reservoir(counted, sample, seed=seed)
 
     def probe(item: tuple[str, str, int]) -> bool | None:
         bucket, key, size = item
@@ -98,16 +117,57 @@ def audit_source_bytes(
             # Credentials and missing buckets (other FatalErrors) stop the audit.
             return None
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        found = list(pool.map(probe, chosen))
-    missing = sorted(item for item, present in zip(chosen, found) if present is False)
-    unreadable = sum(1 for present in found if present is None)
-    return SourceAudit(population=len(items), checked=len(chosen), missing=missing, unreadable=unreadable)
+    missing = SortedKeys()
+    checked = unreadable = 0
+    for item, present in _bounded_map(probe, chosen, workers=max(1, concurrency)):
+        checked += 1
+        if present is False:
+            missing.add(*item)
+        elif present is None:
+            unreadable += 1
+    return SourceAudit(population=counted.count, checked=checked, missing=missing, unreadable=unreadable)
 
 
-def manifest_objects(manifest: pl.DataFrame) -> list[tuple[str, str, int]]:
-    """(bucket, key, size) of every listed object of a manifest."""
-    return list(manifest.select("source_bucket", "source_key", "size").iter_rows())
+class _Counted:
+    """An iterable that counts what was taken from it (the audit's population, known once the stream ends)."""
+
+    def __init__(self, items: Iterable[tuple[str, str, int]]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[str, str, int]]:
+        for item in self._items:
+            self.count += 1
+            yield item
+
+
+def _bounded_map(
+    probe: Callable[[tuple[str, str, int]], bool | None], items: Iterable[tuple[str, str, int]], *, workers: int
+) -> Iterator[tuple[tuple[str, str, int], bool | None]]:
+    """(item, probe(item)) in completion order; the next item is taken only when fewer than the window are pending."""
+    window = workers * _IN_FLIGHT_PER_WORKER
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="migrate-audit")
+    pending: dict[Future[bool | None], tuple[str, str, int]] = {}
+    try:
+        for item in items:
+            while len(pending) >= window:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+            pending[pool.submit(probe, item)] = item
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    finally:
+        # A fatal probe (credentials, missing bucket) stops the audit: what was not started never is.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def manifest_objects(manifest: pl.LazyFrame | pl.DataFrame, *actions: str) -> Iterator[tuple[str, str, int]]:
+    """(bucket, key, size) of the manifest's rows with one of `actions` (every row when none is given), a batch of rows at a time."""
+    for batch in action_batches(manifest, *actions, columns=["source_bucket", "source_key", "size"]):
+        yield from batch.iter_rows()
 
 
 def blobs_without_rows(data_dir: Path, versions: Iterable[str]) -> list[Path]:
@@ -147,24 +207,18 @@ def compare_backend(
 
 def blob_report(paths: Iterable[Path]) -> pl.DataFrame:
     """Unnamed blobs as report rows (status storage-only)."""
-    rows = [("(backend)", str(path), path.stat().st_size) for path in paths]
-    return _report_rows(rows, STORAGE_ONLY, "bytes in the storage backend that no catalog row names")
+    rows = pl.DataFrame([("(backend)", str(path), path.stat().st_size) for path in paths], schema=TRIPLE_SCHEMA, orient="row")
+    return _report_rows(rows.lazy(), STORAGE_ONLY, "bytes in the storage backend that no catalog row names").collect()
 
 
-def _report_rows(items: list[tuple[str, str, int]], status: str, detail: str) -> pl.DataFrame:
-    if not items:
-        return empty_report()
-    now = datetime.now(timezone.utc)
-    values = {
-        "source_bucket": [bucket for bucket, _, _ in items],
-        "source_key": [key for _, key, _ in items],
-        "size": [size for _, _, size in items],
-        "status": [status] * len(items),
-        "detail": [detail] * len(items),
-        "checked_mode": ["catalog"] * len(items),
-        "checked_at": [now] * len(items),
+def _report_rows(items: pl.LazyFrame, status: str, detail: str) -> pl.LazyFrame:
+    """(source_bucket, source_key, size) rows as REPORT_SCHEMA rows with one status and detail, checked now."""
+    given = {
+        "status": pl.lit(status),
+        "detail": pl.lit(detail),
+        "checked_mode": pl.lit("catalog"),
+        "checked_at": pl.lit(datetime.now(timezone.utc)),
     }
-    return pl.DataFrame(
-        {name: values.get(name, [None] * len(items)) for name in REPORT_SCHEMA},
-        schema=REPORT_SCHEMA,
+    return items.select(
+        [(pl.col(name) if name in TRIPLE_SCHEMA else given.get(name, pl.lit(None))).cast(dtype).alias(name) for name, dtype in REPORT_SCHEMA.items()]
     )

@@ -56,7 +56,7 @@ are importable from here too).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import polars as pl
 
@@ -81,6 +81,9 @@ from migrate.verify_checks import (
     compare_recorded_checksum,
     now_utc,
 )
+
+if TYPE_CHECKING:
+    from migrate.source_audit import SourceAudit
 
 
 # -- entry points -------------------------------------------------------------------
@@ -117,7 +120,7 @@ def verify_migration(
     journal: TransferJournal | None,
     options: VerifyOptions,
     progress: Progress | None = None,
-    catalog_rows: pl.DataFrame | None = None,
+    catalog_rows: pl.DataFrame | pl.LazyFrame | None = None,
     executor: Any = None,
 ) -> VerificationReport:
     """`verify_records` plus the report metadata (times, sampling facts); `catalog_rows` from `catalog_cross_check` are appended."""
@@ -134,8 +137,8 @@ def verify_migration(
         audit = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
         frame, stats = audit.run(records)
         spool = audit.sink.directory  # the rows stay on disk until the report is gone
-    if catalog_rows is not None and catalog_rows.height:
-        frame = pl.concat([frame.lazy(), catalog_rows.select(list(REPORT_SCHEMA)).lazy()])
+    if catalog_rows is not None:
+        frame = pl.concat([frame.lazy(), _kept(catalog_rows.lazy().select(list(REPORT_SCHEMA)), spool)])
     return VerificationReport(
         frame=frame,
         plan_name=plan_name,
@@ -173,19 +176,32 @@ class ManifestScan:
         return count_rows(self.manifest, *actions)
 
 
-def catalog_rows_for_plan(manifest: pl.DataFrame | pl.LazyFrame, source: SourceStore, options: VerifyOptions) -> pl.DataFrame | None:
-    """Rows without bytes at a Supabase source (the bytes audit, sampled like the audit itself); None for other sources.
+def _kept(rows: pl.LazyFrame, spool: Any) -> pl.LazyFrame:
+    """`rows` as the report can keep them: copied into its spool, which lives as long as the report.
+
+    The source audit's rows may be a scan of its own files, gone with the audit.
+    """
+    if spool is None:
+        return rows.collect().lazy()  # a cluster's rows are in memory anyway
+    path = spool.new_file("catalog")
+    rows.sink_parquet(path)
+    return pl.scan_parquet(path)
+
+
+def source_audit_for_plan(manifest: pl.DataFrame | pl.LazyFrame, source: SourceStore, options: VerifyOptions) -> "SourceAudit | None":
+    """The bytes audit of a Supabase source's verified rows (sampled like the checks); None for other sources.
 
     Comparing the catalog with the REST listing proves nothing (both read
     `storage.objects`); reading the first byte reaches the storage backend.
+    The manifest is read a batch at a time; keep the result until the report
+    is written (`rows()` may scan its files).
     """
     from migrate.source_audit import audit_source_bytes, manifest_objects
 
     if not hasattr(source, "has_bytes"):
         return None
-    listed = manifest.lazy().filter(pl.col("action").is_in(list(VERIFIED_ACTIONS))).select("source_bucket", "source_key", "size").collect()
-    audit = audit_source_bytes(manifest_objects(listed), source, sample=options.sample, concurrency=options.concurrency, seed=options.seed)  # type: ignore[arg-type]
-    return audit.frame()
+    listed = manifest_objects(manifest, *VERIFIED_ACTIONS)
+    return audit_source_bytes(listed, source, sample=options.sample, concurrency=options.concurrency, seed=options.seed)  # type: ignore[arg-type]
 
 
 __all__ = [
@@ -202,5 +218,5 @@ __all__ = [
     "verify_migration",
     "inventory_frame",
     "catalog_cross_check",
-    "catalog_rows_for_plan",
+    "source_audit_for_plan",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -27,6 +26,7 @@ from migrate.records import Action, ManifestRecords, ObjectRecord
 from migrate.report_schema import CHECKSUM_DIFFERS, ERROR, MATCH, METADATA_DIFFERS, MISSING, NOT_MIGRATED, SIZE_DIFFERS, UNEXPECTED
 from migrate.report_spool import KeySpool, RowSpool
 from migrate.retry import Throttle, call_with_retries
+from migrate.sampling import reservoir
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
 from migrate.verify_checks import (
@@ -154,22 +154,9 @@ class Audit:
                 counter["not_verified"] += 1
 
     def _reservoir(self, records: Iterable[ObjectRecord]) -> tuple[list[tuple[int, ObjectRecord]], int, int]:
-        """A seeded uniform sample (Algorithm R) of the eligible records, in manifest order.
-
-        Same manifest, same seed: same sample.
-        """
-        size = self.options.sample or 0
-        rng = random.Random(self.options.seed)
-        sample: list[tuple[int, ObjectRecord]] = []
+        """A seeded uniform sample of the eligible records, in manifest order (`migrate.sampling.reservoir`)."""
         counter = {"population": 0, "not_verified": 0}
-        for index, (seq, record) in enumerate(self._eligible(records, counter)):
-            if index < size:
-                sample.append((seq, record))
-            else:
-                slot = rng.randrange(index + 1)
-                if slot < size:
-                    sample[slot] = (seq, record)
-        sample.sort(key=lambda item: item[0])
+        sample = reservoir(self._eligible(records, counter), self.options.sample or 0, seed=self.options.seed)
         return sample, counter["population"], counter["not_verified"]
 
     @staticmethod

@@ -169,6 +169,29 @@ def test_verify_reports_uploads_in_progress_and_uploads_abort_clears_them(env: E
     assert _run(env, "verify")[0] == 0
 
 
+def test_verify_with_an_upload_in_progress_reports_as_before_from_rows_on_disk(env: Env) -> None:
+    """The upload row is appended to the spooled rows: the report stays a scan of files, as without uploads (it was collected whole)."""
+    from migrate.pipeline import verify_plan
+    from migrate.plan import load_plan
+    from migrate.report import UPLOAD_IN_PROGRESS, load_report
+
+    assert env.migrate("plan") == 0 and env.migrate("run") == 0
+    plan, state, reports = load_plan(env.plan), env.tmp / "state", env.tmp / "reports"
+    before = verify_plan(plan, state_dir=state, reports_dir=reports).frame
+    key = env.dest_key("plugins/beta/2.1.0/bundle.bin")
+    upload_id = env.s3.create_multipart_upload(Bucket=env.dest, Key=key)["UploadId"]
+    try:
+        report = verify_plan(plan, state_dir=state, reports_dir=reports)
+    finally:
+        env.s3.abort_multipart_upload(Bucket=env.dest, Key=key, UploadId=upload_id)
+    rows = report.frame
+    assert rows.height == before.height + 1 and rows.head(before.height).drop("checked_at").equals(before.drop("checked_at"))
+    upload = rows.row(before.height, named=True)
+    assert (upload["status"], upload["dest_key"]) == (UPLOAD_IN_PROGRESS, key) and upload_id in upload["detail"]
+    assert report.path is not None and load_report(report.path).equals(rows)
+    assert "Parquet SCAN" in report.rows.explain()  # read from verify's spool, not a frame held in memory
+
+
 def test_on_conflict_fail_resumes_after_a_kill_right_after_complete(env: Env) -> None:
     """The upload completed, the journal never heard: under `fail` the object is still ours (same bytes)."""
     env.write_plan()

@@ -1,4 +1,4 @@
-"""Report rows and key listings spooled to disk by `verify`: order, de-duplication, anti-join, look-ups."""
+"""Report rows and key listings spooled to disk by `verify` (order, de-duplication, anti-join, look-ups), and the source audit's sorted keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import migrate.report_spool as report_spool
 from migrate.report_schema import REPORT_SCHEMA
-from migrate.report_spool import KeySpool, RowSpool
+from migrate.report_spool import KeySpool, RowSpool, SortedKeys
 
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
 
@@ -57,3 +57,20 @@ def test_strays_are_listed_keys_nobody_expects_in_every_partition(monkeypatch: p
     assert strays == [(f"p/{i:02d}", i, f"e{i}") for i in range(60) if i % 3]
     assert listed.lookup([("d", "p/05"), ("d", "p/zz"), ("other", "p/99")]) == {("d", "p/05"): (5, "e5", None), ("other", "p/99"): (1, "x", None)}
     directory.cleanup()
+
+
+def test_sorted_keys_stay_in_memory_within_a_part_and_merge_sorted_parts_past_it() -> None:
+    rows = [(f"b{random.Random(i).randrange(3)}", f"k/{(i * 7919) % 1000:04d}", i % 5) for i in range(1000)]
+    small, large = SortedKeys(rows_per_part=len(rows) + 1), SortedKeys(rows_per_part=64)
+    for row in rows:
+        small.add(*row)
+        large.add(*row)
+    files = sorted(large._directory.path.iterdir()) if large._directory else []  # type: ignore[union-attr]
+    assert small._directory is None and len(files) == len(rows) // 64  # full parts on disk, the rest in memory
+    for spool in (small, large):
+        assert len(spool) == 1000 and list(spool) == sorted(rows) and spool.head(3) == sorted(rows)[:3]
+        assert spool.scan().collect().rows() == sorted(rows) and spool.scan().collect().rows() == sorted(rows)  # scanned twice: same
+    large.add("a", "first", 1)  # added after a scan: the next scan has it
+    assert large.scan().collect().row(0) == ("a", "first", 1) and large.scan().collect().height == 1001
+    large.cleanup()
+    assert not list(SortedKeys()) and SortedKeys().scan().collect().height == 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psycopg
 import pytest
 
+import migrate.report_spool as report_spool
 from migrate.report import CATALOG_ONLY
+from migrate.sampling import reservoir
 from migrate.source_audit import audit_source_bytes, blobs_without_rows
 from migrate.stores.supabase import NO_BYTES, SupabaseStore
 from tests.test_stores_supabase import _upload
@@ -36,6 +39,88 @@ def test_full_and_sampled_audits(supabase_server: Any, damaged_bucket: str) -> N
     sampled = audit_source_bytes(listed, store, sample=5, seed=3)
     assert sampled.checked == 5 and sampled.sampled and "a sample of 5 of 22" in sampled.text()
     store.close()
+
+
+class _CountedProbes:
+    """The real store, counting the probes that have returned (to see how far ahead of them the audit reads)."""
+
+    def __init__(self, store: SupabaseStore) -> None:
+        self.store = store
+        self.returned = 0
+        self.probed: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def has_bytes(self, bucket: str, key: str, *, size: int) -> bool:
+        try:
+            return self.store.has_bytes(bucket, key, size=size)
+        finally:
+            with self._lock:
+                self.returned += 1
+                self.probed.append((bucket, key))
+
+
+def _listing(supabase_server: Any, bucket: str) -> tuple[SupabaseStore, list[tuple[str, str, int]]]:
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    return store, [(bucket, info.key, info.size) for page in store.iter_objects(bucket) for info in page]
+
+
+def test_the_audit_takes_objects_from_its_stream_only_as_probes_free_up(supabase_server: Any, damaged_bucket: str) -> None:
+    """A list of every catalog row was gigabytes at 10M objects: the audit holds the probes in flight, a few per worker."""
+    store, listed = _listing(supabase_server, damaged_bucket)
+    probes = _CountedProbes(store)
+    ahead: list[int] = []  # for each object taken: objects taken so far minus probes returned
+
+    def stream() -> Iterator[tuple[str, str, int]]:
+        for taken, item in enumerate(listed, start=1):
+            ahead.append(taken - probes.returned)
+            yield item
+
+    audit = audit_source_bytes(stream(), probes, concurrency=2)
+    assert (audit.population, audit.checked) == (22, 22) and [key for _, key, _ in audit.missing] == ["lost/a", "lost/b"]
+    assert max(ahead) <= 2 * 2 + 1, ahead  # two probes in flight per worker, plus the one being submitted
+    store.close()
+
+
+def test_a_sampled_audit_probes_the_seeded_reservoir_of_the_stream(supabase_server: Any, damaged_bucket: str) -> None:
+    """Same stream and seed: the objects verify's checks would sample (migrate.sampling.reservoir), each once."""
+    store, listed = _listing(supabase_server, damaged_bucket)
+    probes = _CountedProbes(store)
+    audit = audit_source_bytes(iter(listed), probes, sample=5, seed=3)
+    expected = [(bucket, key) for bucket, key, _ in reservoir(listed, 5, seed=3)]
+    assert sorted(probes.probed) == sorted(expected) and len(set(expected)) == 5
+    assert (audit.population, audit.checked, audit.sampled) == (22, 5, True)
+    assert sorted(key for _, key, _ in audit.missing) == sorted(key for _, key in expected if key.startswith("lost/"))
+    store.close()
+
+
+def test_many_rows_without_bytes_go_to_disk_and_the_plan_reports_them_sorted(
+    supabase_server: Any, damaged_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row of a catalog may have lost its bytes: past one part they are sorted on disk, and source-audit.csv is unchanged."""
+    import polars as pl
+
+    from migrate.inventory import plan_migration
+    from migrate.plan import parse_plan
+
+    lost = [f"lost/many/{i:03d}" for i in (37, 5, 19, 0, 28, 11, 33, 2, 24, 16, 8, 30, 13, 21, 1, 35, 26, 6)]
+    with psycopg.connect(supabase_server.database_url, autocommit=True) as conn:
+        for name in lost:
+            conn.execute("INSERT INTO storage.objects (bucket_id, name, version, metadata) VALUES (%s, %s, %s, '{\"size\": 3}')", (damaged_bucket, name, str(uuid.uuid4())))
+    monkeypatch.setattr(report_spool, "_ROWS_PER_PART", 4)  # 20 rows without bytes: five sorted parts, merged when read
+    text = f"""version: 1
+name: many-{damaged_bucket}
+source: {{type: supabase, url: "${{U}}", key: "${{K}}", buckets: [{damaged_bucket}]}}
+destination: {{bucket: unused, region: us-east-1}}
+"""
+    plan = parse_plan(text, source_name="many.yaml", environ={"U": supabase_server.url, "K": supabase_server.secret_key})
+    result = plan_migration(plan, state_dir=tmp_path, reports_dir=tmp_path / "r", audit_source=True)
+    audit = result.source_audit
+    assert audit is not None and len(audit.missing) == 20
+    expected = sorted(["lost/a", "lost/b", *lost])
+    assert [key for _, key, _ in audit.missing] == expected and audit.missing.head(3) == [(damaged_bucket, key, 3) for key in expected[:3]]
+    written = pl.read_csv(tmp_path / "r" / result.report_dir.name / "source-audit.csv")
+    assert written["source_key"].to_list() == expected and set(written["status"].to_list()) == {CATALOG_ONLY}
+    assert result.summary["source_audit"]["rows_without_bytes"] == 20 and result.summary["source_audit"]["examples"][0] == f"{damaged_bucket}/lost/a"
 
 
 def test_verify_reports_rows_without_bytes_in_the_catalog_section(supabase_server: Any, damaged_bucket: str, seaweed: Any, tmp_path: Path) -> None:

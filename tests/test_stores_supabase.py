@@ -462,6 +462,11 @@ def test_a_dot_segment_key_is_refused_and_never_reads_its_neighbour(
         store.close()
     # One GET (c/d.txt, twice: one per store) and one info call (c/d.txt, the metadata-fetching store) reached the server.
     assert (gets(supabase_server), infos(supabase_server)) == (2, 1)
+    # v1 folder walking (list-v2 missing) reaches the key through its folder `.`, names in JSON bodies too.
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1})
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    assert sorted(info.key for page in store.iter_objects(bucket) for info in page) == ["c/./d.txt", "c/d.txt"]
+    store.close()
 
 
 # -- requests per object ----------------------------------------------------------------------

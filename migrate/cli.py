@@ -85,7 +85,7 @@ def cmd_plan(args: argparse.Namespace) -> ExitStatus:
             print(f"migrate: {result.collisions} objects collide on destination keys; fix the rules in {args.plan} and plan again", file=sys.stderr)
         else:
             print(
-                f"migrate: {result.unwritable} objects cannot be written to S3 as they are (see Problems above); "
+                f"migrate: {result.unwritable} objects cannot be migrated as they are (see Problems above); "
                 f"exclude them in {args.plan} (filters.exclude) or fix them at the source, and plan again",
                 file=sys.stderr,
             )

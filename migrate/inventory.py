@@ -29,7 +29,7 @@ from migrate.errors import UserInputError
 from migrate.estimate import Estimate, estimate, format_duration, human_size
 from migrate.manifest import assemble_manifest, scan_manifest
 from migrate.progress import NullProgress, Progress
-from migrate.records import MANIFEST_SCHEMA, Action, records_to_frame
+from migrate.records import BLOCKING_ACTIONS, MANIFEST_SCHEMA, Action, ObjectRecord, records_to_frame
 from migrate.retry import call_with_retries
 from migrate.rewrite import compile_plan
 from migrate.rundir import RunDirectory, atomic_path, atomic_write_text
@@ -74,9 +74,10 @@ class PlanResult:
 
     @property
     def unwritable(self) -> int:
-        """Objects S3 cannot hold as they are (invalid key or user metadata); `run` refuses until they are excluded."""
+        """Objects that cannot be migrated as they are (invalid key or user metadata, unreadable source key);
+        `run` refuses until they are excluded."""
         actions = self.summary["actions"]
-        return sum(int(actions.get(a.value, {}).get("objects", 0)) for a in (Action.INVALID_KEY, Action.INVALID_METADATA))
+        return sum(int(actions.get(action, {}).get("objects", 0)) for action in BLOCKING_ACTIONS)
 
     @property
     def runnable(self) -> bool:
@@ -164,6 +165,15 @@ class ListingCheckpoint:
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
+def _refuse_unreadable(record: ObjectRecord, source: SourceStore) -> ObjectRecord:
+    """Mark a record whose source key the store cannot read safely `unreadable-key` (an excluded one stays excluded)."""
+    if record.action != Action.EXCLUDED.value:
+        reason = source.unreadable_reason(record.source_key)
+        if reason is not None:
+            record.action, record.reason = Action.UNREADABLE_KEY.value, reason
+    return record
+
+
 def _write_parts(
     plan: "Plan", source: SourceStore, checkpoint: ListingCheckpoint, progress: Progress
 ) -> tuple[int, list[str]]:
@@ -180,7 +190,7 @@ def _write_parts(
             continue
         # The store raises BucketNotFound / AccessDenied with one clear line.
         for page in source.iter_pages(bucket, prefix, resume=state["resume"]):
-            records = [builder.build(bucket, info) for info in page.objects]
+            records = [_refuse_unreadable(builder.build(bucket, info), source) for info in page.objects]
             records_to_frame(records).write_parquet(checkpoint.part_path(checkpoint.parts_dir, index, int(state["parts"])))
             state["parts"] += 1
             state["resume"] = page.resume
@@ -226,7 +236,7 @@ def _check_destination(manifest: pl.DataFrame, destination: S3Store, *, concurre
     ).select(list(MANIFEST_SCHEMA))
 
 
-PROBLEM_ACTIONS = (Action.COLLISION.value, Action.INVALID_KEY.value, Action.INVALID_METADATA.value)
+PROBLEM_ACTIONS = (Action.COLLISION.value, *BLOCKING_ACTIONS)
 
 
 def summarise(manifest: pl.LazyFrame | pl.DataFrame, plan: "Plan", *, buckets: list[str], elapsed: float, est: Estimate, source_kind: str) -> dict[str, Any]:

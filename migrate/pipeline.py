@@ -22,7 +22,7 @@ from migrate.inventory import PlanResult, load_manifest, plan_migration
 from migrate.journal import TransferJournal
 from migrate.manifest import copy_records, count_rows, scan_manifest
 from migrate.progress import Progress
-from migrate.records import ObjectRecord
+from migrate.records import BLOCKING_ACTIONS, ObjectRecord
 from migrate.report import UPLOAD_IN_PROGRESS, VerificationReport, report_frame
 from migrate.retry import call_with_retries
 from migrate.rundir import RunDirectory
@@ -211,11 +211,11 @@ def run_migration(
                     f"{plan.path or plan.name}: {collisions} objects collide on destination keys; "
                     "fix the rules (see the plan summary) and run `migrate plan` again"
                 )
-            unwritable, _ = count_rows(manifest, "invalid-key", "invalid-metadata")
+            unwritable, _ = count_rows(manifest, *BLOCKING_ACTIONS)
             if unwritable:
-                first = manifest.filter(pl.col("action").is_in(["invalid-key", "invalid-metadata"])).head(1).collect().row(0, named=True)
+                first = manifest.filter(pl.col("action").is_in(list(BLOCKING_ACTIONS))).head(1).collect().row(0, named=True)
                 raise UserInputError(
-                    f"{plan.path or plan.name}: {unwritable} planned objects cannot be written to S3 as they are "
+                    f"{plan.path or plan.name}: {unwritable} planned objects cannot be migrated as they are "
                     f"(first: {first['source_bucket']}/{first['source_key']}: {first['reason']}); "
                     "exclude them with filters.exclude (or a rule with exclude: true), or fix them at the source, and run `migrate plan` again"
                 )

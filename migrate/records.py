@@ -35,6 +35,13 @@ class Action(StrEnum):
     INVALID_KEY = "invalid-key"
     # User metadata S3 cannot carry (key not a header name, keys equal once lowercased, over 2 KB).
     INVALID_METADATA = "invalid-metadata"
+    # The source key cannot be read without risking another object's bytes (Supabase REST: a `.`/`..` segment).
+    UNREADABLE_KEY = "unreadable-key"
+
+
+#: Planned objects that cannot be migrated as they are: `run` refuses the plan until they are excluded
+#: (or fixed at the source), and `verify` reports them `not-migrated`.
+BLOCKING_ACTIONS: tuple[str, ...] = (Action.INVALID_KEY.value, Action.INVALID_METADATA.value, Action.UNREADABLE_KEY.value)
 
 
 @dataclass(slots=True)

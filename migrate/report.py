@@ -152,7 +152,7 @@ class VerificationReport:
     `population` is how many records were eligible for verification and
     `sample_size` how many were asked for (None: every one); `not_verified`
     counts manifest records whose action is not verified (excluded,
-    collision); invalid-key/invalid-metadata records are `not-migrated` rows.
+    collision); invalid-key/invalid-metadata/unreadable-key records are `not-migrated` rows.
     """
 
     frame: pl.DataFrame = _Rows()  # type: ignore[assignment]

@@ -17,7 +17,7 @@ from migrate.errors import UserInputError
 # -- statuses ---------------------------------------------------------------
 MATCH = "match"
 MISSING = "missing"
-# Planned but not writable to S3 as it is (invalid key or metadata): not migrated, so the audit is INCOMPLETE.
+# Planned but not migratable as it is (invalid key or metadata, unreadable source key): the audit is INCOMPLETE.
 NOT_MIGRATED = "not-migrated"
 SIZE_DIFFERS = "size-differs"
 CHECKSUM_DIFFERS = "checksum-differs"
@@ -42,7 +42,7 @@ STATUS_MEANINGS: dict[str, str] = {
     MATCH: "at the destination with the planned size, checksum and metadata",
     ERROR: "could not be checked (the detail says why)",
     MISSING: "not at the destination",
-    NOT_MIGRATED: "planned, but S3 cannot hold it as it is (invalid key or user metadata); exclude it or fix it at the source",
+    NOT_MIGRATED: "planned, but not migratable as it is (S3 cannot hold its key or user metadata, or its source key cannot be read safely); exclude it or fix it at the source",
     SIZE_DIFFERS: "at the destination with a different size",
     CHECKSUM_DIFFERS: "same size, different bytes",
     METADATA_DIFFERS: "same bytes, but Content-Type, Cache-Control, user metadata, storage class or encryption not as planned",

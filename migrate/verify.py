@@ -14,8 +14,9 @@ action is `copy` or `skip-existing`:
 `skip-existing` records were not copied by `run`: the plan found the object
 already at the destination. They are verified for existence, size and
 content (the destination must still hold those bytes) but not for
-metadata, which `migrate` never wrote. Records S3 cannot hold as they are
-(`invalid-key`, `invalid-metadata`) get a `not-migrated` row (the audit is
+metadata, which `migrate` never wrote. Records that cannot be migrated as
+they are (`invalid-key`, `invalid-metadata`: S3 cannot hold them;
+`unreadable-key`: the source cannot be read safely) get a `not-migrated` row (the audit is
 INCOMPLETE until the plan excludes them). Records with other actions
 (`excluded`, `collision`) are not verified; they are counted in
 `VerificationReport.not_verified`.

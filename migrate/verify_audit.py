@@ -22,7 +22,7 @@ from migrate.errors import FatalError, Interrupted, MigrateError, ObjectNotFound
 from migrate.journal import JournalRow, TransferJournal
 from migrate.progress import Progress
 from migrate.ratelimit import UNLIMITED, RateLimits
-from migrate.records import Action, ManifestRecords, ObjectRecord
+from migrate.records import BLOCKING_ACTIONS, Action, ManifestRecords, ObjectRecord
 from migrate.report_schema import CHECKSUM_DIFFERS, ERROR, MATCH, METADATA_DIFFERS, MISSING, NOT_MIGRATED, SIZE_DIFFERS, UNEXPECTED
 from migrate.report_spool import KeySpool, RowSpool
 from migrate.retry import Throttle, call_with_retries
@@ -30,8 +30,7 @@ from migrate.sampling import reservoir
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import S3Store
 from migrate.verify_checks import (
-    UNWRITABLE_ACTIONS,
-    UNWRITABLE_FIX,
+    BLOCKED_FIX,
     VERIFIED_ACTIONS,
     VerifyOptions,
     VerifyStats,
@@ -146,10 +145,10 @@ class Audit:
             if record.action in VERIFIED_ACTIONS and self.options.check_objects:
                 counter["population"] += 1
                 yield seq, record
-            elif record.action in UNWRITABLE_ACTIONS:
-                # Planned, but S3 cannot hold it as it is: not migrated, and the audit says so.
+            elif record.action in BLOCKING_ACTIONS:
+                # Planned, but it cannot be migrated as it is: not migrated, and the audit says so.
                 counter["population"] += 1
-                self.sink.add(seq, record_row(record, self.options.mode, status=NOT_MIGRATED, detail=f"{record.reason}; {UNWRITABLE_FIX}"))
+                self.sink.add(seq, record_row(record, self.options.mode, status=NOT_MIGRATED, detail=f"{record.reason}; {BLOCKED_FIX}"))
             else:
                 counter["not_verified"] += 1
 

@@ -23,9 +23,8 @@ from migrate.stores.base import ObjectInfo
 
 #: Manifest actions whose objects must be at the destination.
 VERIFIED_ACTIONS: tuple[str, ...] = (Action.COPY.value, Action.SKIP_EXISTING.value)
-#: Planned objects S3 cannot hold as they are: reported `not-migrated` until the plan excludes them.
-UNWRITABLE_ACTIONS: tuple[str, ...] = (Action.INVALID_KEY.value, Action.INVALID_METADATA.value)
-UNWRITABLE_FIX = "not migrated: exclude it with filters.exclude (or a rule with exclude: true), or fix it at the source, then plan again"
+#: What to do about a planned object that cannot be migrated as it is (`BLOCKING_ACTIONS`, reported `not-migrated`).
+BLOCKED_FIX = "not migrated: exclude it with filters.exclude (or a rule with exclude: true), or fix it at the source, then plan again"
 MODES = ("quick", "fast", "deep")
 
 
@@ -296,7 +295,6 @@ def join_notes(*parts: str) -> str:
 
 __all__ = [
     "VERIFIED_ACTIONS",
-    "UNWRITABLE_ACTIONS",
     "MODES",
     "VerifyOptions",
     "VerifyStats",

@@ -123,9 +123,9 @@ def test_json_user_metadata_migrates_and_verifies_decoded(
 
     actions = dict(pl.read_parquet(manifest).select("source_key", "action").iter_rows())
     assert actions == {"zurich.txt": "copy", "corpus.bin": "copy", "bad-key.txt": "invalid-metadata"}
-    assert "1 objects cannot be written to S3 as they are" in capsys.readouterr().err
+    assert "1 objects cannot be migrated as they are" in capsys.readouterr().err
     assert world.migrate("run") == 2
-    assert "1 planned objects cannot be written to S3 as they are (first: " in capsys.readouterr().err
+    assert "1 planned objects cannot be migrated as they are (first: " in capsys.readouterr().err
     assert world.s3.list_objects_v2(Bucket=world.dest)["KeyCount"] == 0
     world.write_plan(rules=rules, extra="filters:\n  exclude: ['bad-key.txt']\n")
     assert world.migrate("plan") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
@@ -14,7 +15,17 @@ import pytest
 
 from migrate.errors import ServiceUnavailable
 from migrate.stores.catalog import CATALOG_PAGE, CatalogStore
-from migrate.stores.supabase import LIST_V2_PAGE, NO_BYTES, SourceBytesMissing, SupabaseStore, auth_headers, encode_key
+from migrate.stores.supabase import (
+    DOT_SEGMENT_REASON,
+    LIST_V2_PAGE,
+    NO_BYTES,
+    OUTSIDE_KEY_SET_REASON,
+    SourceBytesMissing,
+    SupabaseStore,
+    UnaddressableKey,
+    auth_headers,
+    encode_key,
+)
 from tests.plan_files import write_supabase_plan
 
 Faults = Callable[..., list[dict[str, Any]]]
@@ -205,7 +216,7 @@ def test_a_row_without_bytes_is_reported_as_such(supabase_server: Any, make_supa
 
 
 # -- end to end with a new secret key; the source changing between plan and run ----------------
-def _write_plan(path: Any, name: str, bucket: str, concurrency: int = 4) -> None:
+def _write_plan(path: Any, name: str, bucket: str, concurrency: int = 4, extra: str = "") -> None:
     write_supabase_plan(
         path,
         name=name,
@@ -213,7 +224,7 @@ def _write_plan(path: Any, name: str, bucket: str, concurrency: int = 4) -> None
         dest="${MIGRATE_DEST_BUCKET}",
         endpoint="${MIGRATE_DEST_ENDPOINT_URL}",
         key_variable="SUPABASE_SECRET_KEY",
-        extra=f"transfer: {{concurrency: {concurrency}, max_attempts: 3}}\n",
+        extra=f"transfer: {{concurrency: {concurrency}, max_attempts: 3}}\n{extra}",
     )
 
 
@@ -263,6 +274,80 @@ def test_plan_run_verify_with_an_sb_secret_key_and_twenty_objects_changed_after_
     assert second.returncode == 0, second.stderr
     s3 = seaweed.client()
     for key, body in {**objects, **changed}.items():
+        assert s3.get_object(Bucket=dest, Key=key)["Body"].read() == body, key
+    verified = _cli(plan, tmp_path, "verify", "--mode", "deep", "--no-progress", env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+#: Keys the API accepts (limits.ts isValidKey), each beside the key a dot-segment key would be read as.
+ODD_KEYS = {
+    "c/d.txt": b"c/d.txt, its own bytes",
+    "b.txt": b"b.txt, its own bytes",
+    "x": b"x, its own bytes",
+    "sp ace/a+b=c&d;e,f$g@h (1)!.txt": b"spaces and punctuation",
+    "q?mark.txt": b"a question mark",
+    "trailing-dot./..x": b"dots inside segments are no dot segments",
+}
+#: Keys outside isValidKey (`%`, `#`, `~`, non-ASCII) that a catalog can still hold (written before the check,
+#: or by SQL; renamed in SQL here). Upstream's findObject checks the key on every read too: never readable.
+CATALOG_ONLY_KEYS = {"100%.txt": b"a percent sign", "hash#tag.txt": b"a hash", "ünï/naïve café~.txt": b"unicode and a tilde"}
+#: Read through httpx these name `c/d.txt`, `b.txt` and `x`.
+DOT_SEGMENT_KEYS = {"c/./d.txt": b"c/./d.txt, not c/d.txt", "a/../b.txt": b"a/../b.txt, not b.txt", "x/.": b"x/., not x"}
+
+
+def test_plan_run_verify_of_odd_keys_refuses_the_unreadable_and_copies_every_other_key_with_its_own_bytes(
+    supabase_server: Any, make_supabase_bucket: Callable[..., str], seaweed: Any, tmp_path: Any
+) -> None:
+    import polars as pl
+
+    bucket = make_supabase_bucket()
+    _upload(supabase_server, bucket, ODD_KEYS)
+    for index, (key, body) in enumerate(CATALOG_ONLY_KEYS.items()):
+        _upload(supabase_server, bucket, {f"renamed-{index}": body})
+        with psycopg.connect(supabase_server.database_url, autocommit=True) as conn:
+            conn.execute("UPDATE storage.objects SET name = %s WHERE bucket_id = %s AND name = %s", (key, bucket, f"renamed-{index}"))
+    for key, body in DOT_SEGMENT_KEYS.items():
+        _put_as_is(supabase_server, bucket, key, body)
+    dest = f"odd-{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=dest)
+    env = _cli_env(supabase_server, seaweed, dest)
+    plan = tmp_path / "plan.yaml"
+    _write_plan(plan, f"odd-{dest}", bucket)
+
+    planned = _cli(plan, tmp_path, "plan", env=env)
+    assert planned.returncode == 3, planned.stdout + planned.stderr
+    assert "6 objects cannot be migrated as they are" in planned.stderr
+    manifest = pl.read_parquet(next((tmp_path / "state").rglob("manifest.parquet")))
+    rows = {key: (action, reason) for key, action, reason in manifest.select("source_key", "action", "reason").iter_rows()}
+    assert rows == {
+        **{key: ("copy", None) for key in ODD_KEYS},
+        **{key: ("unreadable-key", OUTSIDE_KEY_SET_REASON) for key in CATALOG_ONLY_KEYS},
+        **{key: ("unreadable-key", DOT_SEGMENT_REASON) for key in DOT_SEGMENT_KEYS},
+    }
+    summary = next((tmp_path / "reports").rglob("summary.md")).read_text()
+    assert f"- unreadable-key: {bucket}/c/./d.txt: {DOT_SEGMENT_REASON}" in summary
+
+    refused = _cli(plan, tmp_path, "run", "--no-progress", env=env)
+    assert refused.returncode == 2 and "6 planned objects cannot be migrated as they are (first: " in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and seaweed.client().list_objects_v2(Bucket=dest)["KeyCount"] == 0
+    unverified = _cli(plan, tmp_path, "verify", "--no-progress", env=env)
+    assert unverified.returncode == 3, unverified.stdout + unverified.stderr
+    report = pl.read_parquet(next((tmp_path / "reports").rglob("report.parquet")))
+    not_migrated = report.filter(pl.col("status") == "not-migrated")
+    details = dict(not_migrated.select("source_key", "detail").iter_rows())
+    assert sorted(details) == sorted({**DOT_SEGMENT_KEYS, **CATALOG_ONLY_KEYS})
+    assert all(details[key].startswith(DOT_SEGMENT_REASON) for key in DOT_SEGMENT_KEYS)
+
+    # The user excludes them (or renames them at the source): every other key is copied with its own bytes.
+    excluded = ", ".join(f"'{key}'" for key in {**DOT_SEGMENT_KEYS, **CATALOG_ONLY_KEYS})
+    _write_plan(plan, f"odd-{dest}", bucket, extra=f"filters: {{exclude: [{excluded}]}}\n")
+    assert _cli(plan, tmp_path, "plan", env=env).returncode == 0
+    ran = _cli(plan, tmp_path, "run", "--no-progress", env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    s3 = seaweed.client()
+    copied = {item["Key"] for item in s3.list_objects_v2(Bucket=dest)["Contents"]}
+    assert copied == set(ODD_KEYS)
+    for key, body in ODD_KEYS.items():
         assert s3.get_object(Bucket=dest, Key=key)["Body"].read() == body, key
     verified = _cli(plan, tmp_path, "verify", "--mode", "deep", "--no-progress", env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -327,21 +412,60 @@ def test_plan_refuses_a_sample_without_the_audit(tmp_path: Any, monkeypatch: pyt
     assert not (tmp_path / "s").exists()  # nothing written
 
 
+def _put_as_is(server: Any, bucket: str, key: str, body: bytes) -> None:
+    """Upload under exactly `key`: dot segments sent as `%2E` (httpx would drop a literal `.` segment, and
+    upstream's router decodes `%2E` back: find-my-way sanitizeUrl runs decodeURI over the path)."""
+    path = "/".join("%2E" * len(part) if part in (".", "..") else urllib.parse.quote(part, safe="") for part in key.split("/"))
+    response = httpx.post(
+        f"{server.storage_url}/object/{bucket}/{path}",
+        content=body,
+        headers={"apikey": server.service_key, "Authorization": f"Bearer {server.service_key}", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200 and response.json()["Key"] == f"{bucket}/{key}", response.text
+
+
 def test_object_info_reaches_keys_storage3_would_rewrite(supabase_server: Any, make_supabase_bucket: Callable[..., str]) -> None:
     """Why /object/info does not go through storage3: storage3 2.34 drops empty segments (`a//b.txt` becomes
-    `a/b.txt`) and refuses `.` segments, both valid Supabase keys (upstream isValidKey allows `/` and `.`).
-    (httpx, which uploads here, removes `.` segments from URLs; the raw reader addresses keys the same way.)"""
+    `a/b.txt`), a valid Supabase key (upstream isValidKey allows `/`)."""
     bucket = make_supabase_bucket()
-    _upload(supabase_server, bucket, {"a//b.txt": b"double slash", "c/./d.txt": b"dot segment"})
+    _upload(supabase_server, bucket, {"a//b.txt": b"double slash"})
     store = SupabaseStore(supabase_server.url, supabase_server.secret_key)
-    for key, body in (("a//b.txt", b"double slash"), ("c/./d.txt", b"dot segment")):
-        info = store.head(bucket, key)
-        assert info is not None and info.size == len(body), key
+    info = store.head(bucket, "a//b.txt")
+    assert info is not None and info.size == len(b"double slash")
     with pytest.raises(Exception) as caught:  # the store's response hook raises before storage3 sees the answer
         store.storage.from_(bucket).info("a//b.txt")  # storage3 asks for a/b.txt, which does not exist
     assert "Object not found" in caught.value.response.text  # type: ignore[attr-defined]
-    with pytest.raises(ValueError):
-        store.storage.from_(bucket).info("c/./d.txt")
+    store.close()
+
+
+def test_a_dot_segment_key_is_refused_and_never_reads_its_neighbour(
+    supabase_server: Any, make_supabase_bucket: Callable[..., str], supabase_faults: Faults
+) -> None:
+    """`c/./d.txt` next to `c/d.txt`: httpx sends `/c/./d.txt` as `/c/d.txt` (RFC 3986 5.2.4), so any
+    request for it could answer with the neighbour's bytes. The store asks nothing and says why."""
+    bucket = make_supabase_bucket()
+    _upload(supabase_server, bucket, {"c/d.txt": b"the neighbour"})
+    _put_as_is(supabase_server, bucket, "c/./d.txt", b"the dot segment key")
+    assert httpx.URL(f"{supabase_server.storage_url}/object/{bucket}/c/./d.txt").raw_path.endswith(b"/c/d.txt")
+    gets = _counter(supabase_faults, "GET", f"/object/authenticated/{bucket}/")
+    infos = _counter(supabase_faults, "GET", f"/object/info/{bucket}/")
+    for fetch_user_metadata in (True, False):
+        store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=fetch_user_metadata)
+        listed = {info.key: info.size for page in store.iter_objects(bucket) for info in page}
+        assert listed == {"c/d.txt": 13, "c/./d.txt": 19}  # names come in JSON bodies: listed as they are
+        for read in (lambda: store.head(bucket, "c/./d.txt"), lambda: store.open(bucket, "c/./d.txt")):
+            with pytest.raises(UnaddressableKey, match=r"'c/\./d\.txt': the key has a '\.' or '\.\.' segment"):
+                read()
+        assert store.unreadable_reason("c/./d.txt") == DOT_SEGMENT_REASON and store.unreadable_reason("c/d.txt") is None
+        _, chunks = store.open(bucket, "c/d.txt")
+        assert b"".join(chunks) == b"the neighbour"
+        store.close()
+    # One GET (c/d.txt, twice: one per store) and one info call (c/d.txt, the metadata-fetching store) reached the server.
+    assert (gets(supabase_server), infos(supabase_server)) == (2, 1)
+    # v1 folder walking (list-v2 missing) reaches the key through its folder `.`, names in JSON bodies too.
+    supabase_faults({"method": "POST", "path": "/object/list-v2/", "action": "status", "status": 404, "count": 1})
+    store = SupabaseStore(supabase_server.url, supabase_server.secret_key, fetch_user_metadata=False)
+    assert sorted(info.key for page in store.iter_objects(bucket) for info in page) == ["c/./d.txt", "c/d.txt"]
     store.close()
 
 

@@ -85,6 +85,13 @@ class SourceStore(ABC):
         for page in self.iter_objects(bucket, prefix):
             yield ListedPage(page, None)
 
+    def unreadable_reason(self, key: str) -> str | None:
+        """Why this store cannot read `key` without risking another object's bytes, or None (most stores, most keys).
+
+        `plan` marks such an object `unreadable-key` with this reason.
+        """
+        return None
+
     @abstractmethod
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """Metadata of one object, or None when it does not exist."""

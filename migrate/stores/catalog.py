@@ -193,6 +193,10 @@ class CatalogStore(SourceStore):
         self._end_snapshot()
         return [(str(name), version) for name, version in rows]
 
+    def unreadable_reason(self, key: str) -> str | None:
+        """Bytes come through the REST API, so its limits on keys are ours."""
+        return self.rest.unreadable_reason(key)
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return self.rest.head(bucket, key)
 

@@ -9,11 +9,15 @@ Which client does what, and why:
   streamed with `Range`: storage3's `download()` returns whole bodies, which
   would break the memory bound) and `/object/info`: storage3's `info()` drops
   empty segments (`relative_path_to_parts`, storage3 2.34), so `a//b.txt`
-  would name `a/b.txt`, and it refuses `.`/`..` segments, both valid Supabase
-  keys (tests/test_stores_supabase.py shows both). They go over `http.client`
+  would name `a/b.txt` (tests/test_stores_supabase.py shows it), and it
+  refuses `.`/`..` segments. They go over `http.client`
   (stores/supabase_http.py: a quarter of httpx's CPU per request), or over
   the shared httpx client when a proxy from the environment applies.
   Nothing here signs URLs.
+- a key with a `.`/`..` segment (`c/./d.txt`) is listed (names travel in
+  JSON bodies) but never put in a request path: `encode_key` refuses it and
+  `plan` marks it `unreadable-key` (`dot_segment_reason` says why); so is a
+  key outside upstream's key set, which no read of the REST API serves.
 The httpx client's response hook turns every error answer into
 `_ErrorAnswer` before storage3 sees it, the raw reader raises the same, and
 the store translates that into our typed errors, so every path retries the
@@ -53,6 +57,7 @@ Real API references (github.com/supabase/storage):
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from dataclasses import replace
 from datetime import datetime
@@ -116,8 +121,55 @@ class ListV2Unavailable(Exception):
     """list-v2 is not offered by this server; walk folders with v1 instead."""
 
 
+#: Why a key with a `.` or `..` segment is not read through the REST API (README "Odd keys at a Supabase source").
+DOT_SEGMENT_REASON = (
+    "the key has a '.' or '..' segment, which a Supabase REST path cannot address safely "
+    "(HTTP clients and gateways remove dot segments, so the request could read another object); "
+    "rename it at the source (Storage's move takes keys in its JSON body) or exclude it"
+)
+
+
+#: Why a key outside Supabase's key set is not read: upstream answers InvalidKey to any read of it.
+OUTSIDE_KEY_SET_REASON = (
+    "Supabase Storage refuses to read a key outside its key set (ASCII letters, digits and _/!-.*'() &$@=;:+,?), "
+    "answering InvalidKey; rename it at the source (Storage's move checks only the new name) or exclude it"
+)
+# supabase/storage src/storage/limits.ts isValidKey (JavaScript's ASCII-only \w), which
+# src/storage/object.ts `findObject` applies to every read: a catalog row whose name
+# predates the check (or was written by SQL) lists, but its bytes cannot be fetched.
+_KEY_SET = re.compile(r"[\w/!\-.*'() &$@=;:+,?]+", re.ASCII)
+
+
+class UnaddressableKey(ObjectError):
+    """A key no REST request path names reliably: refused rather than risk reading another object."""
+
+
+def dot_segment_reason(key: str) -> str | None:
+    """`DOT_SEGMENT_REASON` when a segment of `key` is `.` or `..` (`c/./d.txt`, `a/../b`, `x/.`), else None.
+
+    Why refused rather than sent as `%2E`: upstream's router (find-my-way's
+    sanitizeUrl, `decodeURI`) does decode `%2E` back to `.` and keeps the
+    segment, but RFC 3986 6.2.2.2 lets anything in between decode it and then
+    remove the segment (Cloudflare's URL normalization does both, to the
+    origin when so configured), upstream's file backend resolves the key
+    with `path.resolve` (so `c/./d.txt` and `c/d.txt` are one file there),
+    and supabase/storage#883 refuses such keys in it. No answer says which
+    key it is about, so a wrong read could not be detected afterwards.
+    """
+    if any(segment in (".", "..") for segment in key.split("/")):
+        return DOT_SEGMENT_REASON
+    return None
+
+
 def encode_key(key: str) -> str:
-    """Percent-encode each segment of an object key for use in a URL path."""
+    """Percent-encode each segment of an object key for use in a URL path.
+
+    Raises `UnaddressableKey` for a key with a dot segment: httpx removes them
+    (RFC 3986 5.2.4), so `c/./d.txt` would be sent as `c/d.txt`.
+    """
+    reason = dot_segment_reason(key)
+    if reason is not None:
+        raise UnaddressableKey(f"supabase key {key!r}: {reason}")
     return "/".join(urllib.parse.quote(segment, safe="") for segment in key.split("/"))
 
 
@@ -358,15 +410,24 @@ class SupabaseStore(SourceStore):
             if page:
                 yield ListedPage(page, json.dumps({"api": "v1", "stack": pending}) if pending else None)
 
+    def unreadable_reason(self, key: str) -> str | None:
+        """Why `key` cannot be read through the REST API (a dot segment, or outside the key set), or None."""
+        return dot_segment_reason(key) or (None if _KEY_SET.fullmatch(key) else OUTSIDE_KEY_SET_REASON)
+
     def _with_user_metadata(self, bucket: str, page: ListedPage) -> ListedPage:
-        """Fill in user_metadata (not part of list rows) with concurrent info calls."""
+        """Fill in user_metadata (not part of list rows) with concurrent info calls.
+
+        A key the REST path cannot address keeps its listed row: `plan` marks it `unreadable-key`.
+        """
         if not self.fetch_user_metadata or not page.objects:
             return page
-        infos = fetch_each(
-            page.objects,
-            lambda info: self._retrying(lambda: self._info(bucket, info.key), what=f"supabase://{bucket}/{info.key}", bucket=bucket),
-            workers=min(self._max_connections, 16),
-        )
+
+        def fresh_info(info: ObjectInfo) -> ObjectInfo | None:
+            if self.unreadable_reason(info.key) is not None:
+                return None
+            return self._retrying(lambda: self._info(bucket, info.key), what=f"supabase://{bucket}/{info.key}", bucket=bucket)
+
+        infos = fetch_each(page.objects, fresh_info, workers=min(self._max_connections, 16))
         # Only user_metadata comes from /object/info: everything else stays as
         # the listing's metadata document says, exactly as the catalog has it.
         objects = [

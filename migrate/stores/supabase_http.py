@@ -173,11 +173,10 @@ class RestReader:
 
     def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> Reply:
         """GET `{base}{path}`: a Reply for 1xx-3xx; ErrorAnswer (body read) for >= 400; ConnectionFault when no answer came."""
+        # Sent exactly as given: no dot-segment removal here. The store never
+        # builds a path with a `.`/`..` segment (stores/supabase.py `encode_key`
+        # refuses the key), since nothing on the way promises to keep one.
         target = f"{self._prefix}{path}"
-        if "/." in target:
-            # `.` and `..` segments address what httpx (and so every other request of the store) addresses:
-            # it removes dot segments (RFC 3986 5.2.4); http.client would send them as they are.
-            target = httpx.URL(f"http://host{target}").raw_path.decode("ascii")
         sent = {**self._headers, **(headers or {})}
         conn, reused = self._take()
         try:

@@ -431,3 +431,30 @@ transfer: {{concurrency: 4, part_size: 5MiB, multipart_threshold: 5MiB}}
         [dest_key] = [name for name in listed if name.endswith(key)]
         got = target.get_object(Bucket=destination, Key=dest_key)
         assert got["Body"].read() == body and got["Metadata"] == {"origin": "s3"}, key
+
+
+def test_the_s3_protocol_reads_a_dot_segment_key_as_itself(supabase_server: SupabaseServer, supabase_http: httpx.Client, supabase_bucket: str) -> None:
+    """What an S3-protocol source does with `c/./d.txt` (the REST source plans it unreadable-key): boto3 and the
+    lean data path send the path as written, and S3's SigV4 signs it so (no dot-segment removal for S3), so the
+    key reads its own bytes, not those of `c/d.txt`."""
+    from migrate.stores.s3 import S3Location, S3Store
+
+    rest_put(supabase_http, supabase_bucket, "c/d.txt", b"the neighbour")
+    response = supabase_http.post(f"/object/{supabase_bucket}/c/%2E/d.txt", content=b"the dot segment key")  # find-my-way decodes %2E
+    assert response.json()["Key"] == f"{supabase_bucket}/c/./d.txt", response.text
+    location = S3Location(
+        endpoint_url=supabase_server.s3_endpoint,
+        region=supabase_server.s3_region,
+        access_key_id=supabase_server.s3_access_key_id,
+        secret_access_key=supabase_server.s3_secret_access_key,
+    )
+    for fast_data_path in (True, False):
+        store = S3Store(location, fast_data_path=fast_data_path)
+        try:
+            assert sorted(info.key for page in store.iter_objects(supabase_bucket) for info in page) == ["c/./d.txt", "c/d.txt"]
+            for key, body in (("c/./d.txt", b"the dot segment key"), ("c/d.txt", b"the neighbour")):
+                assert b"".join(store.read(supabase_bucket, key)) == body, (fast_data_path, key)
+                info = store.head(supabase_bucket, key)
+                assert info is not None and info.size == len(body)
+        finally:
+            store.close()

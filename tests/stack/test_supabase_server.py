@@ -365,6 +365,37 @@ def test_keys_with_spaces_and_special_characters(sb: Client, supabase_http: http
     assert [row["name"] for row in bucket.list("dir with space")] == ["file (1)!.txt"]
 
 
+def test_dot_segment_keys_are_objects_of_their_own(supabase_server: SupabaseServer, supabase_http: httpx.Client, supabase_bucket: str) -> None:
+    """As upstream: isValidKey (limits.ts) allows `.` segments; Node and Fastify leave them in the path, and
+    find-my-way's sanitizeUrl runs decodeURI over it, so `%2E` reaches the route as `.` (both name one key).
+    Nothing removes a dot segment: `c/./d.txt` is not `c/d.txt`."""
+    host, port = supabase_server.url.removeprefix("http://").split(":")
+    headers = {**service_headers(supabase_server), "Content-Type": "text/plain"}
+
+    def exchange(method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        # http.client sends the target as written (httpx would remove the dot segments first).
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            conn.request(method, f"/storage/v1{target}", body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    put(supabase_http, supabase_bucket, "c/d.txt", b"plain")
+    sent = {"c/./d.txt": "c/./d.txt", "a/%2E%2E/b.txt": "a/../b.txt", "x/.": "x/.", "%2E": "."}
+    for target, key in sent.items():
+        status, body = exchange("POST", f"/object/{supabase_bucket}/{target}", key.encode())
+        assert status == 200 and json.loads(body)["Key"] == f"{supabase_bucket}/{key}", body
+    for target, key in {**sent, "c/%2E/d.txt": "c/./d.txt", "a/../b.txt": "a/../b.txt", "x/%2e": "x/.", ".": "."}.items():
+        assert exchange("GET", f"/object/authenticated/{supabase_bucket}/{target}") == (200, key.encode()), target
+        status, body = exchange("GET", f"/object/info/{supabase_bucket}/{target}")
+        assert status == 200 and json.loads(body)["name"] == key, target
+    assert exchange("GET", f"/object/authenticated/{supabase_bucket}/c/d.txt") == (200, b"plain")
+    listed = supabase_http.post(f"/object/list-v2/{supabase_bucket}", json={}).json()
+    assert sorted(row["name"] for row in listed["objects"]) == [".", "a/../b.txt", "c/./d.txt", "c/d.txt", "x/."]
+
+
 # -- listing v1 -----------------------------------------------------------------------------------
 
 TREE = ["a.txt", "B.txt", "c d.txt", "folder/x.txt", "folder/sub/y.txt", "Folder2/z.txt", "folder/sub/deeper/w.txt"]

@@ -927,3 +927,21 @@ def test_content_encoding_language_and_expires_arrive_as_the_source_answered_and
     small = journal.row(source, "small.json.gz")
     assert small is not None and small.sha256 == hashlib.sha256(bodies["small.json.gz"]).hexdigest()
     assert small.md5 == hashlib.md5(bodies["small.json.gz"]).hexdigest()
+
+
+def test_an_expires_the_destination_cannot_parse_fails_that_object_naming_it(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, tmp_path: Path) -> None:
+    """Expires travels as the source's text; "0" (a common "already expired") is no date to SeaweedFS, which
+    answers MalformedDate: that object fails with a message naming the value sent, the others are copied."""
+    from migrate.stores.local import LocalStore
+    from migrate.stores.s3 import _NO_SETTINGS
+
+    _, dest = buckets
+    (tmp_path / "src").mkdir()
+    source = LocalStore(tmp_path / "src")
+    for key, expires in {"expired": "0", "dated": "Wed, 01 Dec 2094 16:00:00 GMT"}.items():
+        source.put_object("b", key, b"body", content_md5=hashlib.md5(b"body").digest(), **{**_NO_SETTINGS, "expires": expires})
+    records = [ObjectRecord(source_bucket="b", source_key=key, size=4, dest_bucket=dest, dest_key=key) for key in ("expired", "dated")]
+    result = transfer_objects(records, source=source, destination=_store(seaweed), journal=journal, options=_options())
+    assert result.copied == 1 and [failure.source_key for failure in result.failures] == ["expired"]
+    assert "cannot parse a date" in result.failures[0].error and "Expires: '0'" in result.failures[0].error
+    assert seaweed.client().head_object(Bucket=dest, Key="dated")["ResponseMetadata"]["HTTPHeaders"]["expires"] == "Wed, 01 Dec 2094 16:00:00 GMT"

@@ -572,3 +572,8 @@ backup:
     got = s3.get_object(Bucket=restored, Key="again/site/app.js")
     assert got["Body"].read() == body
     assert (got["ContentEncoding"], got["ContentLanguage"], got["ExpiresString"]) == ("gzip", "de-CH", carried["Expires"])
+    # A snapshot taken before these columns existed still restores, without them.
+    pl.read_parquet(manifest).drop("content_encoding", "content_language", "expires").write_parquet(manifest)
+    backup("restore", "--to", f"local:{tmp_path / 'from-older'}", "--yes")
+    older = LocalStore(tmp_path / "from-older").head(source, "site/app.js")
+    assert older is not None and (older.content_type, older.content_encoding) == ("text/javascript", None)

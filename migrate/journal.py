@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from migrate.errors import StateDirectoryError
 from migrate.records import ObjectRecord
@@ -146,10 +146,21 @@ def record_fingerprint(record: ObjectRecord, *, sse: str | None = None, kms_key_
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-def sent_headers_json(*, content_type: str | None, cache_control: str | None, content_disposition: str | None, user_metadata: Any) -> str:
-    """The journal's record of the headers one write carried (JSON, keys sorted)."""
+def sent_headers_json(
+    *, content_type: str | None, cache_control: str | None, content_disposition: str | None, user_metadata: Any, carried: Mapping[str, str | None]
+) -> str:
+    """The journal's record of the headers one write carried (JSON, keys sorted).
+
+    `carried`: Content-Encoding, Content-Language and Expires as sent
+    (`migrate.headers.CARRIED_HEADERS`, None when not sent). A journal
+    written before they were recorded lacks these keys: verify reads that
+    as "not recorded", not as "sent none".
+    """
     return json.dumps(
-        {"content_type": content_type, "cache_control": cache_control, "content_disposition": content_disposition, "user_metadata": user_metadata or {}},
+        {
+            "content_type": content_type, "cache_control": cache_control, "content_disposition": content_disposition,
+            "user_metadata": user_metadata or {}, **carried,
+        },
         sort_keys=True,
         ensure_ascii=False,
         default=str,
@@ -175,7 +186,8 @@ class JournalRow:
     upload_id: str | None
     part_size: int | None
     upload_intent: int = 0
-    # JSON {"content_type", "cache_control", "content_disposition", "user_metadata"}: the headers
+    # JSON {"content_type", "cache_control", "content_disposition", "user_metadata", and since they are
+    # carried "content_encoding", "content_language", "expires"}: the headers
     # `run` sent with the object (None: it wrote nothing, or an older journal). See `sent_headers_json`.
     sent_headers: str | None = None
 

@@ -52,7 +52,7 @@ from migrate.checksums import (
 from migrate.encryption import Encryption, EncryptionSettings
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
-from migrate.metadata import metadata_problems
+from migrate.headers import source_headers  # noqa: F401 - importable from here as before
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
 from migrate.ratelimit import RateLimits
@@ -562,33 +562,6 @@ class _Work:
     fingerprint: str
     owned: bool
     resumable: JournalRow | None
-
-
-def source_headers(record: ObjectRecord, source: ObjectInfo | None, *, headers_on_read: bool) -> dict[str, Any]:
-    """Content-Type, Cache-Control, Content-Disposition and user metadata to write for `record`.
-
-    The record's values (the plan's rules on top of what the inventory saw)
-    win. Where the source's read answers the object's headers
-    (`SourceStore.headers_on_read`: S3, whose plan sends no HEAD and leaves
-    these manifest columns null), the source's headers as read fill in the
-    rest and the rules' user metadata goes on top of the source's, exactly
-    as the plan would have merged them. Content-Type falls back to the
-    source's, then to S3's default. User metadata S3 cannot carry fails the
-    object (`plan` cannot see it without a HEAD).
-    """
-    content_type = record.content_type or (source.content_type if source is not None else None) or "application/octet-stream"
-    cache_control, disposition, metadata = record.cache_control, record.content_disposition, record.user_metadata
-    if headers_on_read and source is not None:
-        cache_control = cache_control or source.cache_control
-        disposition = disposition or source.content_disposition
-        if source.user_metadata:
-            metadata = {**source.user_metadata, **metadata}
-            problems = metadata_problems(metadata)
-            if problems:
-                raise ObjectError(
-                    f"{record.source_bucket}/{record.source_key}: user metadata S3 cannot carry ({'; '.join(problems)}); exclude the object in the plan"
-                )
-    return {"content_type": content_type, "cache_control": cache_control, "content_disposition": disposition, "metadata": metadata}
 
 
 def _batches(records: Iterable[ObjectRecord], size: int) -> Iterator[list[ObjectRecord]]:

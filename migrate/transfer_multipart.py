@@ -27,6 +27,7 @@ from migrate.checksums import (
     multipart_etag,
 )
 from migrate.errors import IntegrityError, MigrateError, ObjectError, ObjectNotFound, TransientError
+from migrate.headers import CARRIED_HEADERS
 from migrate.journal import CompletedPart, JournalRow, TransferJournal, sent_headers_json
 from migrate.progress import Progress
 from migrate.records import ObjectRecord
@@ -582,4 +583,5 @@ def _sent(write_args: Mapping[str, Any]) -> str:
         cache_control=write_args["cache_control"],
         content_disposition=write_args["content_disposition"],
         user_metadata=write_args["metadata"],
+        carried={name: write_args.get(name) for name in CARRIED_HEADERS},
     )

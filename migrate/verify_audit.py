@@ -19,6 +19,7 @@ import polars as pl
 
 from migrate.checksums import is_plain_md5
 from migrate.errors import FatalError, Interrupted, MigrateError, ObjectNotFound, ServiceUnavailable, TransientError
+from migrate.headers import carried_headers
 from migrate.journal import JournalRow, TransferJournal
 from migrate.progress import Progress
 from migrate.ratelimit import UNLIMITED, RateLimits
@@ -39,6 +40,7 @@ from migrate.verify_checks import (
     describe_metadata,
     expected_headers,
     headers_from_source,
+    journaled_carried,
     join_notes,
     journal_usable,
     metadata_columns,
@@ -364,20 +366,10 @@ class Audit:
             return record_row(record, "fast", status=MISSING, detail=join_notes("not at the destination", journal_note))
         found = {"dest_size": dest.size, "dest_etag": dest.etag}
         copied = record.action == Action.COPY.value
-        planned, headers_note = expected_headers(record, usable), ""
+        planned, headers_note, carried = expected_headers(record, usable), "", journaled_carried(usable)
         if copied and self._headers_from_get(record, usable):
-            planned, headers_note = self._headers_from_source_head(record, dest)
-        expected_meta, actual_meta = (
-            compare_metadata(
-                planned,
-                dest,
-                expected_content_type=planned.content_type,
-                server_side_encryption=self.options.encryption_for(record.rule)[0],
-                kms_key_id=self.options.encryption_for(record.rule)[1],
-            )
-            if copied
-            else ({}, {})
-        )
+            planned, headers_note, carried = self._headers_from_source_head(record, dest)
+        expected_meta, actual_meta = self._compare_headers(planned, dest, content_type=planned.content_type, carried=carried) if copied else ({}, {})
         meta = metadata_columns(expected_meta, actual_meta)
         skip_note = "" if copied else "skip-existing: found at the destination when planned, not written by `run`"
         journal_note = join_notes(journal_note, headers_note)
@@ -429,23 +421,14 @@ class Audit:
         checksums = {"expected_checksum": f"sha256:{source_sha}", "actual_checksum": f"sha256:{dest_sha}", "checksum_basis": "deep-read"}
         copied = record.action == Action.COPY.value
         usable = journal_usable(record, journal_row, self.options)[0]
-        planned = expected_headers(record, usable)
+        planned, carried = expected_headers(record, usable), journaled_carried(usable)
         notes = [] if copied else ["skip-existing: found at the destination when planned, not written by `run`"]
         if copied and self._headers_from_get(record, usable):
-            planned = headers_from_source(record, source)  # the read answered the source's headers
+            planned, carried = headers_from_source(record, source), carried_headers(source)  # the read answered the source's headers
             notes.append(_HEADERS_FROM_SOURCE.format(how="as read"))
-        expected_meta, actual_meta = (
-            compare_metadata(
-                planned,
-                dest,
-                # What `run` sends: the record's type, else the source's, else the S3 default.
-                expected_content_type=planned.content_type or source.content_type or "application/octet-stream",
-                server_side_encryption=self.options.encryption_for(record.rule)[0],
-                kms_key_id=self.options.encryption_for(record.rule)[1],
-            )
-            if copied
-            else ({}, {})
-        )
+        # What `run` sends: the record's type, else the source's, else the S3 default.
+        content_type = planned.content_type or source.content_type or "application/octet-stream"
+        expected_meta, actual_meta = self._compare_headers(planned, dest, content_type=content_type, carried=carried) if copied else ({}, {})
         meta = metadata_columns(expected_meta, actual_meta)
         if source_length != record.size:
             notes.append(f"the source now has {source_length:,} bytes, the plan listed {record.size:,} (changed since the plan)")
@@ -461,6 +444,13 @@ class Audit:
             notes.append(describe_metadata(expected_meta, actual_meta))
         return record_row(record, "deep", status=status, detail=join_notes(detail, *notes), **found, **checksums, **meta)
 
+    def _compare_headers(
+        self, planned: ObjectRecord, dest: ObjectInfo, *, content_type: str | None, carried: dict[str, str | None] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`compare_metadata` with the SSE `run` applied to this record's rule."""
+        sse, kms_key_id = self.options.encryption_for(planned.rule)
+        return compare_metadata(planned, dest, expected_content_type=content_type, server_side_encryption=sse, kms_key_id=kms_key_id, carried=carried)
+
     def _headers_from_get(self, record: ObjectRecord, usable: JournalRow | None) -> bool:
         """True when the record's headers came from the GET and no journal row says what `run` sent.
 
@@ -471,8 +461,8 @@ class Audit:
         from_get = bool(getattr(self.source, "headers_on_read", False)) and record.content_type is None
         return from_get and (usable is None or not usable.sent_headers)
 
-    def _headers_from_source_head(self, record: ObjectRecord, dest: ObjectInfo) -> tuple[ObjectRecord, str]:
-        """The headers `run` would have sent, from a HEAD of the source, and the note for the row's detail.
+    def _headers_from_source_head(self, record: ObjectRecord, dest: ObjectInfo) -> tuple[ObjectRecord, str, dict[str, str | None] | None]:
+        """The headers `run` would have sent, from a HEAD of the source, the note for the row's detail, and the carried ones.
 
         Without it the destination would be compared with the manifest's
         nulls (false `metadata-differs`). A source object that is gone
@@ -488,8 +478,8 @@ class Audit:
                 content_disposition=dest.content_disposition,
                 user_metadata=dict(dest.user_metadata or {}),
             )
-            return unknown, "the source object is gone and no journal row says which headers `run` sent: headers not compared"
-        return headers_from_source(record, source), _HEADERS_FROM_SOURCE.format(how="HEAD")
+            return unknown, "the source object is gone and no journal row says which headers `run` sent: headers not compared", None
+        return headers_from_source(record, source), _HEADERS_FROM_SOURCE.format(how="HEAD"), carried_headers(source)
 
     # -- unexpected objects ------------------------------------------------
     def _scan_unexpected(self, bucket: str, prefix: str) -> None:

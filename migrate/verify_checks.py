@@ -11,11 +11,13 @@ import base64
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Mapping
 
 from migrate.checksums import is_plain_md5
 from migrate.encryption import EncryptionSettings
 from migrate.errors import UserInputError
+from migrate.headers import CARRIED_HEADERS
 from migrate.journal import STATE_DONE, STATE_FAILED, STATE_IN_PROGRESS, STATE_SKIPPED, JournalRow, record_fingerprint
 from migrate.metadata import comparable_metadata
 from migrate.records import Action, ObjectRecord
@@ -148,6 +150,15 @@ def _norm(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
+def _norm_date(value: str | None) -> str | None:
+    # The same instant may be written two ways (a server may re-format an HTTP-date); text that is no date compares as text.
+    text = _norm(value)
+    try:
+        return parsedate_to_datetime(text).isoformat() if text else None
+    except (TypeError, ValueError):
+        return text
+
+
 def compare_metadata(
     record: ObjectRecord,
     dest: ObjectInfo,
@@ -155,6 +166,7 @@ def compare_metadata(
     expected_content_type: str | None,
     server_side_encryption: str | None = None,
     kms_key_id: str | None = None,
+    carried: Mapping[str, str | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(expected, actual) for each metadata field the destination does not carry as planned; ({}, {}) when all agree.
 
@@ -162,7 +174,10 @@ def compare_metadata(
     cannot know what `run` used when the record has none: the source's at
     copy time). S3 lowercases user metadata keys, and omits the storage
     class for STANDARD; both are normalised. SSE is checked only when the
-    options ask for it (a bucket default is not a deviation).
+    options ask for it (a bucket default is not a deviation). `carried`:
+    the Content-Encoding, Content-Language and Expires expected
+    (`journaled_carried`, `migrate.headers.carried_headers`); a header it
+    does not name is not known, so not checked (None: none known).
     """
     expected: dict[str, Any] = {}
     actual: dict[str, Any] = {}
@@ -181,6 +196,9 @@ def compare_metadata(
         comparable_metadata(record.user_metadata),
         comparable_metadata(dest.user_metadata),
     )
+    for name, want in (carried or {}).items():
+        normalise = _norm_date if name == "expires" else _norm
+        check(name, normalise(want), normalise(getattr(dest, name)))
     check("storage_class", (record.storage_class or "STANDARD").upper(), (dest.storage_class or "STANDARD").upper())
     if server_side_encryption:
         check("server_side_encryption", server_side_encryption, dest.server_side_encryption)
@@ -246,12 +264,25 @@ def expected_headers(record: ObjectRecord, journal_row: JournalRow | None) -> Ob
     )
 
 
+def journaled_carried(journal_row: JournalRow | None) -> dict[str, str | None] | None:
+    """The Content-Encoding, Content-Language and Expires `run` journaled as sent for this copy.
+
+    None when the row does not say: no usable row, or a journal written
+    before these were recorded ("not recorded", never "sent none": an older
+    run's copies are not failed for headers it did not carry).
+    """
+    if journal_row is None or not journal_row.sent_headers:
+        return None
+    sent = json.loads(journal_row.sent_headers)
+    return {name: sent[name] for name in CARRIED_HEADERS if name in sent} or None
+
+
 def headers_from_source(record: ObjectRecord, source: ObjectInfo) -> ObjectRecord:
     """`record` with the headers `run` would send for it, from the source's own (a HEAD or the read).
 
     For a source whose headers come from the GET (`SourceStore.headers_on_read`)
     when no journal row says what the write carried. The same merge as `run`
-    (`migrate.transfer.source_headers`): the record's values (the rules') win,
+    (`migrate.headers.source_headers`): the record's values (the rules') win,
     the source's fill the rest, the rules' user metadata goes on top of the
     source's, and Content-Type falls back to S3's default.
     """
@@ -302,6 +333,7 @@ __all__ = [
     "compare_recorded_checksum",
     "compare_metadata",
     "expected_headers",
+    "journaled_carried",
     "describe_metadata",
     "metadata_columns",
     "journal_usable",

@@ -521,3 +521,59 @@ def test_options_that_do_not_apply_are_refused(world: World, capsys: pytest.Capt
     assert main(["backup", str(world.plan), "--deep", "--state-dir", str(world.tmp / "state")]) == 2
     assert "--deep does not apply" in capsys.readouterr().err
     assert main(["backup", "restore", str(world.plan), "--state-dir", str(world.tmp / "state")]) == 2
+
+
+def test_an_s3_sources_content_encoding_language_and_expires_are_kept_in_the_snapshot_and_restored(
+    seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 source's listing is completed with a HEAD per object for a backup: its Content-Encoding,
+    Content-Language and Expires go into the snapshot row and come back on a restore (local folder and S3)."""
+    import contextlib
+    import gzip
+    import io
+
+    import polars as pl
+
+    from migrate.stores.local import LocalStore
+
+    source, restored = make_s3_bucket(), make_s3_bucket()
+    s3 = seaweed.client()
+    body = gzip.compress(b"compressed, and kept so " * 200, mtime=0)
+    carried = {"ContentEncoding": "gzip", "ContentLanguage": "de-CH", "Expires": "Wed, 01 Dec 2094 16:00:00 GMT"}
+    s3.put_object(Bucket=source, Key="site/app.js", Body=body, ContentType="text/javascript", **carried)
+    for env, value in {"AWS_ACCESS_KEY_ID": seaweed.access_key, "AWS_SECRET_ACCESS_KEY": seaweed.secret_key, "SRC_ENDPOINT": seaweed.endpoint_url}.items():
+        monkeypatch.setenv(env, value)
+    (tmp_path / "backups").mkdir()
+    plan = tmp_path / "backup.yaml"
+    plan.write_text(
+        f"""version: 1
+name: bk-{source}
+source: {{type: s3, endpoint_url: "${{SRC_ENDPOINT}}", region: us-east-1, buckets: [{source}]}}
+destination: {{bucket: {restored}, endpoint_url: "${{SRC_ENDPOINT}}", region: us-east-1}}
+backup:
+  targets:
+    - {{type: local, path: {tmp_path / "backups"}}}
+"""
+    )
+
+    def backup(*args: str) -> None:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            code = main(["backup", *args, str(plan), "--state-dir", str(tmp_path / "state"), "--json"])
+        assert code == 0, out.getvalue()
+
+    backup()
+    (manifest,) = (tmp_path / "backups" / "snapshots").glob("*.parquet")
+    row = pl.read_parquet(manifest).row(0, named=True)
+    assert (row["content_encoding"], row["content_language"], row["expires"]) == ("gzip", "de-CH", carried["Expires"])
+    backup("restore", "--to", f"local:{tmp_path / 'restored'}", "--yes")
+    info = LocalStore(tmp_path / "restored").head(source, "site/app.js")
+    assert info is not None and (info.content_encoding, info.content_language, info.expires) == ("gzip", "de-CH", carried["Expires"])
+    backup("restore", "--to", f"s3://{restored}/again", "--yes")
+    got = s3.get_object(Bucket=restored, Key="again/site/app.js")
+    assert got["Body"].read() == body
+    assert (got["ContentEncoding"], got["ContentLanguage"], got["ExpiresString"]) == ("gzip", "de-CH", carried["Expires"])
+    # A snapshot taken before these columns existed still restores, without them.
+    pl.read_parquet(manifest).drop("content_encoding", "content_language", "expires").write_parquet(manifest)
+    backup("restore", "--to", f"local:{tmp_path / 'from-older'}", "--yes")
+    older = LocalStore(tmp_path / "from-older").head(source, "site/app.js")
+    assert older is not None and (older.content_type, older.content_encoding) == ("text/javascript", None)

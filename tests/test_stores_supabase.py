@@ -535,3 +535,45 @@ def test_a_proxy_from_the_environment_keeps_the_reads_on_httpx(supabase_server: 
     direct = SupabaseStore(supabase_server.url, supabase_server.secret_key)
     assert direct._reader is not None
     direct.close()
+
+
+@pytest.mark.parametrize("reader", ["http.client", "httpx"])
+def test_a_gzip_encoded_answer_is_read_as_its_bytes_never_decompressed(reader: str) -> None:
+    """A Supabase (or a CDN in front of it) answering an object with `Content-Encoding: gzip`: the store asks for
+    `identity` and hands on the body as sent, on the raw reader and on the httpx path (a proxy applies), so the
+    digests `run` computes are over the stored bytes. A real HTTP server on 127.0.0.1 answers."""
+    import gzip
+    import hashlib
+    import http.server
+    import threading
+
+    body = gzip.compress(b"a page that was stored compressed " * 300, mtime=0)
+    asked: list[str | None] = []
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+            asked.append(self.headers.get("Accept-Encoding"))
+            self.send_response(200)
+            for name, value in {"Content-Type": "text/html", "Content-Encoding": "gzip", "Content-Length": str(len(body)),
+                                "ETag": f'"{hashlib.md5(body).hexdigest()}"'}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = SupabaseStore(f"http://127.0.0.1:{server.server_address[1]}", "sb_secret_not-a-real-key")
+        if reader == "httpx":
+            store._reader = None  # what the store does when a proxy from the environment applies
+        info, chunks = store.open("b", "page.html")
+        assert b"".join(chunks) == body and info.size == len(body)
+        assert asked == ["identity"]
+        store.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -29,6 +29,8 @@ from migrate.checksums import MiB
 from migrate.transfer import TransferOptions, transfer_objects
 
 PART = 5 * MiB
+# Journaled as sent when the source answered no Content-Encoding, Content-Language or Expires.
+NO_CARRIED = {"content_encoding": None, "content_language": None, "expires": None}
 
 
 def _store(seaweed: Any, endpoint_url: str | None = None, **overrides: Any) -> S3Store:
@@ -823,7 +825,7 @@ def test_records_from_a_listing_alone_get_the_source_headers_from_the_get(seawee
     owner = f"u{list(sizes).index('ruled')}"
     assert (got["Body"].read(), got["ContentType"], got.get("CacheControl"), got["Metadata"]) == (data["ruled"], "image/png", "no-store", {"owner": owner, "tier": "gold"})
     sent = {key: json.loads(journal.row(source, key).sent_headers) for key in sizes}  # type: ignore[union-attr]
-    assert sent["ruled"] == {"content_type": "image/png", "cache_control": "no-store", "content_disposition": None, "user_metadata": {"owner": owner, "tier": "gold"}}
+    assert sent["ruled"] == {"content_type": "image/png", "cache_control": "no-store", "content_disposition": None, "user_metadata": {"owner": owner, "tier": "gold"}, **NO_CARRIED}
     assert sent["big"]["user_metadata"] == {"owner": f"u{list(sizes).index('big')}"} and sent["big"]["cache_control"] == "max-age=60"
 
 
@@ -861,4 +863,85 @@ def test_identical_bytes_found_at_the_destination_journal_the_source_headers(sea
     assert result.ok and result.skipped_existing == 1 and result.copied == 0, result.failures
     journal.flush()
     sent = json.loads(journal.row(source, "k").sent_headers)  # type: ignore[union-attr]
-    assert sent == {"content_type": "image/png", "cache_control": "max-age=60", "content_disposition": None, "user_metadata": {"owner": "u0"}}
+    assert sent == {"content_type": "image/png", "cache_control": "max-age=60", "content_disposition": None, "user_metadata": {"owner": "u0"}, **NO_CARRIED}
+
+
+# Content-Encoding, Content-Language and Expires as a source answers them. The small one's Expires names the
+# wrong weekday (1 Dec 2094 is a Wednesday): boto3 would send "Wed, ..."; it must arrive as the source's text.
+CARRIED = {"small.json.gz": ("gzip", "de-CH, en", "Thu, 01 Dec 2094 16:00:00 GMT"), "big.bin.gz": ("gzip", "fr", "Thu, 01 Dec 2094 16:00:00 GMT")}
+
+
+def _gzip_sources(seaweed: Any, source: str) -> dict[str, bytes]:
+    """A small and a multipart gzip-compressed object, written raw (the lean PUT) so the source keeps the headers' text."""
+    import gzip
+    import random
+
+    from migrate.stores.s3 import _NO_SETTINGS
+
+    bodies = {
+        "small.json.gz": gzip.compress(b'{"hello": "world"}' * 500, mtime=0),
+        "big.bin.gz": gzip.compress(random.Random(7).randbytes(PART + 4096), mtime=0),  # random bytes do not shrink: multipart
+    }
+    writer = _store(seaweed)
+    for key, body in bodies.items():
+        encoding, language, expires = CARRIED[key]
+        settings = {**_NO_SETTINGS, "content_type": "application/json", "content_encoding": encoding, "content_language": language, "expires": expires}
+        writer.put_object(source, key, body, content_md5=hashlib.md5(body).digest(), **settings)
+    return bodies
+
+
+def _raw_headers(client: Any, bucket: str, key: str) -> tuple[str | None, str | None, str | None]:
+    headers = client.head_object(Bucket=bucket, Key=key)["ResponseMetadata"]["HTTPHeaders"]
+    return headers.get("content-encoding"), headers.get("content-language"), headers.get("expires")
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean-http", "boto3"])
+def test_content_encoding_language_and_expires_arrive_as_the_source_answered_and_gzip_bytes_stay_compressed(
+    seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, lean: bool
+) -> None:
+    """A gzip-compressed object served with Content-Encoding: gzip keeps it, with its Content-Language and
+    Expires text, single PUT and multipart, on both data paths. The stored bytes are the compressed ones, byte for
+    byte (no reader of ours decodes a body), and the digests `run` journals are over those bytes."""
+    source, dest = buckets
+    bodies = _gzip_sources(seaweed, source)
+    client = seaweed.client()
+    assert {key: _raw_headers(client, source, key) for key in bodies} == CARRIED  # the source holds the text as written
+    store = S3Store(S3Location(endpoint_url=seaweed.endpoint_url, region=seaweed.region, access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key),
+                    timeout=20, fast_data_path=lean)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key="moved/" + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=_options())
+    assert result.ok and result.copied == 2, result.failures
+    journal.flush()
+    for key, body in bodies.items():
+        assert _raw_headers(client, dest, "moved/" + key) == CARRIED[key], key
+        stored = client.get_object(Bucket=dest, Key="moved/" + key)["Body"].read()
+        assert stored == body and stored[:2] == b"\x1f\x8b", key  # the gzip stream itself, not what it decompresses to
+        row = journal.row(source, key)
+        assert row is not None
+        sent = json.loads(row.sent_headers or "{}")
+        assert (sent["content_encoding"], sent["content_language"], sent["expires"]) == CARRIED[key]
+    small = journal.row(source, "small.json.gz")
+    assert small is not None and small.sha256 == hashlib.sha256(bodies["small.json.gz"]).hexdigest()
+    assert small.md5 == hashlib.md5(bodies["small.json.gz"]).hexdigest()
+
+
+def test_an_expires_the_destination_cannot_parse_fails_that_object_naming_it(seaweed: Any, buckets: tuple[str, str], journal: TransferJournal, tmp_path: Path) -> None:
+    """Expires travels as the source's text; "0" (a common "already expired") is no date to SeaweedFS, which
+    answers MalformedDate: that object fails with a message naming the value sent, the others are copied."""
+    from migrate.stores.local import LocalStore
+    from migrate.stores.s3 import _NO_SETTINGS
+
+    _, dest = buckets
+    (tmp_path / "src").mkdir()
+    source = LocalStore(tmp_path / "src")
+    for key, expires in {"expired": "0", "dated": "Wed, 01 Dec 2094 16:00:00 GMT"}.items():
+        source.put_object("b", key, b"body", content_md5=hashlib.md5(b"body").digest(), **{**_NO_SETTINGS, "expires": expires})
+    records = [ObjectRecord(source_bucket="b", source_key=key, size=4, dest_bucket=dest, dest_key=key) for key in ("expired", "dated")]
+    result = transfer_objects(records, source=source, destination=_store(seaweed), journal=journal, options=_options())
+    assert result.copied == 1 and [failure.source_key for failure in result.failures] == ["expired"]
+    assert "cannot parse a date" in result.failures[0].error and "Expires: '0'" in result.failures[0].error
+    assert seaweed.client().head_object(Bucket=dest, Key="dated")["ResponseMetadata"]["HTTPHeaders"]["expires"] == "Wed, 01 Dec 2094 16:00:00 GMT"

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import html
 import json
+import sqlite3
 import time
 import tracemalloc
 from dataclasses import dataclass, replace
@@ -903,3 +904,65 @@ def test_a_manifest_scan_yields_every_record_in_order_a_slice_at_a_time(tmp_path
     scan = ManifestScan(pl.scan_parquet(tmp_path / "manifest.parquet"), slice_rows=3)
     assert list(scan) == records
     assert scan.totals(["copy"]) == (8, sum(i for i in range(11) if i % 4))
+
+
+# Headers `run` carries exactly as the source answered them (no manifest column; README "Headers from the GET").
+CARRIED_ON_SOURCE = {"ContentEncoding": "gzip", "ContentLanguage": "de-CH", "Expires": "Wed, 01 Dec 2094 16:00:00 GMT"}
+
+
+def _migrated_with_carried_headers(seaweed: Any, make_s3_bucket: Callable[[], str], journal: TransferJournal) -> tuple[Any, S3Store, str, list[ObjectRecord]]:
+    """Objects with Content-Encoding, Content-Language and Expires (one multipart), copied by `run` from records
+    as an S3 source's plan makes them; then "stripped" loses its Content-Encoding at the destination in an in-place copy
+    (same bytes, same ETag) and "intact" stays as `run` wrote it."""
+    client = seaweed.client()
+    source, dest = make_s3_bucket(), make_s3_bucket()
+    for key, size in {"intact": 100, "stripped": 100, "big": PART + 7}.items():
+        client.put_object(Bucket=source, Key=key, Body=_body(key, size), ContentType="application/json", **CARRIED_ON_SOURCE)
+    store = _store(seaweed)
+    records = [
+        ObjectRecord(source_bucket=source, source_key=info.key, size=info.size, source_etag=info.etag, dest_bucket=dest, dest_key=PREFIX + info.key)
+        for page in store.iter_objects(source)
+        for info in page
+    ]
+    options = TransferOptions(concurrency=2, part_size=PART, multipart_threshold=PART, on_conflict="overwrite")
+    result = transfer_objects(records, source=store, destination=store, journal=journal, options=options)
+    assert result.ok and result.copied == 3, result.failures
+    journal.flush()
+    client.copy_object(
+        Bucket=dest, Key=PREFIX + "stripped", CopySource={"Bucket": dest, "Key": PREFIX + "stripped"}, MetadataDirective="REPLACE",
+        ContentType="application/json", ContentLanguage="de-CH", Expires=CARRIED_ON_SOURCE["Expires"],
+    )
+    assert "ContentEncoding" not in client.head_object(Bucket=dest, Key=PREFIX + "stripped")
+    return client, store, dest, records
+
+
+@pytest.mark.parametrize(("mode", "with_journal"), [("fast", True), ("deep", True), ("fast", False), ("deep", False), ("quick", False)])
+def test_a_carried_header_removed_at_the_destination_is_metadata_differs(
+    seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path, mode: str, with_journal: bool
+) -> None:
+    """Against the journal's sent headers, or (no journal) the source's own: a destination object that lost its
+    Content-Encoding is `metadata-differs` and says so; the faithful copies match. Quick mode HEADs what its listing
+    cannot prove (here everything: no journal), so it finds it too."""
+    with TransferJournal(tmp_path / "journal.sqlite") as journal:
+        _, store, _, records = _migrated_with_carried_headers(seaweed, make_s3_bucket, journal)
+        options = VerifyOptions(mode=mode, concurrency=2)  # type: ignore[arg-type]
+        frame = verify_records(records, source=store, destination=store, journal=journal if with_journal else None, options=options)
+    rows = {row["source_key"]: row for row in frame.iter_rows(named=True)}
+    assert {key: row["status"] for key, row in rows.items()} == {"intact": "match", "big": "match", "stripped": "metadata-differs"}
+    assert "content_encoding is None, planned 'gzip'" in rows["stripped"]["detail"]
+    assert json.loads(rows["stripped"]["expected_metadata"]) == {"content_encoding": "gzip"}
+
+
+def test_a_journal_from_before_carried_headers_were_recorded_does_not_fail_them(seaweed: Any, make_s3_bucket: Callable[[], str], tmp_path: Path) -> None:
+    """A journal row whose sent headers predate Content-Encoding, Content-Language and Expires says nothing about
+    them ("not recorded", not "sent none"): an older run's copy without them is not failed for it."""
+    with TransferJournal(tmp_path / "journal.sqlite") as journal:
+        _, store, _, records = _migrated_with_carried_headers(seaweed, make_s3_bucket, journal)
+    with sqlite3.connect(tmp_path / "journal.sqlite") as db:  # as the older `run` journaled them: four keys
+        for (key, sent) in db.execute("SELECT source_key, sent_headers FROM objects").fetchall():
+            older = {name: value for name, value in json.loads(sent).items() if name in ("content_type", "cache_control", "content_disposition", "user_metadata")}
+            db.execute("UPDATE objects SET sent_headers = ? WHERE source_key = ?", (json.dumps(older, sort_keys=True), key))
+    with TransferJournal(tmp_path / "journal.sqlite") as journal:
+        for mode in ("fast", "deep"):
+            frame = verify_records(records, source=store, destination=store, journal=journal, options=VerifyOptions(mode=mode, concurrency=2))  # type: ignore[arg-type]
+            assert {row["source_key"]: row["status"] for row in frame.iter_rows(named=True)} == {"intact": "match", "big": "match", "stripped": "match"}, mode

@@ -46,6 +46,10 @@ SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
     "user_metadata": pl.Utf8(),  # JSON object
     "source_etag": pl.Utf8(),
     "last_modified": pl.Datetime("us", "UTC"),
+    # An S3 source's Content-Encoding, Content-Language and Expires, as it answered them (absent in older snapshots).
+    "content_encoding": pl.Utf8(),
+    "content_language": pl.Utf8(),
+    "expires": pl.Utf8(),
 }
 
 LOCAL_BUCKET = "backup"  # the name a local target's folder answers to (see LocalStore(bucket=...))

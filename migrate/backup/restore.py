@@ -27,6 +27,7 @@ import polars as pl
 
 from migrate.backup.layout import Target, backup_settings, metadata_of, open_target, require_snapshot, select_target
 from migrate.errors import IntegrityError, MigrateError, UserInputError
+from migrate.headers import CARRIED_HEADERS
 from migrate.redact import redact
 from migrate.retry import call_with_retries
 
@@ -265,7 +266,8 @@ class _Writer:
                                      content_type=row["content_type"], cache_control=row["cache_control"], metadata=metadata)
             return
         settings = {"content_type": row["content_type"], "cache_control": row["cache_control"],
-                    "content_disposition": row["content_disposition"], "metadata": metadata}
+                    "content_disposition": row["content_disposition"], "metadata": metadata,
+                    **{name: row.get(name) for name in CARRIED_HEADERS}}  # older snapshots have no such columns
         if self.where.kind == "local":
             self.store.put_stream(row["source_bucket"], key, verified_chunks(target, sha, size), if_none_match=True, **settings)
             return

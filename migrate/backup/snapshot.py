@@ -53,6 +53,7 @@ from migrate.backup.layout import Target, backup_settings, manifest_bytes, new_s
 from migrate.backup.state import BackupState
 from migrate.errors import FatalError, IntegrityError, MigrateError, ObjectNotFound
 from migrate.filters import object_filter
+from migrate.headers import carried_headers
 from migrate.journal import STATE_DONE, CompletedPart, TransferJournal
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
@@ -247,6 +248,7 @@ class SnapshotWriter:
             "user_metadata": json.dumps(info.user_metadata, sort_keys=True, ensure_ascii=False),
             "source_etag": info.etag,
             "last_modified": info.last_modified,
+            **carried_headers(info),
         }
 
     def _each_target(self, targets: list[_LiveTarget], write: Any) -> None:

@@ -38,6 +38,11 @@ class ObjectInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     server_side_encryption: str | None = None
     sse_kms_key_id: str | None = None
+    # S3 only, as the server answered them (Expires as its header text, never parsed):
+    # carried to the destination like the headers above (`migrate.headers.CARRIED_HEADERS`).
+    content_encoding: str | None = None
+    content_language: str | None = None
+    expires: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

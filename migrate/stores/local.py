@@ -218,6 +218,10 @@ class LocalStore(SourceStore):
             "content_type": write_args.get("content_type"),
             "cache_control": write_args.get("cache_control"),
             "content_disposition": write_args.get("content_disposition"),
+            # Kept like S3 keeps them (`migrate.headers.CARRIED_HEADERS`); a sidecar written before has none.
+            "content_encoding": write_args.get("content_encoding"),
+            "content_language": write_args.get("content_language"),
+            "expires": write_args.get("expires"),
             "metadata": dict(write_args.get("metadata") or {}),
         }
 
@@ -301,6 +305,9 @@ class LocalStore(SourceStore):
             last_modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             user_metadata={str(k): str(v) for k, v in (meta.get("metadata") or {}).items()},
             checksums={"sha256": meta["sha256"]} if meta.get("sha256") else {},
+            content_encoding=meta.get("content_encoding"),
+            content_language=meta.get("content_language"),
+            expires=meta.get("expires"),
         )
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:

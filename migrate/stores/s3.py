@@ -34,7 +34,7 @@ from migrate.stores.s3_errors import (  # noqa: F401 - re-exported: the engine c
 )
 from migrate.stores.s3_http import S3HttpClient
 from migrate.stores.s3_resolve import S3Resolution
-from migrate.stores.s3_write import _NO_SETTINGS, naming_headers as _naming_headers, write_settings  # noqa: F401 - re-exported
+from migrate.stores.s3_write import _NO_SETTINGS, naming_headers as _naming_headers, send_expires_as_text, write_settings  # noqa: F401 - re-exported
 
 # How much of a response body we pull per read: large enough to keep per-call
 # overhead low, small enough that it is noise next to the part size.
@@ -93,9 +93,9 @@ class S3Store(SourceStore):
     """A bucket-agnostic handle on one S3-compatible service."""
 
     kind = "s3"
-    # A GET answers the object's Content-Type, Cache-Control, Content-Disposition
-    # and user metadata: `run` takes them from it (records planned from a
-    # listing leave them null, see `migrate.transfer.source_headers`).
+    # A GET answers the object's Content-Type, Cache-Control, Content-Disposition,
+    # Content-Encoding, Content-Language, Expires and user metadata: `run` takes them from it (records planned from a
+    # listing leave them null, see `migrate.headers.source_headers`).
     headers_on_read = True
 
     def __init__(
@@ -151,6 +151,7 @@ class S3Store(SourceStore):
             tcp_keepalive=True,
         )
         self.client = session.client("s3", endpoint_url=location.endpoint_url, config=config)
+        send_expires_as_text(self.client)
         # Endpoint, region, addressing, proxies and TLS trust: resolved once, by
         # botocore, for this client; the lean path asks it (see s3_resolve.py).
         self.resolution = S3Resolution(
@@ -210,6 +211,10 @@ class S3Store(SourceStore):
             checksums=checksums,
             server_side_encryption=response.get("ServerSideEncryption"),
             sse_kms_key_id=response.get("SSEKMSKeyId"),
+            content_encoding=response.get("ContentEncoding"),
+            content_language=response.get("ContentLanguage"),
+            # botocore parses Expires to a datetime; "ExpiresString" is the header text as the server sent it.
+            expires=response.get("ExpiresString"),
         )
 
     # -- SourceStore -------------------------------------------------------

@@ -68,6 +68,10 @@ def translate_error(err: Exception, *, what: str) -> MigrateError:
             # bytes, so the server is refusing something else it was sent
             # (SeaweedFS answers this for a Cache-Control it cannot parse).
             return HeaderRefused(f"{what}: the destination refused the request ({code}: {error.get('Message', '')}) although its Content-MD5 is well-formed")
+        if code == "MalformedDate":
+            # Of what a write sends only Expires is a date: a source's Expires text this server cannot parse
+            # (SeaweedFS takes RFC 1123 only). `naming_headers` adds the headers sent, the value among them.
+            return HeaderRefused(f"{what}: the destination cannot parse a date the write carries ({code}); exclude the object or fix its Expires at the source")
         checksum_rejected = code in ("BadDigest", "XAmzContentSHA256Mismatch") or (
             code == "InvalidRequest" and "checksum" in str(err).lower()
         )

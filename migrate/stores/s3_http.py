@@ -495,6 +495,9 @@ def _response_fields(response: http.client.HTTPResponse) -> dict[str, Any]:
         "ContentType": get("content-type"),
         "CacheControl": get("cache-control"),
         "ContentDisposition": get("content-disposition"),
+        "ContentEncoding": get("content-encoding"),
+        "ContentLanguage": get("content-language"),
+        "ExpiresString": get("expires"),  # the text as sent, like botocore's ExpiresString
         "LastModified": parsedate_to_datetime(last_modified) if last_modified else None,
         "Metadata": metadata,
         "StorageClass": get("x-amz-storage-class"),

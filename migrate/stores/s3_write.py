@@ -17,6 +17,10 @@ _WRITE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("content_type", "ContentType", "Content-Type"),
     ("cache_control", "CacheControl", "Cache-Control"),
     ("content_disposition", "ContentDisposition", "Content-Disposition"),
+    ("content_encoding", "ContentEncoding", "Content-Encoding"),
+    ("content_language", "ContentLanguage", "Content-Language"),
+    # The header text as the source answered it; boto3 would parse and re-format it (`send_expires_as_text`).
+    ("expires", "Expires", "Expires"),
     ("storage_class", "StorageClass", "x-amz-storage-class"),
     ("sse", "ServerSideEncryption", "x-amz-server-side-encryption"),
 )
@@ -32,9 +36,16 @@ def write_settings(
     storage_class: str | None,
     sse: str | None,
     kms_key_id: str | None,
+    content_encoding: str | None = None,
+    content_language: str | None = None,
+    expires: str | None = None,
 ) -> dict[str, Any]:
     """How an object is written: boto3 parameters, or HTTP headers for the lean client."""
-    values = {"content_type": content_type, "cache_control": cache_control, "content_disposition": content_disposition, "storage_class": storage_class, "sse": sse}
+    values = {
+        "content_type": content_type, "cache_control": cache_control, "content_disposition": content_disposition,
+        "content_encoding": content_encoding, "content_language": content_language, "expires": expires,
+        "storage_class": storage_class, "sse": sse,
+    }
     out: dict[str, Any] = {}
     for setting, parameter, header in _WRITE_FIELDS:
         if values[setting]:
@@ -53,7 +64,35 @@ def write_settings(
 _NO_SETTINGS: dict[str, Any] = {
     "content_type": None, "cache_control": None, "content_disposition": None, "metadata": None,
     "storage_class": None, "sse": None, "kms_key_id": None,
+    "content_encoding": None, "content_language": None, "expires": None,
 }
+
+
+#: Where `send_expires_as_text` keeps the text between parameter building and sending, per request.
+_EXPIRES_TEXT = "migrate_expires_text"
+
+
+def send_expires_as_text(client: Any) -> None:
+    """Make `client` send an `Expires` parameter given as text verbatim, as the lean path does.
+
+    botocore models Expires as a timestamp: it parses the text and formats
+    it again, so a value the source answered is not what arrives ("0"
+    becomes 1 Jan 1970, a wrong weekday is corrected). The text is taken out
+    of the parameters before they are checked, and set as the header before
+    the request is signed.
+    """
+
+    def take(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if isinstance(params.get("Expires"), str):
+            context[_EXPIRES_TEXT] = params.pop("Expires")
+
+    def put_back(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if _EXPIRES_TEXT in context:
+            params["headers"]["Expires"] = context[_EXPIRES_TEXT]
+
+    for operation in ("PutObject", "CreateMultipartUpload"):
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", take)
+        client.meta.events.register(f"before-call.s3.{operation}", put_back)
 
 
 def naming_headers(err: HeaderRefused, write_args: Mapping[str, Any]) -> HeaderRefused:
@@ -66,4 +105,4 @@ def naming_headers(err: HeaderRefused, write_args: Mapping[str, Any]) -> HeaderR
     return HeaderRefused(f"{message}; it refuses one of the headers sent: {listed}")
 
 
-__all__ = ["write_settings", "naming_headers"]
+__all__ = ["write_settings", "naming_headers", "send_expires_as_text"]

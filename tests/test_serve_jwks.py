@@ -270,3 +270,50 @@ def _rsa_private_key() -> Any:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def test_tokens_of_the_bundled_projects_signing_key_get_what_the_old_route_answers(
+    open_route: Any, cutover_world: CutoverWorld, supabase_faults: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled Supabase server publishes its own ES256 key's JWKS; ours and its answers agree, token by token."""
+    from migrate.stack.supabase_server.keys import signing_key as project_signing_key
+
+    world, server = cutover_world, cutover_world.server
+    monkeypatch.setattr(JwksCache, "REFETCH_INTERVAL", 0.0)
+    route = open_route(f"{LEGACY}, jwks_url: {server.jwks_url}")
+    published = httpx.get(server.jwks_url, timeout=30).json()["keys"]
+    assert [(key["kty"], key["alg"], key["crv"], "d" in key) for key in published] == [("EC", "ES256", "P-256", False)]
+    kid = published[0]["kid"]
+    pem = project_signing_key(server.jwt_secret).private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path = f"/storage/v1/object/authenticated/{world.private_bucket}/{REPORT}"
+    valid = server.access_token("service_role")
+    ours = route.get(path, valid, follow_redirects=True)
+    upstream = httpx.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {valid}"}, timeout=30)
+    assert ours.history[0].status_code == 302 and ours.content == upstream.content == PRIVATE_OBJECTS[REPORT]
+
+    refused = {
+        "expired": server.access_token("service_role", expires_in=-60),
+        "another key, same kid": SigningKey(kid).token("service_role"),
+        "unknown kid": SigningKey("3c2b1a09-8f7e-4d6c-9b5a-493827161504").token("service_role"),
+        "HS256 with the public key": _hs256({"role": "service_role", "exp": int(time.time()) + 60}, pem, {"kid": kid}),
+        "anon": server.access_token("anon"),
+    }
+    for case, token in refused.items():
+        for prefix in ("object/authenticated", "object"):
+            case_path = f"/storage/v1/{prefix}/{world.private_bucket}/{REPORT}"
+            ours = route.get(case_path, token)
+            upstream = httpx.get(f"{server.url}{case_path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            assert (ours.status_code, ours.json()) == (upstream.status_code, upstream.json()), (case, prefix)
+        signed_path = f"/storage/v1/object/sign/{world.private_bucket}/{REPORT}"
+        ours = route.get(signed_path, params={"token": token})
+        upstream = httpx.get(f"{server.url}{signed_path}", params={"token": token}, timeout=30)
+        assert (ours.status_code, ours.json()["code"], ours.json()["message"]) == (upstream.status_code, upstream.json()["code"], upstream.json()["message"]), case
+
+    # The project's JWKS answering 503 (the bundled server's fault injection): a clean 500, the route stays up.
+    fresh = open_route(f"{LEGACY}, jwks_url: {server.jwks_url}")
+    supabase_faults({"action": "status", "status": 503, "path": r"^/auth/v1/\.well-known/jwks\.json$", "count": None})
+    answer = fresh.get(path, valid)
+    assert (answer.status_code, answer.json()["code"]) == (500, "InternalError")
+    assert fresh.get(path, server.service_key).status_code == 302

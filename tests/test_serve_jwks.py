@@ -142,6 +142,12 @@ def open_route(cutover_world: CutoverWorld) -> Iterator[Any]:
 LEGACY = "jwt_secret_env: CUTOVER_JWT_SECRET, secret_key_env: CUTOVER_SECRET_KEY"
 
 
+def _route_with_jwks(open_route: Any, endpoint: JwksEndpoint, monkeypatch: pytest.MonkeyPatch, *, refetch_interval: float) -> Route:
+    """The route checking tokens against `endpoint`, refetching the set at most every `refetch_interval` seconds."""
+    monkeypatch.setattr(JwksCache, "REFETCH_INTERVAL", refetch_interval)
+    return open_route(f"{LEGACY}, jwks_url: {endpoint.url}")
+
+
 def test_es256_tokens_open_private_objects_as_the_roles_say(open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, signing_key: SigningKey) -> None:
     world = cutover_world
     path = f"/storage/v1/object/authenticated/{world.private_bucket}/{REPORT}"
@@ -172,8 +178,7 @@ def test_refused_es256_tokens_get_what_storage_answers(
     open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     world = cutover_world
-    monkeypatch.setattr(JwksCache, "REFETCH_INTERVAL", 0.0)
-    route = open_route(f"{LEGACY}, jwks_url: {jwks_endpoint.url}")
+    route = _route_with_jwks(open_route, jwks_endpoint, monkeypatch, refetch_interval=0.0)
     impostor = SigningKey(signing_key.kid)  # another key pair claiming the published kid
     now = int(time.time())
     # Alg confusion: HS256 with the published public key as the HMAC secret, with and without its kid.
@@ -209,10 +214,8 @@ def test_refused_es256_tokens_get_what_storage_answers(
 def test_a_rotated_key_is_picked_up_and_unknown_kids_refetch_at_most_every_interval(
     open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = cutover_world
-    path = f"/storage/v1/object/authenticated/{world.private_bucket}/{REPORT}"
-    monkeypatch.setattr(JwksCache, "REFETCH_INTERVAL", 3600.0)
-    route = open_route(f"{LEGACY}, jwks_url: {jwks_endpoint.url}")
+    path = f"/storage/v1/object/authenticated/{cutover_world.private_bucket}/{REPORT}"
+    route = _route_with_jwks(open_route, jwks_endpoint, monkeypatch, refetch_interval=3600.0)
     assert route.get(path, signing_key.token("service_role")).status_code == 302
     # Made-up kids do not turn every request into a fetch.
     for number in range(5):
@@ -233,8 +236,7 @@ def test_an_unreachable_jwks_fails_the_request_not_the_server(
 ) -> None:
     world = cutover_world
     path = f"/storage/v1/object/authenticated/{world.private_bucket}/{REPORT}"
-    monkeypatch.setattr(JwksCache, "REFETCH_INTERVAL", 0.0)
-    route = open_route(f"{LEGACY}, jwks_url: {jwks_endpoint.url}")
+    route = _route_with_jwks(open_route, jwks_endpoint, monkeypatch, refetch_interval=0.0)
     jwks_endpoint.failing = True
     answer = route.get(path, signing_key.token("service_role"))
     assert answer.status_code == 500
@@ -317,3 +319,24 @@ def test_tokens_of_the_bundled_projects_signing_key_get_what_the_old_route_answe
     answer = fresh.get(path, valid)
     assert (answer.status_code, answer.json()["code"]) == (500, "InternalError")
     assert fresh.get(path, server.service_key).status_code == 302
+
+
+def test_jwks_url_is_a_url_and_may_come_from_the_environment(tmp_path: Any) -> None:
+    from migrate.errors import PlanError
+    from migrate.plan.loader import parse_plan
+
+    def plan(jwks_url: str) -> str:
+        return f"""version: 1
+source: {{type: supabase, url: "${{SUPABASE_URL}}", key: "${{SUPABASE_SECRET_KEY}}", buckets: [docs]}}
+destination: {{bucket: dest-bucket, region: us-east-1}}
+cutover:
+  serve: {{jwks_url: "{jwks_url}"}}
+"""
+
+    environ = {"SUPABASE_URL": "https://abcdefghijklmnop.supabase.co", "SUPABASE_SECRET_KEY": "sb_secret_" + "x" * 30}
+    loaded = parse_plan(plan("${SUPABASE_URL}/auth/v1/.well-known/jwks.json"), source_name="app.yaml", environ=environ)
+    assert loaded.cutover.serve.jwks_url == "https://abcdefghijklmnop.supabase.co/auth/v1/.well-known/jwks.json"
+    assert parse_plan(plan(""), source_name="app.yaml", environ=environ).cutover.serve.jwks_url is None
+    with pytest.raises(PlanError) as refused:
+        parse_plan(plan("jwks.json"), source_name="app.yaml", environ=environ)
+    assert str(refused.value) == "app.yaml:5: cutover.serve.jwks_url: expected an http:// or https:// URL, got 'jwks.json'"

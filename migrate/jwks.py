@@ -29,12 +29,11 @@ from typing import Any, Callable
 
 import jwt
 
-from migrate.errors import MigrateError, TransientError
-from migrate.retry import call_with_retries, parse_retry_after
+from migrate.errors import MigrateError
+from migrate.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 
-FETCH_TIMEOUT = 10.0
 FETCH_ATTEMPTS = 3
 
 # The JWK `kty` each JWS algorithm family verifies with (RFC 7518 section 3.1).
@@ -85,25 +84,6 @@ def parse_jwks(document: Any, *, source: str) -> tuple[PublicKey, ...]:
     return tuple(keys)
 
 
-def _fetch_document(url: str) -> Any:
-    import httpx
-
-    try:
-        answer = httpx.get(url, timeout=FETCH_TIMEOUT, headers={"Accept": "application/json"}, follow_redirects=True)
-    except httpx.TransportError as err:
-        raise TransientError(f"{url}: {type(err).__name__}") from err
-    if answer.status_code == 429 or answer.status_code >= 500:
-        raise TransientError(
-            f"{url}: HTTP {answer.status_code}", throttled=answer.status_code == 429, retry_after=parse_retry_after(answer.headers.get("retry-after"))
-        )
-    if answer.status_code != 200:
-        raise JwksUnavailable(f"{url}: HTTP {answer.status_code}")
-    try:
-        return answer.json()
-    except ValueError:
-        raise JwksUnavailable(f"{url}: the answer is not JSON") from None
-
-
 class JwksCache:
     """The key set at `url`, fetched on first use, kept `MAX_AGE` seconds, refetched for unknown kids."""
 
@@ -114,10 +94,12 @@ class JwksCache:
     #: How long past MAX_AGE a copy is still used while the endpoint cannot be reached.
     STALE_GRACE = 3600.0
 
-    def __init__(self, url: str, *, fetch: Callable[[str], Any] = _fetch_document, attempts: int = FETCH_ATTEMPTS):
+    def __init__(self, url: str, *, fetch: Callable[[str], Any] | None = None, attempts: int = FETCH_ATTEMPTS):
+        from migrate.stores.supabase_jwks import fetch_jwks_document
+
         self.url = url
         self.attempts = attempts
-        self._fetch = fetch
+        self._fetch = fetch or fetch_jwks_document
         self._clock = time.monotonic
         self._lock = threading.Lock()
         self._keys: tuple[PublicKey, ...] = ()

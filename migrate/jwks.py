@@ -105,7 +105,6 @@ class JwksCache:
         self._keys: tuple[PublicKey, ...] = ()
         self._fetched_at: float | None = None  # last successful fetch
         self._tried_at: float | None = None  # last attempt, successful or not
-        self.fetches = 0  # successful fetches, for tests and logs
 
     def __repr__(self) -> str:
         return f"JwksCache({self.url!r}, keys={len(self._keys)})"
@@ -158,7 +157,6 @@ class JwksCache:
             return
         self._keys = keys
         self._fetched_at = self._tried_at
-        self.fetches += 1
         log.info("JWKS %s: %d signing key(s)", self.url, len(keys))
 
 

@@ -320,23 +320,3 @@ def test_tokens_of_the_bundled_projects_signing_key_get_what_the_old_route_answe
     assert (answer.status_code, answer.json()["code"]) == (500, "InternalError")
     assert fresh.get(path, server.service_key).status_code == 302
 
-
-def test_jwks_url_is_a_url_and_may_come_from_the_environment(tmp_path: Any) -> None:
-    from migrate.errors import PlanError
-    from migrate.plan.loader import parse_plan
-
-    def plan(jwks_url: str) -> str:
-        return f"""version: 1
-source: {{type: supabase, url: "${{SUPABASE_URL}}", key: "${{SUPABASE_SECRET_KEY}}", buckets: [docs]}}
-destination: {{bucket: dest-bucket, region: us-east-1}}
-cutover:
-  serve: {{jwks_url: "{jwks_url}"}}
-"""
-
-    environ = {"SUPABASE_URL": "https://abcdefghijklmnop.supabase.co", "SUPABASE_SECRET_KEY": "sb_secret_" + "x" * 30}
-    loaded = parse_plan(plan("${SUPABASE_URL}/auth/v1/.well-known/jwks.json"), source_name="app.yaml", environ=environ)
-    assert loaded.cutover.serve.jwks_url == "https://abcdefghijklmnop.supabase.co/auth/v1/.well-known/jwks.json"
-    assert parse_plan(plan(""), source_name="app.yaml", environ=environ).cutover.serve.jwks_url is None
-    with pytest.raises(PlanError) as refused:
-        parse_plan(plan("jwks.json"), source_name="app.yaml", environ=environ)
-    assert str(refused.value) == "app.yaml:5: cutover.serve.jwks_url: expected an http:// or https:// URL, got 'jwks.json'"

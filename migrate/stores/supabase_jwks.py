@@ -14,7 +14,9 @@ import httpx
 from migrate.errors import MigrateError, TransientError
 from migrate.retry import parse_retry_after
 
-FETCH_TIMEOUT = 10.0
+#: Seconds per attempt (3 attempts): requests that need the set wait on the fetch.
+FETCH_TIMEOUT = 5.0
+MAX_RETRY_AFTER = 5.0
 
 
 def fetch_jwks_document(url: str) -> Any:
@@ -24,8 +26,10 @@ def fetch_jwks_document(url: str) -> Any:
     except httpx.TransportError as err:
         raise TransientError(f"{url}: {type(err).__name__}") from err
     if answer.status_code == 429 or answer.status_code >= 500:
+        # A request is waiting on this answer: honour Retry-After, but no longer than MAX_RETRY_AFTER.
+        asked = parse_retry_after(answer.headers.get("retry-after"))
         raise TransientError(
-            f"{url}: HTTP {answer.status_code}", throttled=answer.status_code == 429, retry_after=parse_retry_after(answer.headers.get("retry-after"))
+            f"{url}: HTTP {answer.status_code}", throttled=answer.status_code == 429, retry_after=min(asked, MAX_RETRY_AFTER) if asked is not None else None
         )
     if answer.status_code != 200:
         raise MigrateError(f"{url}: HTTP {answer.status_code}")

@@ -31,24 +31,31 @@ INVALID_KEY = "Key for the {alg} algorithm must be one of type CryptoKey, KeyObj
 
 
 class SigningKey:
-    """An ES256 key pair with a kid, as Supabase Auth's signing keys are (kid: a UUID)."""
+    """An ES256 (or RS256) key pair with a kid, as Supabase Auth's signing keys are (kid: a UUID)."""
 
-    def __init__(self, kid: str):
+    def __init__(self, kid: str, algorithm: str = "ES256"):
         self.kid = kid
-        self.private = ec.generate_private_key(ec.SECP256R1())
+        self.algorithm = algorithm
+        if algorithm == "ES256":
+            self.private: Any = ec.generate_private_key(ec.SECP256R1())
+        else:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def public_jwk(self) -> dict[str, Any]:
-        jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
-        return {**jwk, "kid": self.kid, "alg": "ES256", "use": "sig", "key_ops": ["verify"], "ext": True}
+        codec = jwt.algorithms.ECAlgorithm if self.algorithm == "ES256" else jwt.algorithms.RSAAlgorithm
+        jwk = codec.to_jwk(self.private.public_key(), as_dict=True)
+        return {**jwk, "kid": self.kid, "alg": self.algorithm, "use": "sig", "key_ops": ["verify"], "ext": True}
 
     def public_pem(self) -> bytes:
         return self.private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    def token(self, role: str, *, expires_in: int = 3600, kid: str | None = None) -> str:
+    def token(self, role: str, *, expires_in: int = 3600, kid: str | None = None, algorithm: str | None = None) -> str:
         """An access token shaped like Supabase Auth's (iss, sub, aud, role, exp)."""
         now = int(time.time())
         claims = {"iss": "http://127.0.0.1/auth/v1", "sub": "7f6e0c1a-3a4b-4c5d-8e9f-000000000001", "aud": "authenticated", "role": role, "iat": now, "exp": now + expires_in}
-        return jwt.encode(claims, self.private, algorithm="ES256", headers={"kid": kid or self.kid})
+        return jwt.encode(claims, self.private, algorithm=algorithm or self.algorithm, headers={"kid": kid or self.kid})
 
 
 class JwksEndpoint:
@@ -87,6 +94,19 @@ class JwksEndpoint:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _hs256(claims: dict[str, Any], secret: bytes, header: dict[str, str]) -> str:
+    """An HS256 JWT made by hand: PyJWT itself refuses a PEM public key as an HMAC secret."""
+    import base64
+    import hashlib
+    import hmac
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = part(json.dumps({"alg": "HS256", "typ": "JWT", **header}).encode()) + "." + part(json.dumps(claims).encode())
+    return signing_input + "." + part(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
 
 
 @pytest.fixture
@@ -183,7 +203,7 @@ def test_refused_es256_tokens_get_what_storage_answers(
     now = int(time.time())
     # Alg confusion: HS256 with the published public key as the HMAC secret, with and without its kid.
     confused = [_hs256({"role": "service_role", "exp": now + 60}, signing_key.public_pem(), header) for header in ({"kid": signing_key.kid}, {})]
-    rs256 = jwt.encode({"role": "service_role", "exp": now + 60}, _rsa_private_key(), algorithm="RS256", headers={"kid": signing_key.kid})
+    rs256 = SigningKey(signing_key.kid, "RS256").token("service_role")
     cases = [
         ("expired", signing_key.token("service_role", expires_in=-60), '"exp" claim timestamp check failed'),
         ("unknown kid", signing_key.token("service_role", kid="00000000-dead-beef-0000-000000000000"), INVALID_KEY.format(alg="ES256")),
@@ -209,6 +229,19 @@ def test_refused_es256_tokens_get_what_storage_answers(
             assert (signed.status_code, signed.json()["code"], signed.json()["message"]) == (400, "InvalidJWT", message), case
     ours = "\n".join(record.getMessage() for record in caplog.records if record.name.startswith("migrate"))
     assert ours and not any(token in ours for _, token, _ in cases)
+
+
+def test_an_rsa_key_verifies_the_algorithm_it_names_only(
+    open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rsa_key = SigningKey("0d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "RS256")
+    jwks_endpoint.keys.append(rsa_key)
+    route = _route_with_jwks(open_route, jwks_endpoint, monkeypatch, refetch_interval=0.0)
+    path = f"/storage/v1/object/authenticated/{cutover_world.private_bucket}/{REPORT}"
+    assert route.get(path, rsa_key.token("service_role")).status_code == 302
+    # The JWK says alg RS256: an RS512 token under its kid finds no key (jwt.ts: upstream refuses it too).
+    refused = route.get(path, rsa_key.token("service_role", algorithm="RS512"))
+    assert (refused.status_code, refused.json()["code"], refused.json()["message"]) == (400, "AccessDenied", INVALID_KEY.format(alg="RS512"))
 
 
 def test_a_rotated_key_is_picked_up_and_unknown_kids_refetch_at_most_every_interval(
@@ -253,25 +286,6 @@ def test_an_unreachable_jwks_fails_the_request_not_the_server(
     jwks_endpoint.stop()
     assert route.get(path, signing_key.token("service_role")).status_code == 500
     assert route.get(path, world.server.service_key).status_code == 302
-
-
-def _hs256(claims: dict[str, Any], secret: bytes, header: dict[str, str]) -> str:
-    """An HS256 JWT made by hand: PyJWT itself refuses a PEM public key as an HMAC secret."""
-    import base64
-    import hashlib
-    import hmac
-
-    def part(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    signing_input = part(json.dumps({"alg": "HS256", "typ": "JWT", **header}).encode()) + "." + part(json.dumps(claims).encode())
-    return signing_input + "." + part(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
-
-
-def _rsa_private_key() -> Any:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def test_tokens_of_the_bundled_projects_signing_key_get_what_the_old_route_answers(
@@ -319,4 +333,3 @@ def test_tokens_of_the_bundled_projects_signing_key_get_what_the_old_route_answe
     answer = fresh.get(path, valid)
     assert (answer.status_code, answer.json()["code"]) == (500, "InternalError")
     assert fresh.get(path, server.service_key).status_code == 302
-

@@ -153,7 +153,7 @@ class JwksCache:
             usable = self._usable(self._clock())
             log.warning("JWKS %s: cannot fetch (%s)%s", self.url, err, "; using the copy fetched before" if usable else "")
             if required and not usable:
-                raise JwksUnavailable(f"cannot fetch the JWKS at {self.url}: {err}") from None
+                raise JwksUnavailable(f"cannot fetch the JWKS: {err}") from None
             return
         self._keys = keys
         self._fetched_at = self._tried_at

@@ -42,6 +42,8 @@ KEY_TYPE_OF_ALGORITHM = {
     **{alg: "EC" for alg in ("ES256", "ES384", "ES512")},
     "EdDSA": "OKP",
 }
+# The curves an algorithm may use (RFC 7518 section 3.4, RFC 8037 section 3.1); RSA keys have none.
+CURVES_OF_ALGORITHM = {"ES256": ("P-256",), "ES384": ("P-384",), "ES512": ("P-521",), "EdDSA": ("Ed25519", "Ed448")}
 
 
 class JwksUnavailable(MigrateError):
@@ -55,11 +57,14 @@ class PublicKey:
     kid: str | None
     kty: str
     alg: str | None  # the JWK's own `alg`, when it names one
+    crv: str | None  # EC and OKP keys' curve
     key: Any
 
     def verifies(self, algorithm: str) -> bool:
-        """True when this key may check a token signed with `algorithm` (its type fits, and its alg if it names one)."""
-        return KEY_TYPE_OF_ALGORITHM.get(algorithm) == self.kty and self.alg in (None, algorithm)
+        """True when this key may check a token signed with `algorithm`: its type (and curve) fit, and its alg if it names one."""
+        if KEY_TYPE_OF_ALGORITHM.get(algorithm) != self.kty or self.alg not in (None, algorithm):
+            return False
+        return algorithm not in CURVES_OF_ALGORITHM or self.crv in CURVES_OF_ALGORITHM[algorithm]
 
 
 def parse_jwks(document: Any, *, source: str) -> tuple[PublicKey, ...]:
@@ -78,9 +83,12 @@ def parse_jwks(document: Any, *, source: str) -> tuple[PublicKey, ...]:
             # The message names the key's position and kid only, never its material.
             log.warning("%s: key %d (kid %r) skipped: %s", source, index, entry.get("kid"), type(err).__name__)
             continue
-        kid = entry.get("kid")
-        alg = entry.get("alg")
-        keys.append(PublicKey(kid=str(kid) if kid is not None else None, kty=str(entry["kty"]), alg=str(alg) if alg else None, key=parsed.key))
+        kid, alg, crv = entry.get("kid"), entry.get("alg"), entry.get("crv")
+        keys.append(
+            PublicKey(
+                kid=str(kid) if kid is not None else None, kty=str(entry["kty"]), alg=str(alg) if alg else None, crv=str(crv) if crv else None, key=parsed.key
+            )
+        )
     return tuple(keys)
 
 

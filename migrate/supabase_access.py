@@ -168,8 +168,13 @@ def _verifying_key(header: Mapping[str, Any], secret: str | None, jwks: "JwksCac
         # jwt.ts getJWTAlgorithms: an algorithm family is allowed only when the JWKS has a key of its type.
         raise ValueError(ALGORITHM_NOT_ALLOWED)
     if found is None:
-        raise ValueError(f"Key for the {algorithm} algorithm must be one of type CryptoKey, KeyObject, or JSON Web Key. Received an instance of Uint8Array")
+        raise ValueError(_invalid_key(str(algorithm)))
     return str(algorithm), found.key
+
+
+def _invalid_key(algorithm: str) -> str:
+    # jose's words when Storage, finding no key for the token, hands it the secret's bytes instead.
+    return f"Key for the {algorithm} algorithm must be one of type CryptoKey, KeyObject, or JSON Web Key. Received an instance of Uint8Array"
 
 
 def verify_token(token: str, secret: str | None, jwks: "JwksCache | None" = None) -> dict[str, Any]:
@@ -191,6 +196,9 @@ def verify_token(token: str, secret: str | None, jwks: "JwksCache | None" = None
         raise ValueError("signature verification failed") from None
     except jwt.InvalidTokenError:
         raise ValueError("JWT Claims Set must be a top-level JSON object") from None
+    except jwt.PyJWTError:
+        # InvalidKeyError: a published key PyJWT will not use for this algorithm (its checks go beyond ours).
+        raise ValueError(_invalid_key(algorithm)) from None
 
 
 def request_token(headers: Mapping[str, str]) -> str:

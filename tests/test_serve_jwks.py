@@ -58,6 +58,16 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm=algorithm or self.algorithm, headers={"kid": kid or self.kid})
 
 
+class NoAlgorithm(SigningKey):
+    """A published key whose JWK leaves out `alg` (allowed by RFC 7517; the verifier infers it)."""
+
+    def __init__(self, key: SigningKey):
+        self.kid, self.algorithm, self.private = key.kid, key.algorithm, key.private
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {name: value for name, value in super().public_jwk().items() if name != "alg"}
+
+
 class JwksEndpoint:
     """GET /auth/v1/.well-known/jwks.json on 127.0.0.1: the published keys, or 503 while `failing`."""
 
@@ -231,8 +241,8 @@ def test_refused_es256_tokens_get_what_storage_answers(
     assert ours and not any(token in ours for _, token, _ in cases)
 
 
-def test_an_rsa_key_verifies_the_algorithm_it_names_only(
-    open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, monkeypatch: pytest.MonkeyPatch
+def test_a_key_verifies_only_the_algorithm_it_fits(
+    open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rsa_key = SigningKey("0d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "RS256")
     jwks_endpoint.keys.append(rsa_key)
@@ -242,6 +252,13 @@ def test_an_rsa_key_verifies_the_algorithm_it_names_only(
     # The JWK says alg RS256: an RS512 token under its kid finds no key (jwt.ts: upstream refuses it too).
     refused = route.get(path, rsa_key.token("service_role", algorithm="RS512"))
     assert (refused.status_code, refused.json()["code"], refused.json()["message"]) == (400, "AccessDenied", INVALID_KEY.format(alg="RS512"))
+    # A P-256 key published without `alg` does not check an ES384 token (P-384) under its kid: refused, not a crash.
+    jwks_endpoint.keys[0] = NoAlgorithm(signing_key)
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    es384 = jwt.encode({"role": "service_role", "exp": int(time.time()) + 60}, p384, algorithm="ES384", headers={"kid": signing_key.kid})
+    refused = route.get(path, es384)
+    assert (refused.status_code, refused.json()["code"], refused.json()["message"]) == (400, "AccessDenied", INVALID_KEY.format(alg="ES384"))
+    assert route.get(path, signing_key.token("service_role")).status_code == 302  # ES256 still fits it
 
 
 def test_a_rotated_key_is_picked_up_and_unknown_kids_refetch_at_most_every_interval(

@@ -183,7 +183,7 @@ def verify_token(token: str, secret: str | None, jwks: "JwksCache | None" = None
         raise ValueError("Invalid Compact JWS")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
+    except jwt.InvalidTokenError:  # not JSON, a non-string kid, an unknown `crit` extension
         raise ValueError("JWS Protected Header is invalid") from None
     algorithm, key = _verifying_key(header, secret, jwks)
     try:

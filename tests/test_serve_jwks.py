@@ -221,6 +221,9 @@ def test_refused_es256_tokens_get_what_storage_answers(
         ("HS256 with the public key, kid", confused[0], "signature verification failed"),
         ("HS256 with the public key", confused[1], "signature verification failed"),
         ("RS256, no RSA key published", rs256, '"alg" (Algorithm) Header Parameter value not allowed'),
+        # PyJWT refuses these headers itself; they were a 500 before.
+        ("kid not a string", _hs256({"role": "service_role"}, b"x" * 32, {"kid": ["a", "list"]}), "JWS Protected Header is invalid"),
+        ("unknown crit", _hs256({"role": "service_role"}, b"x" * 32, {"crit": ["b64x"]}), "JWS Protected Header is invalid"),
     ]
     with caplog.at_level(logging.INFO):
         for case, token, message in cases:

@@ -120,7 +120,7 @@ def access_denied(message: str) -> AccessRefused:
 
 
 def internal_error() -> AccessRefused:
-    """codes.ts InternalError (HTTP 500): what Storage answers when it cannot load the project's keys."""
+    """codes.ts InternalError (HTTP 500): Storage's answer to a failure that is not the caller's (here: no JWKS)."""
     return AccessRefused(500, "InternalError", "Internal server error", http_status=500)
 
 

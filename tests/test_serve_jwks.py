@@ -264,6 +264,20 @@ def test_a_key_verifies_only_the_algorithm_it_fits(
     assert route.get(path, signing_key.token("service_role")).status_code == 302  # ES256 still fits it
 
 
+def test_concurrent_first_requests_fetch_the_jwks_once(
+    open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, signing_key: SigningKey
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    route = open_route(f"{LEGACY}, jwks_url: {jwks_endpoint.url}")
+    path = f"/storage/v1/object/authenticated/{cutover_world.private_bucket}/{REPORT}"
+    tokens = [signing_key.token("service_role", expires_in=3600 + number) for number in range(16)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda token: httpx.get(f"{route.client.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code, tokens))
+    assert statuses == [302] * 16
+    assert jwks_endpoint.fetches == 1
+
+
 def test_a_rotated_key_is_picked_up_and_unknown_kids_refetch_at_most_every_interval(
     open_route: Any, cutover_world: CutoverWorld, jwks_endpoint: JwksEndpoint, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:

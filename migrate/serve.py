@@ -44,10 +44,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from migrate.errors import MigrateError, UserInputError
+from migrate.jwks import JwksCache, JwksUnavailable
 from migrate.object_index import ObjectIndex
 from migrate.redact import register_secret
 from migrate.rundir import RunDirectory
-from migrate.supabase_access import AccessKeys, AccessRefused, check_access, no_such_key
+from migrate.supabase_access import AccessKeys, AccessRefused, check_access, internal_error, no_such_key
 from migrate.urls import STORAGE_PREFIX, URL_FORMS, new_url
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ _FORMS_BY_PREFIX = sorted(URL_FORMS, key=lambda form: len(form[1]), reverse=True
 
 
 def access_keys_from_environment(plan: "Plan", environ: dict[str, str] | None = None) -> AccessKeys:
-    """Read the JWT secret and sb_secret_ key from the variables the plan names (`cutover.serve.*_env`)."""
+    """Read the JWT secret and sb_secret_ key from the variables the plan names (`cutover.serve.*_env`); the JWKS from `jwks_url`."""
     env = os.environ if environ is None else environ
     serve = plan.cutover.serve
     label = plan.path or plan.name
@@ -77,7 +78,8 @@ def access_keys_from_environment(plan: "Plan", environ: dict[str, str] | None = 
 
     jwt_secret = read(serve.jwt_secret_env, "jwt_secret_env")
     secret_key = read(serve.secret_key_env, "secret_key_env")
-    return AccessKeys(jwt_secret=jwt_secret, secret_key=secret_key, roles=serve.roles)
+    jwks = JwksCache(serve.jwks_url) if serve.jwks_url else None
+    return AccessKeys(jwt_secret=jwt_secret, secret_key=secret_key, roles=serve.roles, jwks=jwks)
 
 
 def content_disposition_for_download(download: str) -> str:
@@ -140,6 +142,10 @@ class _Route:
         except AccessRefused as refused:
             log.info("%s %s/%s -> %d %s", request.method, bucket, key, refused.http_status, refused.code)
             return JSONResponse(refused.body(), status_code=refused.http_status)
+        except JwksUnavailable as err:
+            # This request needed a signing key we cannot fetch now: it fails, the route stays up.
+            log.warning("%s %s/%s -> 500: %s", request.method, bucket, key, err)
+            return JSONResponse(internal_error().body(), status_code=500)
         download = request.query_params.get("download")
         if public and download is None:
             log.info("%s %s/%s -> 301", request.method, bucket, key)
@@ -169,8 +175,10 @@ def create_app(
     from migrate.stores.factory import open_destination
 
     access = keys if keys is not None else access_keys_from_environment(plan)
-    if not access.jwt_secret:
-        log.warning("cutover.serve.jwt_secret_env is not set in the plan: JWTs and signed-URL tokens will all be refused")
+    if not access.jwt_secret and access.jwks is None:
+        log.warning("neither cutover.serve.jwt_secret_env nor jwks_url is set in the plan: JWTs and signed-URL tokens will all be refused")
+    elif not access.jwt_secret:
+        log.warning("cutover.serve.jwt_secret_env is not set in the plan: HS256 tokens and signed-URL tokens will all be refused")
     index = ObjectIndex.for_run(RunDirectory.for_plan(plan.name, state_dir=state_dir), plan_label=plan.path or plan.name)
     route = _Route(
         plan=plan,

@@ -83,6 +83,13 @@ class ServeSettings(PlanModel):
         None, description="NAME of the environment variable holding the project's JWT secret (verifies JWTs and signed-URL tokens)."
     )
     secret_key_env: EnvName = Field(None, description="NAME of the environment variable holding an optional `sb_secret_...` key.")
+    jwks_url: HttpUrl = Field(
+        None,
+        description=(
+            "The project's JWKS (https://<ref>.supabase.co/auth/v1/.well-known/jwks.json): verifies ES256/RS256 tokens of its "
+            "asymmetric JWT signing keys; not given: only HS256 tokens (jwt_secret_env) verify."
+        ),
+    )
     roles: Annotated[names("a role", _role), AfterValidator(lambda v: v or ("service_role",))] = Field(
         ("service_role",), description="JWT roles that may open objects of private buckets (RLS policies are not evaluated by the route)."
     )

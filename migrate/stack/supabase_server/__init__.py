@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from migrate.stack.process import LOOPBACK, ServerProcess, free_port
-from migrate.stack.supabase_server.auth import make_jwt
+from migrate.stack.supabase_server.auth import make_access_token, make_jwt
 from migrate.stack.supabase_server.catalog import ensure_schema
 from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION, ProjectKeys, project_keys
 
@@ -45,6 +45,15 @@ class SupabaseServer:
     database_url: str
     process: ServerProcess
     s3_region: str = DEFAULT_S3_REGION
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the project's JWKS (its asymmetric signing key's public half) is published."""
+        return f"{self.url}/auth/v1/.well-known/jwks.json"
+
+    def access_token(self, role: str, *, expires_in: int = 3600) -> str:
+        """An ES256 access token signed with the project's asymmetric signing key (what Auth issues after a rotation)."""
+        return make_access_token(self.jwt_secret, role, expires_in=expires_in)
 
     @property
     def keys(self) -> ProjectKeys:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from migrate.stack.process import LOOPBACK
 from migrate.stack.supabase_server import errors
+from migrate.stack.supabase_server.auth import public_jwks
 from migrate.stack.supabase_server.blobs import BlobStore
 from migrate.stack.supabase_server.catalog import Catalog
 from migrate.stack.supabase_server.errors import StorageError
@@ -26,9 +27,10 @@ from migrate.stack.supabase_server.faults import FaultInjector, FaultRule
 from migrate.stack.supabase_server.keys import DEFAULT_S3_REGION
 from migrate.stack.supabase_server.routes import StorageApi
 from migrate.stack.supabase_server.s3 import s3_error_response
-from migrate.stack.supabase_server.wire import BodyReader, MalformedBody, Request, Response, error_response
+from migrate.stack.supabase_server.wire import BodyReader, MalformedBody, Request, Response, error_response, json_response
 
 PREFIX = "/storage/v1"
+JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 # Left-over request bytes up to this size are read and dropped so the
 # connection stays usable; beyond it the connection is closed instead.
 DRAIN_LIMIT = 8 * 1024 * 1024
@@ -133,9 +135,11 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _respond(self, raw_path: str, query: str, body: BodyReader) -> Response | None:
-        if raw_path != PREFIX and not raw_path.startswith(PREFIX + "/"):
+        # Auth's JWKS is the one route outside Storage's API this server answers (auth.py).
+        jwks = raw_path == JWKS_PATH and self.command in ("GET", "HEAD")
+        if not jwks and raw_path != PREFIX and not raw_path.startswith(PREFIX + "/"):
             return error_response(errors.route_not_found(self.command, raw_path))
-        relative = raw_path[len(PREFIX) :] or "/"
+        relative = raw_path if jwks else raw_path[len(PREFIX) :] or "/"
         # The switchboard and the health check are never faulted: readiness
         # probes must not eat a rule meant for the code under test.
         if relative not in ("/status", "/_faults"):
@@ -144,6 +148,8 @@ class StorageRequestHandler(BaseHTTPRequestHandler):
                 outcome = self._apply_fault(rule, body, s3=relative == "/s3" or relative.startswith("/s3/"))
                 if outcome is not None or rule.action == "drop":
                     return outcome
+        if jwks:
+            return json_response(public_jwks(self.server.api.jwt_secret))
         request = Request(
             method=self.command,
             path=urllib.parse.unquote(relative),

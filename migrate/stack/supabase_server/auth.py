@@ -1,4 +1,4 @@
-"""JWTs the way Supabase Storage checks them: HS256, a `role` claim, one secret.
+"""JWTs the way Supabase Storage checks them: HS256 with the project's secret, or ES256 with its signing key; a `role` claim.
 
 - src/http/plugins/jwt.ts: the token is the `Authorization: Bearer` value;
   a missing or bad token is AccessDenied carrying the verifier's message,
@@ -27,10 +27,19 @@
 - src/internal/auth/jwt.ts `signJWT`/`verifyJWT` and
   src/storage/object.ts `signObjectUrl`: signed URLs carry a JWT with the
   `url` ("bucket/key") and `exp` claims, signed with the same secret.
+- A project on asymmetric JWT signing keys (supabase/supabase
+  apps/docs/content/guides/auth/signing-keys.mdx) gets access tokens signed
+  with an ES256 key and publishes its public key at
+  /auth/v1/.well-known/jwks.json; Storage verifies them against that set
+  (src/internal/auth/jwt.ts verifyJWT with the project's JWKS). This server
+  has one such key, derived from its JWT secret (keys.signing_key), serves
+  its JWKS at that path (app.py) and verifies both kinds with the redirect
+  route's verifier (migrate.supabase_access.verify_token, which follows jwt.ts).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -38,7 +47,9 @@ from typing import Any, Mapping, Protocol
 
 import jwt
 
-from migrate.stack.supabase_server.keys import is_new_api_key, project_keys
+from migrate.jwks import JwksCache
+from migrate.stack.supabase_server.keys import is_new_api_key, project_keys, signing_key
+from migrate.supabase_access import verify_token
 
 ALGORITHM = "HS256"
 SERVICE_ROLE = "service_role"
@@ -89,27 +100,34 @@ def make_jwt(secret: str, role: str, *, expires_in: int = DEFAULT_EXPIRY) -> str
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def make_access_token(jwt_secret: str, role: str, *, expires_in: int = 3600, sub: str | None = None) -> str:
+    """An ES256 access token like Supabase Auth issues on signing keys (`kid` header; iss, aud, sub, role, iat, exp)."""
+    key = signing_key(jwt_secret)
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": "supabase", "aud": "authenticated", "role": role, "iat": now, "exp": now + expires_in}
+    if sub:
+        claims["sub"] = sub
+    return jwt.encode(claims, key.private, algorithm="ES256", headers={"kid": key.kid})
+
+
+def public_jwks(jwt_secret: str) -> dict[str, Any]:
+    """The JWKS document the server publishes at /auth/v1/.well-known/jwks.json."""
+    return {"keys": [signing_key(jwt_secret).public_jwk()]}
+
+
+@functools.lru_cache(maxsize=8)
+def _project_jwks(jwt_secret: str) -> JwksCache:
+    # The server's own set: read from memory, never over the network.
+    document = public_jwks(jwt_secret)
+    return JwksCache("bundled:/auth/v1/.well-known/jwks.json", fetch=lambda _url: document)
+
+
 def verify_jwt(token: str, secret: str) -> dict[str, Any]:
-    """Claims of a valid token; raises TokenRejected with jose's message otherwise."""
-    if token.count(".") != 2:
-        raise TokenRejected("Invalid Compact JWS")
+    """Claims of a valid token (HS256 with `secret`, or ES256 with the project's signing key); raises TokenRejected with jose's message otherwise."""
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as err:
-        raise TokenRejected("JWS Protected Header is invalid") from err
-    if header.get("alg") != ALGORITHM:
-        raise TokenRejected('"alg" (Algorithm) Header Parameter value not allowed')
-    try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"verify_aud": False})
-    except jwt.InvalidSignatureError as err:
-        raise TokenRejected("signature verification failed") from err
-    except jwt.ExpiredSignatureError as err:
-        raise TokenRejected('"exp" claim timestamp check failed') from err
-    except jwt.ImmatureSignatureError as err:
-        raise TokenRejected('"nbf" claim timestamp check failed') from err
-    except jwt.InvalidTokenError as err:
-        raise TokenRejected("JWT Claims Set must be a top-level JSON object") from err
-    return dict(claims)
+        return verify_token(token, secret, _project_jwks(secret))
+    except ValueError as err:
+        raise TokenRejected(str(err)) from None
 
 
 class GatewayRejected(Exception):

@@ -192,6 +192,19 @@ def test_verify_with_an_upload_in_progress_reports_as_before_from_rows_on_disk(e
     assert "Parquet SCAN" in report.rows.explain()  # read from verify's spool, not a frame held in memory
 
 
+def test_the_plans_verify_mode_is_the_default_of_verify_quick_included(env: Env) -> None:
+    """`verify: {mode: quick}` in the plan is what verify does without --mode (the CLI offered quick, the plan refused it)."""
+    from migrate.pipeline import verify_plan
+    from migrate.plan import load_plan
+
+    assert env.migrate("plan") == 0 and env.migrate("run") == 0
+    env.plan.write_text(env.plan.read_text() + "verify: {mode: quick}\n")
+    plan = load_plan(env.plan)
+    report = verify_plan(plan, state_dir=env.tmp / "state", reports_dir=env.tmp / "reports")
+    assert report.mode == "quick" and set(report.frame["checked_mode"]) == {"quick"}
+    assert verify_plan(plan, mode="deep", state_dir=env.tmp / "state", reports_dir=env.tmp / "reports").mode == "deep"  # --mode wins
+
+
 def test_on_conflict_fail_resumes_after_a_kill_right_after_complete(env: Env) -> None:
     """The upload completed, the journal never heard: under `fail` the object is still ours (same bytes)."""
     env.write_plan()

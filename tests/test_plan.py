@@ -817,7 +817,7 @@ def test_parse_size_refuses_unclear_sizes(value, message):
         ("tiering:\n  - storage_class: GLACIER\n", "plans/x.yaml:10: tiering[0]: a tier needs a condition (bucket, include, min_size, max_size, modified_after or modified_before); for every object set destination.storage_class instead"),
         ("tiering:\n  - min_size: 1GiB\n", "plans/x.yaml:10: tiering[0].storage_class: required key is missing; one of: STANDARD, REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, DEEP_ARCHIVE, GLACIER_IR, OUTPOSTS, EXPRESS_ONEZONE"),
         ("verify:\n  sample: 0%\n", "plans/x.yaml:10: verify.sample: expected a number of objects (1000) or a percentage ('5%', above 0 and at most 100)"),
-        ("verify:\n  mode: thorough\n", "plans/x.yaml:10: verify.mode: 'thorough' is not one of: fast, deep"),
+        ("verify:\n  mode: thorough\n", "plans/x.yaml:10: verify.mode: 'thorough' is not one of: quick, fast, deep"),
         ("costs:\n  storage_per_gb_month: {STANDARD_AI: 0.01}\n", "plans/x.yaml:10: costs.storage_per_gb_month.STANDARD_AI: 'STANDARD_AI' is not a storage class; one of: STANDARD, REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, DEEP_ARCHIVE, GLACIER_IR, OUTPOSTS, EXPRESS_ONEZONE"),
         ("costs:\n  put_per_1000: -1\n", "plans/x.yaml:10: costs.put_per_1000: must be a price of 0 or more, got -1"),
         ("costs:\n  get_per_1000: cheap\n", "plans/x.yaml:10: costs.get_per_1000: expected a number, got the text 'cheap'"),

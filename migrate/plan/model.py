@@ -381,8 +381,9 @@ def _sample(value: Any) -> int | str:
 class VerifySettings(PlanModel):
     """How `migrate verify` checks the destination."""
 
-    mode: choice("fast", "deep") = Field(  # type: ignore[valid-type]
-        "fast", description="`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back."
+    mode: choice("quick", "fast", "deep") = Field(  # type: ignore[valid-type]
+        "fast", description="`quick`: size and ETag from one listing against the journal, HEAD only what it cannot prove; "
+        "`fast`: size, checksum and headers from HEAD; `deep`: also read the bytes back."
     )
     concurrency: count(1, 512) = Field(16, description="Objects checked at once.")  # type: ignore[valid-type]
     sample_size: typed(int | str | None, _sample, {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*\d+(?:\.\d+)?\s*%\s*$"}]}) = Field(  # type: ignore[valid-type]

@@ -154,7 +154,7 @@ class SignedUrlRoutes:
         claims = self._verify(request, scope=UPLOAD_SCOPE)
         bucket_id, key = request.params["bucket"], self.api._valid_key(request.params["key"])
         owner = claims.get("owner")
-        self.api.upload(
+        self.api.uploads.upload(
             request, bucket_id=bucket_id, key=key, owner=str(owner) if owner else None, upsert=bool(claims.get("upsert"))
         )
         return json_response({"Key": f"{bucket_id}/{key}"})

@@ -426,7 +426,7 @@ class S3Api:
         incoming = self._incoming(request)
         if incoming.declared_length is not None and incoming.declared_length > limit:
             raise S3Error("EntityTooLarge", 413, "Your proposed upload exceeds the maximum allowed object size.")
-        obj = self.api._store(bucket_id=bucket_id, key=key, owner=None, incoming=incoming, limit=limit, upsert=True)
+        obj = self.api.uploads.store(bucket_id=bucket_id, key=key, owner=None, incoming=incoming, limit=limit, upsert=True)
         return Response(200, {"ETag": str(obj.metadata.get("eTag") or "")})
 
     def copy_object(self, request: Request, bucket_id: str, key: str) -> Response:
@@ -447,7 +447,7 @@ class S3Api:
             user_metadata = self._request_metadata(request)
         metadata["lastModified"] = iso_time(datetime.now(timezone.utc))
         version = self.api.blobs.clone(original.version)
-        obj = self.api._save_row(
+        obj = self.api.uploads.save_row(
             bucket_id=bucket_id, key=key, owner=None, version=version, metadata=metadata,
             user_metadata=user_metadata, upsert=True,
         )

@@ -183,7 +183,7 @@ class Multipart:
             "contentLength": writer.size,
             "httpStatusCode": 200,
         }
-        self.s3.api._save_row(
+        self.s3.api.uploads.save_row(
             bucket_id=bucket_id, key=key, owner=None, version=version, metadata=metadata,
             user_metadata=upload.user_metadata, upsert=True,
         )

@@ -38,6 +38,7 @@ from botocore.credentials import Credentials
 
 from migrate.errors import IntegrityError, MigrateError, ObjectError, TransientError
 from migrate.stores.base import range_header
+from migrate.stores.http_response import LeanResponse
 from migrate.stores.s3_resolve import BucketAddress, S3Resolution
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -177,6 +178,7 @@ class S3HttpClient:
         conn = pool.get(slot)
         if conn is None:
             conn = self._open(address)
+            conn.response_class = LeanResponse  # headers parsed without the email package (see http_response.py)
             pool[slot] = conn
         return conn
 

@@ -1,0 +1,147 @@
+"""An `http.client` response that reads its headers without the `email` package.
+
+Why: `http.client.parse_headers` hands the header block to `email.parser`,
+which builds a MIME message one line at a time. Measured on the lean S3
+path (`s3_http.py`, dataset A of `bash bench/run`): about 36 us of CPU per
+response of ten headers, a quarter of the client's CPU per small object,
+on a machine whose two cores the S3 server shares. The parsing below is the
+same HTTP/1.1 header grammar in a few string operations (about 5 us).
+
+Everything else is `http.client`'s own: the status line (`_read_status`),
+100-continue, chunked bodies, Content-Length, keep-alive and close, and the
+same limits (line length, number of headers). Only `HTTPResponse.begin` is
+re-stated, because it calls the module's `parse_headers` directly
+(CPython 3.11-3.13, Lib/http/client.py).
+"""
+
+from __future__ import annotations
+
+import http.client
+from typing import Iterator
+
+# The limits `http.client` applies to a header block (Lib/http/client.py: _MAXLINE, _MAXHEADERS).
+MAX_LINE = 65536
+MAX_HEADERS = 100
+
+
+class ResponseHeaders:
+    """The response headers, in order, with the part of `http.client.HTTPMessage` that `HTTPResponse` and our callers use.
+
+    Names compare case-insensitively; `get` answers the first value of a
+    repeated name and `get_all` every value, as `email.message.Message` does.
+    """
+
+    __slots__ = ("_fields", "_by_name")
+
+    def __init__(self, fields: list[tuple[str, str]]):
+        self._fields = fields
+        by_name: dict[str, list[str]] = {}
+        for name, value in fields:
+            by_name.setdefault(name.lower(), []).append(value)
+        self._by_name = by_name
+
+    def get(self, name: str, failobj: str | None = None) -> str | None:
+        values = self._by_name.get(name.lower())
+        return values[0] if values else failobj
+
+    def get_all(self, name: str, failobj: list[str] | None = None) -> list[str] | None:
+        values = self._by_name.get(name.lower())
+        return list(values) if values else failobj
+
+    def __getitem__(self, name: str) -> str | None:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, _ in self._fields])
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    def keys(self) -> list[str]:
+        return [name for name, _ in self._fields]
+
+    def values(self) -> list[str]:
+        return [value for _, value in self._fields]
+
+
+def read_headers(fp: object) -> ResponseHeaders:
+    """Read a header block up to its blank line: `name: value` lines, folded continuation lines joined (RFC 9112 5.2).
+
+    After a line without a colon the rest of the block is read and dropped,
+    as `http.client` does (its email parser takes such a line for the body).
+    """
+    readline = fp.readline  # type: ignore[attr-defined]
+    fields: list[tuple[str, str]] = []
+    lines = 0
+    malformed = False
+    while True:
+        line = readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        lines += 1
+        if lines > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return ResponseHeaders(fields)
+        if malformed:
+            continue
+        text = line.decode("iso-8859-1")
+        if text[0] in " \t":  # a folded line continues the field before it (a first line like it is dropped, as email does)
+            if fields:
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {text.strip()}" if value else text.strip())
+            continue
+        name, colon, value = text.partition(":")
+        if colon:
+            fields.append((name, value.strip(" \t\r\n")))
+        else:
+            malformed = True
+
+
+class LeanResponse(http.client.HTTPResponse):
+    """`http.client.HTTPResponse` with `read_headers` in place of the email-based header parser."""
+
+    def begin(self) -> None:
+        # Lib/http/client.py HTTPResponse.begin, with `read_headers`.
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            if status != http.client.CONTINUE:
+                break
+            read_headers(self.fp)  # the 100 response's headers
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = read_headers(self.fp)  # type: ignore[assignment]
+        transfer_encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(transfer_encoding and transfer_encoding.lower() == "chunked")  # type: ignore[attr-defined]
+        if self.chunked:  # type: ignore[attr-defined]
+            self.chunk_left = None  # type: ignore[attr-defined]
+        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:  # type: ignore[attr-defined]
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 or self._method == "HEAD":  # type: ignore[attr-defined]
+            self.length = 0
+        # Open, not chunked and no length: the body ends when the connection does.
+        if not self.will_close and not self.chunked and self.length is None:  # type: ignore[attr-defined]
+            self.will_close = True

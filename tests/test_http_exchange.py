@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import socket
 import threading
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -39,15 +40,21 @@ HEAD_AND_BODY = [
 ]
 
 
-def _serve_once(payload: bytes) -> tuple[int, threading.Thread]:
+def _serve_once(payload: bytes, *, pieces: int = 1) -> tuple[int, threading.Thread]:
+    """Answer one request with `payload`; in `pieces` sends a little apart (the head then arrives in parts)."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
     def answer() -> None:
         conn, _ = listener.accept()
         with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.recv(65536)  # the request
-            conn.sendall(payload)
+            size = -(-len(payload) // pieces)
+            for start in range(0, len(payload), size):
+                conn.sendall(payload[start : start + size])
+                if pieces > 1:
+                    time.sleep(0.02)
         listener.close()
 
     thread = threading.Thread(target=answer, daemon=True)
@@ -55,8 +62,8 @@ def _serve_once(payload: bytes) -> tuple[int, threading.Thread]:
     return port, thread
 
 
-def _read(payload: bytes, response_class: type[http.client.HTTPResponse], method: str = "GET") -> dict[str, Any]:
-    port, thread = _serve_once(payload)
+def _read(payload: bytes, response_class: type[http.client.HTTPResponse], method: str = "GET", *, pieces: int = 1) -> dict[str, Any]:
+    port, thread = _serve_once(payload, pieces=pieces)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.response_class = response_class
     conn.request(method, "/x")
@@ -78,9 +85,11 @@ def _read(payload: bytes, response_class: type[http.client.HTTPResponse], method
     return seen
 
 
+@pytest.mark.parametrize("pieces", [1, 7], ids=["whole", "in-pieces"])
 @pytest.mark.parametrize("payload", HEAD_AND_BODY, ids=["repeated", "folded", "chunked", "http10", "close-204", "continue"])
-def test_lean_response_reads_what_http_client_reads(payload: bytes) -> None:
-    assert _read(payload, LeanResponse) == _read(payload, http.client.HTTPResponse)
+def test_lean_response_reads_what_http_client_reads(payload: bytes, pieces: int) -> None:
+    """Whole: the head is in the reader's buffer at once (read in one piece); in pieces: read line by line."""
+    assert _read(payload, LeanResponse, pieces=pieces) == _read(payload, http.client.HTTPResponse, pieces=pieces)
 
 
 def test_head_answer_has_no_body() -> None:
@@ -90,11 +99,15 @@ def test_head_answer_has_no_body() -> None:
     assert ours["length"] == 0 and ours["body"] == b""
 
 
-def test_too_many_headers_refused_like_http_client() -> None:
-    payload = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n"
+@pytest.mark.parametrize("pieces", [1, 5])
+def test_too_many_headers_refused_like_http_client(pieces: int) -> None:
+    def head(count: int) -> bytes:
+        return b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(count)) + b"Content-Length: 0\r\n\r\n"
+
     for response_class in (LeanResponse, http.client.HTTPResponse):
         with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
-            _read(payload, response_class)
+            _read(head(99), response_class, pieces=pieces)
+        assert len(_read(head(98), response_class, pieces=pieces)["headers"]) == 99  # the most http.client takes
 
 
 @pytest.fixture

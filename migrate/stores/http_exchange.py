@@ -90,19 +90,9 @@ def read_headers(fp: object) -> ResponseHeaders:
     After a line without a colon the rest of the block is read and dropped,
     as `http.client` does (its email parser takes such a line for the body).
     """
-    readline = fp.readline  # type: ignore[attr-defined]
     fields: list[tuple[str, str]] = []
-    lines = 0
     malformed = False
-    while True:
-        line = readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise http.client.LineTooLong("header line")
-        lines += 1
-        if lines > MAX_HEADERS:
-            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
-        if line in (b"\r\n", b"\n", b""):
-            return ResponseHeaders(fields)
+    for line in _header_lines(fp):
         if malformed:
             continue
         text = line.decode("iso-8859-1")
@@ -116,6 +106,37 @@ def read_headers(fp: object) -> ResponseHeaders:
             fields.append((name, value.strip(" \t\r\n")))
         else:
             malformed = True
+    return ResponseHeaders(fields)
+
+
+def _header_lines(fp: object) -> list[bytes]:
+    """The block's lines before the blank one, under `http.client`'s limits.
+
+    Usually the whole block is already in the reader's buffer: it is taken
+    in one read and split (a readline per header line cost as much as the
+    parsing). Otherwise, or when a line ends in a bare LF, line by line.
+    """
+    peek = getattr(fp, "peek", None)
+    if peek is not None:
+        buffered = peek(MAX_LINE)
+        end = buffered.find(b"\r\n\r\n")
+        if end >= 0 and b"\n" not in buffered[:end].replace(b"\r\n", b""):
+            lines = buffered[:end].split(b"\r\n") if end else []
+            if len(lines) + 1 > MAX_HEADERS:  # the blank line counts, as in http.client
+                raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+            fp.read(end + 4)  # type: ignore[attr-defined]
+            return lines
+    readline = fp.readline  # type: ignore[attr-defined]
+    lines = []
+    while True:
+        line = readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        if len(lines) + 1 > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+        lines.append(line)
 
 
 class LeanResponse(http.client.HTTPResponse):

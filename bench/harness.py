@@ -223,6 +223,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=None, help="where datasets and downloads go (default: a new temporary directory)")
     parser.add_argument("--keep-work", action="store_true", help="keep the work directory (logs, journals) afterwards")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--label", default="", help="appended to the results file names (--datasets A --label perf: <date>-A-perf.md), so a branch's run does not replace the recorded one"
+    )
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     args.datasets = [d.strip().upper() for d in args.datasets.split(",") if d.strip()]
@@ -309,11 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         report = render(session, started, machine, versions)
         args.results_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{started:%Y-%m-%d}-{'-'.join(args.datasets)}{'-quick' if args.quick else ''}"
+        stem = f"{started:%Y-%m-%d}-{'-'.join(args.datasets)}{'-quick' if args.quick else ''}{f'-{args.label}' if args.label else ''}"
         out = args.results_dir / f"{stem}.md"
         out.write_text(report.render())
         # The table the README quotes: <date>-headline.md for the full default set, suffixed otherwise.
-        full = args.datasets == list(DATASETS) and not args.quick
+        full = args.datasets == list(DATASETS) and not args.quick and not args.label
         headline_path = args.results_dir / (f"{started:%Y-%m-%d}-headline.md" if full else f"{stem}-headline.md")
         headline_path.write_text(headline(session, started, report_name=out.name))
         log(f"headline written to {headline_path}")

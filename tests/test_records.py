@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.records import Action, ManifestRecords, ObjectRecord, records_to_frame
+from migrate.records import Action, ManifestRecords, ObjectRecord, frame_to_records, records_to_frame
 
 
 def _records() -> list[ObjectRecord]:
@@ -25,3 +25,13 @@ def test_manifest_records_reads_the_frame_as_the_records_it_was_built_from() -> 
     with pytest.raises(IndexError):
         view[3]
     assert view.totals(("copy", "skip-existing")) == (2, 40)
+
+
+def test_records_read_back_alike_in_manifest_column_order_or_any_other() -> None:
+    """`frame_to_records` reads manifest-ordered frames as tuples; any other column order by name, to the same records."""
+    records = _records() + [ObjectRecord(source_bucket="b", source_key="d.png", size=1, user_metadata={"n": [1, {"x": None}], "e": ""})]
+    frame = records_to_frame(records)
+    assert frame["user_metadata"].to_list()[1] == "{}"
+    assert list(frame_to_records(frame)) == records
+    assert list(frame_to_records(frame.select(list(reversed(frame.columns))))) == records
+    assert all(isinstance(record.user_metadata, dict) for record in frame_to_records(frame))

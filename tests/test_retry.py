@@ -81,3 +81,32 @@ def test_no_threading_local_is_left_for_the_cyclic_garbage_collector() -> None:
         assert locals_alive() - before < 5
     finally:
         gc.enable()
+
+
+def test_a_first_attempt_that_succeeds_sets_up_no_retry_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most calls succeed at once; they must not pay for tenacity's per-call state (the run stage makes one per object)."""
+    import migrate.retry as retry
+
+    class NoRetrying:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("a Retrying was built for a call that succeeded at once")
+
+    monkeypatch.setattr(retry, "Retrying", NoRetrying)
+    assert call_with_retries(lambda: "ok", max_attempts=5) == "ok"
+    with pytest.raises(ObjectError):  # not retryable: raised at once, as tenacity would
+        call_with_retries(lambda: (_ for _ in ()).throw(ObjectError("gone")), max_attempts=5)
+
+
+def test_a_failed_first_attempt_is_attempt_one_of_the_retry_loop() -> None:
+    """The first attempt runs before tenacity; its failure still counts as attempt 1 (on_retry, max_attempts)."""
+    told: list[tuple[str, int]] = []
+    calls: list[int] = []
+
+    def always_failing() -> None:
+        calls.append(1)
+        raise TransientError(f"reset {len(calls)}")
+
+    with pytest.raises(TransientError, match="reset 3"):
+        call_with_retries(always_failing, max_attempts=3, max_wait=0.01, on_retry=lambda exc, attempt: told.append((str(exc), attempt)))
+    assert len(calls) == 3
+    assert told == [("reset 1", 1), ("reset 2", 2)]

@@ -26,6 +26,7 @@ import hmac
 import http.client
 import ssl
 import threading
+import time
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from botocore.credentials import Credentials
 
 from migrate.errors import IntegrityError, MigrateError, ObjectError, TransientError
 from migrate.stores.base import range_header
+from migrate.stores.http_exchange import exchange
 from migrate.stores.s3_resolve import BucketAddress, S3Resolution
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -73,8 +75,7 @@ class SigV4Signer:
     ) -> None:
         """Add x-amz-date, x-amz-content-sha256 (and the session token) and Authorization to `headers`."""
         creds = self._credentials()
-        now = datetime.now(timezone.utc)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())  # a quarter of datetime.now().strftime's cost
         date = amz_date[:8]
         headers["host"] = host
         headers["x-amz-date"] = amz_date
@@ -272,12 +273,14 @@ class S3HttpClient:
         address = prepared.address
         target = f"{prepared.path}?{prepared.query}" if prepared.query else prepared.path
         conn = self._connection(address)
+        headers = prepared.headers
         if isinstance(conn, _ForwardingConnection):
             target = prepared.url  # a plain-HTTP proxy takes the absolute URL
+            headers = {**headers, **conn.proxy_headers}
         reused = conn.sock is not None
         try:
-            conn.request(prepared.method, target, body=body, headers=prepared.headers)
-            return conn.getresponse()
+            # http.client's request + getresponse at a fraction of the CPU (see http_exchange.py).
+            return exchange(conn, prepared.method, target, host=address.host, headers=headers, body=body)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as err:
             self._drop(address)
             if not reused:
@@ -286,8 +289,7 @@ class S3HttpClient:
             # fault of this request, so one fresh try does not count as an attempt.
             conn = self._connection(address)
             try:
-                conn.request(prepared.method, target, body=body, headers=prepared.headers)
-                return conn.getresponse()
+                return exchange(conn, prepared.method, target, host=address.host, headers=headers, body=body)
             except (OSError, http.client.HTTPException) as again:
                 self._drop(address)
                 raise TransientError(f"{what}: connection problem talking to S3 ({type(again).__name__})") from again
@@ -416,14 +418,12 @@ class S3HttpClient:
 
 
 class _ForwardingConnection(http.client.HTTPConnection):
-    """A connection to a plain-HTTP proxy that forwards absolute-URL requests (http:// endpoints only)."""
+    """A connection to a plain-HTTP proxy that forwards absolute-URL requests (http:// endpoints only).
+
+    `proxy_headers` (Proxy-Authorization) go with every request, unsigned (`S3HttpClient._send`).
+    """
 
     proxy_headers: dict[str, str] = {}
-
-    def putrequest(self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False) -> None:
-        super().putrequest(method, url, skip_host=skip_host, skip_accept_encoding=skip_accept_encoding)
-        for name, value in self.proxy_headers.items():
-            self.putheader(name, value)
 
 
 def _check_header_text(headers: Mapping[str, str], what: str) -> None:

@@ -244,6 +244,7 @@ class DaskExecutor:
 
     # -- the client --------------------------------------------------------
     def client(self) -> Any:
+        import dask
         from distributed import Client
 
         if self._client is None:
@@ -251,7 +252,10 @@ class DaskExecutor:
                 self._client = self.scheduler
             else:
                 try:
-                    self._client = Client(self.scheduler, timeout="30s")
+                    # distributed keeps the last `low-level-log-length` (1,000) messages a client sent, for debugging
+                    # (dask/distributed#1630): each shard's records, so up to 1,000 shards of them on the driver. Off here.
+                    with dask.config.set({"distributed.admin.low-level-log-length": 0}):
+                        self._client = Client(self.scheduler, timeout="30s")
                 except (OSError, TimeoutError) as err:
                     raise FatalError(f"cannot reach the Dask scheduler at {self.scheduler}: {err}; is it running?") from None
                 self._owns_client = True
@@ -268,10 +272,7 @@ class DaskExecutor:
         return max(1, threads) * SHARDS_IN_FLIGHT_PER_WORKER
 
     def _map_shards(self, shards: Iterator[Shard], task: Any, **kwargs: Any) -> Iterator[ShardResult]:
-        """Submit shards with a bounded number in flight; yield results as they complete.
-
-        A shard is taken from `shards` only when a slot is free, so the driver holds at most `slots` of them.
-        """
+        """Submit shards, each taken from `shards` only when a slot is free (at most `slots` held); yield results as they complete."""
         flow = _ShardFlow(self, task, kwargs)
         while True:
             yield from flow.room()

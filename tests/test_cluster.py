@@ -373,10 +373,16 @@ def test_cluster_verify_reads_its_records_as_shards_come_back_not_all_first(worl
                 self.taken_at_first = taken
             super().advance(objects=objects, bytes_done=bytes_done)
 
-    executor = _executor(world, cluster, max_objects=2)
+    # By address, as the CLI does: the executor makes its own client.
+    executor = DaskExecutor(world.plan(), scheduler=cluster.scheduler.address, max_objects=2)
     progress = FirstResult()
-    remote = _verify(world, stream(), executor=executor, progress=progress)
-    slots = executor._slots()  # 2 workers x 1 thread x SHARDS_IN_FLIGHT_PER_WORKER
+    try:
+        remote = _verify(world, stream(), executor=executor, progress=progress)
+        slots = executor._slots()  # 2 workers x 1 thread x SHARDS_IN_FLIGHT_PER_WORKER
+        # distributed logs the messages a client sent (each shard's records); the driver's client keeps none.
+        assert len(executor.client().scheduler_comm.recent_message_log) == 0
+    finally:
+        executor.close()
     # `slots` shards in flight, one more being cut, and the record that closed it: never the whole manifest.
     assert progress.taken_at_first is not None and progress.taken_at_first <= (slots + 1) * 2 + 1 < len(records)
     assert progress.objects == len(records) and taken == len(records)

@@ -1,6 +1,7 @@
 """Report rows and destination listings kept on disk while `verify` runs, so its memory does not grow with the object count.
 
-`RowSpool` collects report rows as checks complete (in any order), writes
+`RowSpool` collects report rows as checks complete (in any order; whole
+frames too: a cluster shard's rows, each at its manifest position), writes
 them to parquet part files every `rows_per_part` rows, and reads them back
 as one lazy frame in manifest order (then `unexpected` rows by key, each
 once). `KeySpool` holds (bucket, key, size, etag, storage class) rows: the

@@ -174,6 +174,18 @@ unmatched: keep
 """
 
 
+def migrate_command(python: str, code: str | None = None) -> list[str]:
+    """argv that runs `migrate` from this checkout, or from the package in folder `code` (an export of another commit)."""
+    if not code:
+        return [python, "-m", "migrate"]
+    # An editable install's finder comes before sys.path: drop it so `code` is what runs.
+    boot = (
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+        f"sys.path.insert(0, {code!r}); sys.argv[0] = 'migrate'; from migrate.cli import main; sys.exit(main())"
+    )
+    return [python, "-c", boot]
+
+
 def _measure(stage: str, objects: int, argv: list[str], *, env: dict[str, str], work: Path) -> Point:
     log = work / f"{stage}.log"
     measured = run_measured(argv, env=env, log_path=log, timeout=TIMEOUT, cwd=work)
@@ -215,14 +227,7 @@ def measure_size(objects: int, stages: list[str], *, run_max: int, python: str, 
             "SUPABASE_DB_URL": database_url,
             "MEM_DEST": str(dest),
         }
-        migrate = [python, "-m", "migrate"]
-        if code:
-            # An editable install's finder comes before sys.path: drop it so `code` is what runs.
-            boot = (
-                "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
-                f"sys.path.insert(0, {code!r}); sys.argv[0] = 'migrate'; from migrate.cli import main; sys.exit(main())"
-            )
-            migrate = [python, "-c", boot]
+        migrate = migrate_command(python, code)
         common = ["--state-dir", str(work / "state"), "--reports-dir", str(work / "reports")]
         argvs = {
             "plan": [*migrate, "plan", "plan.yaml", *common],

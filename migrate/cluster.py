@@ -46,12 +46,12 @@ import polars as pl
 from migrate.errors import FatalError, MigrateError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
 from migrate.progress import NullProgress, Progress
-from migrate.records import ObjectRecord
+from migrate.records import BLOCKING_ACTIONS, ObjectRecord
 
 if TYPE_CHECKING:
     from migrate.plan import Plan
     from migrate.transfer import TransferOptions, TransferResult
-    from migrate.verify import VerifyOptions
+    from migrate.verify import VerifyOptions, VerifyStats
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class Shard:
     records: tuple[ObjectRecord, ...]
     #: verify only: the driver's journal rows for these records (digests, no secret).
     journal_rows: tuple[JournalRow, ...] = ()
+    #: verify only: the records' positions in the manifest, where the driver files the shard's report rows.
+    positions: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -95,6 +97,8 @@ class ShardResult:
     failures: list[Any] = field(default_factory=list)
     elapsed: float = 0.0
     report: pl.DataFrame | None = None
+    #: verify only: the manifest positions of `report`'s rows (the shard's, one row per record).
+    positions: tuple[int, ...] = ()
 
 
 @dataclass
@@ -111,6 +115,43 @@ class WorkerThroughput:
         return self.bytes / MiB / self.busy_seconds if self.busy_seconds else 0.0
 
 
+class ShardCutter:
+    """`make_shards` one record at a time, for a driver that passes the records on to something else too."""
+
+    def __init__(self, *, multipart_threshold: int, max_objects: int = SHARD_MAX_OBJECTS, max_bytes: int = SHARD_MAX_BYTES) -> None:
+        self.multipart_threshold = multipart_threshold
+        self.max_objects = max_objects
+        self.max_bytes = max_bytes
+        self._batch: list[ObjectRecord] = []
+        self._positions: list[int] = []
+        self._bytes = 0
+        self._index = 0
+
+    def add(self, record: ObjectRecord, position: int = -1) -> Shard | None:
+        """Take one record (`position`: its place in the manifest); return the shard it completed, if any."""
+        if record.size >= self.multipart_threshold:
+            return self._shard((record,), (position,))
+        done = None
+        if self._batch and (len(self._batch) >= self.max_objects or self._bytes + record.size > self.max_bytes):
+            done = self.finish()
+        self._batch.append(record)
+        self._positions.append(position)
+        self._bytes += record.size
+        return done
+
+    def finish(self) -> Shard | None:
+        """The shard of the records taken since the last one, if any."""
+        if not self._batch:
+            return None
+        done = self._shard(tuple(self._batch), tuple(self._positions))
+        self._batch, self._positions, self._bytes = [], [], 0
+        return done
+
+    def _shard(self, records: tuple[ObjectRecord, ...], positions: tuple[int, ...]) -> Shard:
+        self._index += 1
+        return Shard(self._index - 1, records, positions=positions)
+
+
 def make_shards(
     records: Iterable[ObjectRecord],
     *,
@@ -118,23 +159,60 @@ def make_shards(
     max_objects: int = SHARD_MAX_OBJECTS,
     max_bytes: int = SHARD_MAX_BYTES,
 ) -> Iterator[Shard]:
-    """Cut records into shards of at most `max_objects` and `max_bytes`, in manifest order; large objects alone."""
-    batch: list[ObjectRecord] = []
-    batch_bytes = 0
-    index = 0
+    """Cut records into shards of at most `max_objects` and `max_bytes`, in manifest order; large objects alone.
+
+    Lazy: holds one shard's records at a time, whatever the number of records.
+    """
+    cutter = ShardCutter(multipart_threshold=multipart_threshold, max_objects=max_objects, max_bytes=max_bytes)
     for record in records:
-        if record.size >= multipart_threshold:
-            yield Shard(index, (record,))
-            index += 1
-            continue
-        if batch and (len(batch) >= max_objects or batch_bytes + record.size > max_bytes):
-            yield Shard(index, tuple(batch))
-            index += 1
-            batch, batch_bytes = [], 0
-        batch.append(record)
-        batch_bytes += record.size
-    if batch:
-        yield Shard(index, tuple(batch))
+        shard = cutter.add(record)
+        if shard is not None:
+            yield shard
+    last = cutter.finish()
+    if last is not None:
+        yield last
+
+
+class _ShardFlow:
+    """Shard tasks on the cluster, at most `slots` in flight; results in completion order."""
+
+    def __init__(self, executor: "DaskExecutor", task: Any, kwargs: dict[str, Any]) -> None:
+        from distributed import as_completed
+
+        self.executor = executor
+        self.client = executor.client()
+        self.slots = executor._slots()
+        self.task = task
+        self.kwargs = kwargs
+        self._pending = as_completed()
+        self._in_flight = 0
+
+    def submit(self, shard: Shard) -> None:
+        # pure=False: a rerun of the same shard is a new task. retries: a task that *raised*
+        # (not a dead worker, which the scheduler reschedules by itself) gets one more go.
+        executor = self.executor
+        future = self.client.submit(
+            self.task, executor.plan_text, executor.plan_path, shard, pure=False, retries=1, run_token=executor.run_token, fingerprint=executor.plan_fingerprint, **self.kwargs
+        )
+        self._pending.add(future)
+        self._in_flight += 1
+
+    def room(self, *, every_slot: bool = False) -> Iterator[ShardResult]:
+        """Wait until a slot is free (`every_slot`: until none is in flight); yield the results that freed them."""
+        while self._in_flight >= (1 if every_slot else self.slots):
+            yield self._next()
+
+    def _next(self) -> ShardResult:
+        future = next(self._pending)
+        self._in_flight -= 1
+        result: ShardResult = future.result()
+        future.release()
+        stats = self.executor.workers[result.worker]
+        stats.shards += 1
+        stats.objects += len(result.rows) if result.report is None else result.report.height
+        stats.bytes += result.bytes_copied
+        stats.busy_seconds += result.elapsed
+        return result
 
 
 class DaskExecutor:
@@ -166,6 +244,7 @@ class DaskExecutor:
 
     # -- the client --------------------------------------------------------
     def client(self) -> Any:
+        import dask
         from distributed import Client
 
         if self._client is None:
@@ -173,7 +252,10 @@ class DaskExecutor:
                 self._client = self.scheduler
             else:
                 try:
-                    self._client = Client(self.scheduler, timeout="30s")
+                    # distributed keeps the last `low-level-log-length` (1,000) messages a client sent, for debugging
+                    # (dask/distributed#1630): each shard's records, so up to 1,000 shards of them on the driver. Off here.
+                    with dask.config.set({"distributed.admin.low-level-log-length": 0}):
+                        self._client = Client(self.scheduler, timeout="30s")
                 except (OSError, TimeoutError) as err:
                     raise FatalError(f"cannot reach the Dask scheduler at {self.scheduler}: {err}; is it running?") from None
                 self._owns_client = True
@@ -190,37 +272,15 @@ class DaskExecutor:
         return max(1, threads) * SHARDS_IN_FLIGHT_PER_WORKER
 
     def _map_shards(self, shards: Iterator[Shard], task: Any, **kwargs: Any) -> Iterator[ShardResult]:
-        """Submit shards with a bounded number in flight; yield results as they complete."""
-        from distributed import as_completed
-
-        client = self.client()
-        slots = self._slots()
-        pending = as_completed()
-        in_flight = 0
-        exhausted = False
+        """Submit shards, each taken from `shards` only when a slot is free (at most `slots` held); yield results as they complete."""
+        flow = _ShardFlow(self, task, kwargs)
         while True:
-            while not exhausted and in_flight < slots:
-                shard = next(shards, None)
-                if shard is None:
-                    exhausted = True
-                    break
-                # pure=False: a rerun of the same shard is a new task. retries: a task that *raised*
-                # (not a dead worker, which the scheduler reschedules by itself) gets one more go.
-                future = client.submit(task, self.plan_text, self.plan_path, shard, pure=False, retries=1, run_token=self.run_token, fingerprint=self.plan_fingerprint, **kwargs)
-                pending.add(future)
-                in_flight += 1
-            if in_flight == 0:
-                return
-            future = next(pending)
-            in_flight -= 1
-            result: ShardResult = future.result()
-            future.release()
-            stats = self.workers[result.worker]
-            stats.shards += 1
-            stats.objects += len(result.rows) if result.report is None else result.report.height
-            stats.bytes += result.bytes_copied
-            stats.busy_seconds += result.elapsed
-            yield result
+            yield from flow.room()
+            shard = next(shards, None)
+            if shard is None:
+                break
+            flow.submit(shard)
+        yield from flow.room(every_slot=True)
 
     # -- run -----------------------------------------------------------------
     def transfer(
@@ -323,57 +383,83 @@ class DaskExecutor:
             yield from flush()
 
     # -- verify ----------------------------------------------------------------
-    def verify(self, records: Sequence[ObjectRecord], *, journal: TransferJournal | None, options: "VerifyOptions", progress: Progress | None = None) -> pl.DataFrame:
-        """`verify_records` on the cluster: shard rows in manifest order, then `unexpected` rows from one listing on the driver."""
+    def verify(
+        self,
+        records: Iterable[ObjectRecord],
+        *,
+        source: Any,
+        destination: Any,
+        journal: TransferJournal | None,
+        options: "VerifyOptions",
+        progress: Progress | None = None,
+    ) -> tuple[pl.LazyFrame, "VerifyStats", Any]:
+        """`verify_records` on the cluster in one pass over `records`: a local verify's rows, in its order.
+
+        Returns (rows, counts, the spool directory holding the rows: keep it until the report is written).
+        The driver runs a listing-only `Audit` over the stream (expected keys, `not-migrated` rows, the
+        `unexpected` scan, as locally) and cuts the records to check into shards on the way, at most
+        `slots` in flight; each shard's rows are spooled at their manifest positions as they come back.
+        """
+        from migrate.verify_audit import Audit
+        from migrate.verify_checks import VERIFIED_ACTIONS, VerifyStats
+
         if options.sample is not None:
             raise UserInputError("sampling (--sample) is not available on a cluster; verify everything there, or sample locally")
         progress = progress or NullProgress()
-        eligible = [r for r in records if r.action in ("copy", "skip-existing")]
-        progress.start(objects=len(eligible), total_bytes=sum(r.size for r in eligible), description="verify")
+        progress.start(**_verify_totals(records, VERIFIED_ACTIONS), description="verify")
+        # The driver's own audit checks no object: the shards do (`check_objects=False`).
+        audit = Audit(source=source, destination=destination, journal=None, options=replace(options, check_objects=False), progress=NullProgress())
         shard_options = replace(options, expect_prefixes=())
-        frames: dict[int, pl.DataFrame] = {}
-        shards = make_shards(eligible, multipart_threshold=1 << 62, max_objects=self.max_objects, max_bytes=1 << 62)
+        counts = {"checked": 0, "blocked": 0, "not_verified": 0}
 
-        def with_journal_rows(shards: Iterator[Shard]) -> Iterator[Shard]:
-            for shard in shards:
-                if journal is not None and options.mode in ("quick", "fast"):
-                    found = journal.rows([(r.source_bucket, r.source_key) for r in shard.records])
-                    shard = replace(shard, journal_rows=tuple(found.values()))
-                yield shard
+        def spool(results: Iterable[ShardResult]) -> None:
+            for shard_result in results:
+                assert shard_result.report is not None
+                audit.sink.add_frame(shard_result.positions, shard_result.report)
+                progress.advance(objects=shard_result.report.height, bytes_done=int(shard_result.report["size"].fill_null(0).sum()))
+
+        def submit(flow: _ShardFlow, shard: Shard | None) -> None:
+            if shard is None:
+                return
+            spool(flow.room())
+            if journal is not None and options.mode in ("quick", "fast"):
+                found = journal.rows([(r.source_bucket, r.source_key) for r in shard.records])
+                shard = replace(shard, journal_rows=tuple(found.values()))
+            flow.submit(shard)
+
+        def passed_on(records: Iterable[ObjectRecord]) -> Iterator[ObjectRecord]:
+            # Every record goes on to the driver's audit; the ones to check also go to a shard.
+            flow = _ShardFlow(self, _verify_shard, {"options": shard_options})
+            cutter = ShardCutter(multipart_threshold=1 << 62, max_objects=self.max_objects, max_bytes=1 << 62)
+            for position, record in enumerate(records):
+                if record.action in VERIFIED_ACTIONS:
+                    counts["checked"] += 1
+                    submit(flow, cutter.add(record, position))
+                else:
+                    counts["blocked" if record.action in BLOCKING_ACTIONS else "not_verified"] += 1
+                yield record
+            submit(flow, cutter.finish())
+            spool(flow.room(every_slot=True))
 
         try:
-            for shard_result in self._map_shards(with_journal_rows(shards), _verify_shard, options=shard_options):
-                assert shard_result.report is not None
-                frames[shard_result.index] = shard_result.report
-                progress.advance(objects=shard_result.report.height, bytes_done=int(shard_result.report["size"].fill_null(0).sum()))
+            rows, _ = audit.run(passed_on(records))
+        except BaseException:
+            audit.sink.directory.cleanup()
+            raise
         finally:
             progress.close()
-        ordered = [frames[index] for index in sorted(frames)]
-        unexpected = self._unexpected(records, options)
-        from migrate.report import REPORT_SCHEMA
+        population = counts["checked"] + counts["blocked"]
+        return rows, VerifyStats(population=population, checked=counts["checked"], not_verified=counts["not_verified"]), audit.sink.directory
 
-        parts = [frame for frame in ordered if frame.height] + ([unexpected] if unexpected.height else [])
-        return pl.concat(parts) if parts else pl.DataFrame(schema=REPORT_SCHEMA)
 
-    def _unexpected(self, records: Sequence[ObjectRecord], options: "VerifyOptions") -> pl.DataFrame:
-        """Objects under the planned prefixes that no record maps to: one listing, on the driver."""
-        from migrate.plan import parse_plan
-        from migrate.stores.factory import open_destination, open_source
-        from migrate.verify import verify_records
-
-        if not options.expect_prefixes:
-            from migrate.report import REPORT_SCHEMA
-
-            return pl.DataFrame(schema=REPORT_SCHEMA)
-        plan = parse_plan(self.plan_text, source_name=self.plan_path)
-        source = open_source(plan, concurrency=1, fetch_user_metadata=False)
-        destination = open_destination(plan, concurrency=options.concurrency)
-        try:
-            listing_only = replace(options, check_objects=False)
-            return verify_records(records, source=source, destination=destination, journal=None, options=listing_only)
-        finally:
-            source.close()
-            destination.close()
+def _verify_totals(records: Iterable[ObjectRecord], actions: Sequence[str]) -> dict[str, int]:
+    """Progress totals without a pass over a stream: a manifest scan counts them (polars), a list is counted, else unknown."""
+    if hasattr(records, "totals"):  # `verify.ManifestScan`, `records.ManifestRecords`
+        objects, total_bytes = records.totals(actions)
+    else:
+        eligible = [r for r in records if r.action in actions] if isinstance(records, Sequence) else []
+        objects, total_bytes = len(eligible), sum(r.size for r in eligible)
+    return {"objects": objects, "total_bytes": total_bytes}
 
 
 def _fingerprint(record: ObjectRecord, options: "TransferOptions") -> str:
@@ -503,11 +589,11 @@ def _verify_shard(plan_text: str, plan_path: str, shard: Shard, *, run_token: st
             if rows:
                 journal.import_rows(rows)
             frame = verify_records(list(shard.records), source=source, destination=destination, journal=journal if rows else None, options=options)
-        return ShardResult(index=shard.index, worker=address, rows=[], report=frame, elapsed=time.monotonic() - started)
+        return ShardResult(index=shard.index, worker=address, rows=[], report=frame, elapsed=time.monotonic() - started, positions=shard.positions)
     finally:
         source.close()
         destination.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-__all__ = ["DaskExecutor", "Shard", "ShardResult", "WorkerThroughput", "make_shards", "SHARD_MAX_BYTES", "SHARD_MAX_OBJECTS"]
+__all__ = ["DaskExecutor", "Shard", "ShardCutter", "ShardResult", "WorkerThroughput", "make_shards", "SHARD_MAX_BYTES", "SHARD_MAX_OBJECTS"]

@@ -1,6 +1,7 @@
 """Report rows and destination listings kept on disk while `verify` runs, so its memory does not grow with the object count.
 
-`RowSpool` collects report rows as checks complete (in any order), writes
+`RowSpool` collects report rows as checks complete (in any order; whole
+frames too: a cluster shard's rows, each at its manifest position), writes
 them to parquet part files every `rows_per_part` rows, and reads them back
 as one lazy frame in manifest order (then `unexpected` rows by key, each
 once). `KeySpool` holds (bucket, key, size, etag, storage class) rows: the
@@ -18,7 +19,7 @@ import heapq
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import polars as pl
 
@@ -63,6 +64,9 @@ class RowSpool:
         self._rows_per_part = rows_per_part
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] = []
+        # Rows that arrive already made (a cluster shard's report), with their positions: folded with `_rows`.
+        self._frames: list[pl.DataFrame] = []
+        self._frame_rows = 0
         self._strays: list[dict[str, Any]] = []
         self._parts: list[Path] = []
         self._stray_parts: list[Path] = []
@@ -77,6 +81,18 @@ class RowSpool:
             if len(self._rows) >= self._rows_per_part:
                 self._fold()
 
+    def add_frame(self, positions: Sequence[int], frame: pl.DataFrame) -> None:
+        """REPORT_SCHEMA rows made elsewhere (a cluster shard's report); `positions[i]` is row i's manifest position."""
+        if len(positions) != frame.height:
+            raise ValueError(f"{frame.height} report rows for {len(positions)} manifest positions")
+        typed = frame.select([pl.col(name).cast(dtype) for name, dtype in REPORT_SCHEMA.items()])
+        with self._lock:
+            self._frames.append(typed.with_columns(pl.Series(_SEQ, positions, dtype=pl.Int64())).select(list(self._schema)))
+            self._frame_rows += frame.height
+            self.count += frame.height
+            if len(self._rows) + self._frame_rows >= self._rows_per_part:
+                self._fold()
+
     def add_stray(self, row: dict[str, Any]) -> None:
         """An `unexpected` row: reported after the records, by key, each key once."""
         with self._lock:
@@ -86,10 +102,14 @@ class RowSpool:
                 self._fold()
 
     def _fold(self) -> None:
-        for rows, parts, sort in ((self._rows, self._parts, [_SEQ, "dest_bucket", "dest_key"]), (self._strays, self._stray_parts, ["dest_bucket", "dest_key"])):
-            if rows:
+        made, self._frames, self._frame_rows = self._frames, [], 0
+        for rows, frames, parts, sort in (
+            (self._rows, made, self._parts, [_SEQ, "dest_bucket", "dest_key"]),
+            (self._strays, [], self._stray_parts, ["dest_bucket", "dest_key"]),
+        ):
+            if rows or frames:
                 path = self.directory.new_file("rows")
-                pl.DataFrame(rows, schema=self._schema).sort(sort, nulls_last=True, maintain_order=True).write_parquet(path, row_group_size=_ROW_GROUP)
+                pl.concat([pl.DataFrame(rows, schema=self._schema), *frames]).sort(sort, nulls_last=True, maintain_order=True).write_parquet(path, row_group_size=_ROW_GROUP)
                 parts.append(path)
                 rows.clear()
 

@@ -129,11 +129,9 @@ def verify_migration(
     spool = None
     frame: pl.DataFrame | pl.LazyFrame
     if executor is not None:
-        # A cluster (migrate.cluster.DaskExecutor) checks the records on its workers; same rows, same order.
-        records = list(records)
-        frame = executor.verify(records, journal=journal, options=options, progress=progress)
-        population = sum(1 for r in records if r.action in VERIFIED_ACTIONS)
-        stats = VerifyStats(population=population, checked=population, not_verified=len(records) - population)
+        # A cluster (migrate.cluster.DaskExecutor) checks the records on its workers; same rows, same order,
+        # and the records stream through the driver as they do here (never a list of them).
+        frame, stats, spool = executor.verify(records, source=source, destination=destination, journal=journal, options=options, progress=progress)
     else:
         audit = Audit(source=source, destination=destination, journal=journal, options=options, progress=progress or NullProgress())
         frame, stats = audit.run(records)

@@ -319,3 +319,88 @@ def test_verify_refuses_sample_with_the_dask_executor_in_one_line(world: World, 
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "--sample is not available with --executor dask" in done.stderr
     assert not (world.tmp / "reports").exists()
+
+
+# -- verify in bounded driver memory ------------------------------------------------------
+def _migrated_records(world: World) -> list[ObjectRecord]:
+    """Migrate the world locally; its manifest's records, in manifest order."""
+    from migrate.manifest import scan_manifest
+    from migrate.records import frame_to_records
+
+    plan = world.plan()
+    run_migration(plan, state_dir=world.state, reports_dir=world.tmp / "reports")
+    return list(frame_to_records(scan_manifest(RunDirectory.for_plan(plan.name, state_dir=world.state).manifest).collect()))
+
+
+def _verify(world: World, records: Any, executor: DaskExecutor | None = None, progress: Any = None) -> Any:
+    from migrate.stores.factory import open_destination, open_source
+    from migrate.verify import VerifyOptions, verify_migration
+
+    plan = world.plan()
+    source = open_source(plan, concurrency=2, fetch_user_metadata=False)
+    destination = open_destination(plan, concurrency=2)
+    journal_path = RunDirectory.for_plan(plan.name, state_dir=world.state).journal
+    options = VerifyOptions(mode="fast", concurrency=2, expect_prefixes=((world.dest, "moved/"),))
+    try:
+        with TransferJournal(journal_path, readonly=True) as journal:
+            return verify_migration(
+                records, plan_name=plan.name, source=source, destination=destination, journal=journal, options=options, progress=progress, executor=executor
+            )
+    finally:
+        source.close()
+        destination.close()
+
+
+def test_cluster_verify_reads_its_records_as_shards_come_back_not_all_first(world: World, cluster: Any) -> None:
+    from migrate.progress import RecordingProgress
+
+    records = _migrated_records(world)
+    taken = 0
+
+    def stream() -> Iterator[ObjectRecord]:
+        nonlocal taken
+        for record in records:
+            taken += 1
+            yield record
+
+    class FirstResult(RecordingProgress):
+        """Notes how many records the driver had taken when the first shard's rows came back."""
+
+        taken_at_first: int | None = None
+
+        def advance(self, *, objects: int = 0, bytes_done: int = 0) -> None:
+            if self.taken_at_first is None:
+                self.taken_at_first = taken
+            super().advance(objects=objects, bytes_done=bytes_done)
+
+    # By address, as the CLI does: the executor makes its own client.
+    executor = DaskExecutor(world.plan(), scheduler=cluster.scheduler.address, max_objects=2)
+    progress = FirstResult()
+    try:
+        remote = _verify(world, stream(), executor=executor, progress=progress)
+        slots = executor._slots()  # 2 workers x 1 thread x SHARDS_IN_FLIGHT_PER_WORKER
+        # distributed logs the messages a client sent (each shard's records); the driver's client keeps none.
+        assert len(executor.client().scheduler_comm.recent_message_log) == 0
+    finally:
+        executor.close()
+    # `slots` shards in flight, one more being cut, and the record that closed it: never the whole manifest.
+    assert progress.taken_at_first is not None and progress.taken_at_first <= (slots + 1) * 2 + 1 < len(records)
+    assert progress.objects == len(records) and taken == len(records)
+    local = _verify(world, iter(records))
+    assert local.frame.drop("checked_at").to_dicts() == remote.frame.drop("checked_at").to_dicts()
+
+
+def test_cluster_verify_files_not_migrated_rows_and_counts_as_a_local_verify_does(world: World, cluster: Any) -> None:
+    records = _migrated_records(world)
+    world.s3.put_object(Bucket=world.dest, Key="moved/stray.txt", Body=b"x")
+    # Planned objects S3 cannot hold, and one the rules excluded, between the copied ones.
+    unwritable = ObjectRecord(
+        source_bucket=world.bucket, source_key="bad\x01key", size=3, dest_bucket=world.dest, dest_key="moved/bad\x01key", action="invalid-key", reason="a control character in the key"
+    )
+    excluded = ObjectRecord(source_bucket=world.bucket, source_key="tmp/skip.txt", size=5, action="excluded", reason="filters.exclude")
+    mixed = records[:7] + [unwritable] + records[7:20] + [excluded] + records[20:]
+    local = _verify(world, iter(mixed))
+    remote = _verify(world, iter(mixed), executor=_executor(world, cluster, max_objects=4))
+    assert local.counts()["not-migrated"] == 1 and local.counts()["unexpected"] == 1
+    assert local.frame.drop("checked_at").to_dicts() == remote.frame.drop("checked_at").to_dicts()
+    assert (remote.population, remote.not_verified) == (local.population, local.not_verified) == (len(records) + 1, 1)

@@ -35,6 +35,26 @@ def test_rows_added_in_any_order_come_back_in_manifest_order_then_strays_by_key_
     spool.directory.cleanup()
 
 
+def test_whole_frames_at_their_positions_interleave_with_single_rows_in_manifest_order() -> None:
+    from migrate.report_schema import report_frame
+
+    spool = RowSpool(rows_per_part=6)
+    # Shards of a cluster verify come back in any order; rows between them (not-migrated) are added one by one.
+    shards = [list(range(start, start + 4)) for start in range(0, 40, 5)]
+    random.Random(2).shuffle(shards)
+    for positions in shards:
+        spool.add_frame(positions, report_frame([_row(f"k{seq:03d}") for seq in positions]))
+    for seq in range(4, 40, 5):
+        spool.add(seq, _row(f"k{seq:03d}", status="not-migrated"))
+    with pytest.raises(ValueError, match="2 report rows for 1 manifest positions"):
+        spool.add_frame([99], report_frame([_row("x"), _row("y")]))
+    frame = spool.ordered().collect()
+    assert dict(frame.schema) == REPORT_SCHEMA
+    assert frame["dest_key"].to_list() == [f"k{i:03d}" for i in range(40)]
+    assert frame.filter(frame["status"] == "not-migrated")["dest_key"].to_list() == [f"k{i:03d}" for i in range(4, 40, 5)]
+    spool.directory.cleanup()
+
+
 def test_an_empty_spool_is_an_empty_report() -> None:
     spool = RowSpool()
     frame = spool.ordered().collect()

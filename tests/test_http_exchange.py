@@ -4,8 +4,8 @@ Each answer is sent by a real socket server on 127.0.0.1, byte for byte as
 written here, and read twice: once by the standard library's response class
 and once by ours; status, headers, keep-alive and body must agree. Requests
 `exchange` writes must be the bytes `http.client` writes, an answer left
-unread must never be read as the next one, and the S3 client must use all
-this (against SeaweedFS).
+unread must never be read as the next one, and the S3 client (against
+SeaweedFS) and the Supabase REST reader must use all this.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from migrate.stores.http_exchange import LeanResponse, exchange
 from migrate.stores.s3 import S3Location, S3Store
 from migrate.stores.s3_write import _NO_SETTINGS
+from migrate.stores.supabase_http import RestReader
 
 HEAD_AND_BODY = [
     # Repeated names (x-amz-meta-* may come twice), mixed case, a value with colons, trailing spaces.
@@ -133,8 +134,10 @@ def test_s3_lean_path_exchanges_through_lean_response(lean_store: S3Store, s3_bu
 class RecordingServer:
     """Answers each request on 127.0.0.1 with the next canned answer; keeps every request's bytes and counts connections."""
 
-    def __init__(self, answers: list[bytes]):
+    def __init__(self, answers: list[bytes], *, answers_per_connection: int | None = None):
         self.answers = list(answers)
+        # Hang up after this many answers on a connection, saying nothing (no `Connection: close`): a keep-alive timeout.
+        self.answers_per_connection = answers_per_connection
         self.requests: list[bytes] = []
         self.connections = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -154,6 +157,7 @@ class RecordingServer:
     def _talk(self, conn: socket.socket) -> None:
         with conn:
             pending = b""
+            answered = 0
             while self.answers:
                 while b"\r\n\r\n" not in pending:
                     data = conn.recv(65536)
@@ -167,6 +171,9 @@ class RecordingServer:
                 self.requests.append(head + b"\r\n\r\n" + pending[:length])
                 pending = pending[length:]
                 conn.sendall(self.answers.pop(0))
+                answered += 1
+                if answered == self.answers_per_connection:
+                    return
 
     def close(self) -> None:
         self.listener.close()
@@ -217,3 +224,43 @@ def test_exchange_refuses_the_headers_http_client_refuses(name: str, value: str)
         exchange(http.client.HTTPConnection("127.0.0.1", server.port, timeout=10), "GET", "/", host="h", headers={name: value})
     assert server.requests == []
     server.close()
+
+
+SUPABASE_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n\r\nabc"
+
+
+def _supabase_reader(server: RecordingServer) -> RestReader:
+    return RestReader(f"http://127.0.0.1:{server.port}/storage/v1", {"apikey": "sb_secret_x"}, timeout=10, connect_timeout=10)
+
+
+def _read_through(reader: RestReader) -> None:
+    reply = reader.get("/object/authenticated/b/k", headers={"Accept-Encoding": "identity", "Range": "bytes=0-2"})
+    assert type(reply._response) is LeanResponse
+    assert reply.read() == b"abc" and reply.headers.get("etag") == '"e"'
+    reply.close()
+
+
+def test_supabase_reader_exchanges_through_lean_response_with_the_request_http_client_writes() -> None:
+    server = RecordingServer([SUPABASE_ANSWER] * 4)
+    stdlib = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for _ in range(2):  # http.client adds `Accept-Encoding: identity` itself when none is given
+        stdlib.request("GET", "/storage/v1/object/authenticated/b/k", headers={"apikey": "sb_secret_x", "Range": "bytes=0-2"})
+        stdlib.getresponse().read()
+    reader = _supabase_reader(server)
+    for _ in range(2):
+        _read_through(reader)
+    reader.close()
+    server.close()
+    assert server.requests[2:] == server.requests[:2]  # one Accept-Encoding, the Host with its port
+    assert server.connections == 2  # each client kept its connection alive
+
+
+def test_supabase_reader_reconnects_once_when_its_kept_alive_connection_was_closed() -> None:
+    server = RecordingServer([SUPABASE_ANSWER] * 2, answers_per_connection=1)
+    reader = _supabase_reader(server)
+    _read_through(reader)  # its connection goes back to the idle list; the server has hung up on it
+    time.sleep(0.1)
+    _read_through(reader)  # the dead connection is replaced without an error
+    reader.close()
+    server.close()
+    assert server.connections == 2 and len(server.requests) == 2

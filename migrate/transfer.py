@@ -52,6 +52,8 @@ from migrate.checksums import (
 from migrate.encryption import Encryption, EncryptionSettings
 from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError, ObjectError, TransientError, UserInputError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
+from migrate.plan.endpoints import Destination
+from migrate.plan.model import TransferSettings
 from migrate.headers import source_headers  # noqa: F401 - importable from here as before
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
@@ -104,22 +106,26 @@ def transfer_objects(
     return result
 
 
+_PLAN_TRANSFER = TransferSettings()
+
+
 @dataclass(frozen=True)
 class TransferOptions:
     """How `run` moves bytes. Filled from the plan's `transfer` and `destination` sections."""
 
-    concurrency: int = 16
-    part_size: int = 16 * MiB
-    multipart_threshold: int = 64 * MiB
-    max_attempts: int = 5
+    # Defaults are the plan's (declared once, in migrate.plan.model): options built in code move bytes as a plan without `transfer:` does.
+    concurrency: int = _PLAN_TRANSFER.concurrency
+    part_size: int = _PLAN_TRANSFER.part_size
+    multipart_threshold: int = _PLAN_TRANSFER.multipart_threshold
+    max_attempts: int = _PLAN_TRANSFER.max_attempts
     # "SHA256", "CRC32", "CRC32C" or "CRC64NVME" (awscrt); None sends Content-MD5 only. Multipart
     # objects carry a full-object CRC instead of SHA-256 (see `full_object_algorithm`).
-    checksum_algorithm: str | None = "SHA256"
+    checksum_algorithm: str | None = _PLAN_TRANSFER.checksum_algorithm
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     # Per-rule SSE overrides (rule name -> (sse, kms key)); the two fields above are the default.
     encryption_by_rule: Mapping[str, Encryption] = field(default_factory=dict)
-    on_conflict: str = "skip"
+    on_conflict: str = Destination.model_fields["on_conflict"].default
     # Whether the destination honours If-None-Match: * (then skip/fail need no
     # HEAD before each write). None: find out with one probe per run.
     conditional_writes: bool | None = None

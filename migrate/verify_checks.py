@@ -20,6 +20,7 @@ from migrate.errors import UserInputError
 from migrate.headers import CARRIED_HEADERS
 from migrate.journal import STATE_DONE, STATE_FAILED, STATE_IN_PROGRESS, STATE_SKIPPED, JournalRow, record_fingerprint
 from migrate.metadata import comparable_metadata
+from migrate.plan.model import TransferSettings, VerifySettings
 from migrate.records import Action, ObjectRecord
 from migrate.stores.base import ObjectInfo
 
@@ -30,15 +31,19 @@ BLOCKED_FIX = "not migrated: exclude it with filters.exclude (or a rule with exc
 MODES = ("quick", "fast", "deep")
 
 
+_PLAN_VERIFY = VerifySettings()
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     """How `verify` checks. `expect_prefixes`: (dest_bucket, prefix) pairs scanned for unexpected objects."""
 
-    mode: Literal["quick", "fast", "deep"] = "fast"
-    concurrency: int = 16
+    # Defaults are the plan's (declared once, in migrate.plan.model).
+    mode: Literal["quick", "fast", "deep"] = _PLAN_VERIFY.mode
+    concurrency: int = _PLAN_VERIFY.concurrency
     sample: int | None = None
     seed: int = 0
-    max_attempts: int = 5
+    max_attempts: int = TransferSettings.model_fields["max_attempts"].default
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     # Per-rule SSE overrides (rule name -> (sse, kms key)), as `run` applied them.

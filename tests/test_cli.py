@@ -412,3 +412,19 @@ def test_the_backup_package_still_offers_its_api() -> None:
     assert migrate.backup.take_backup is take_backup
     with pytest.raises(AttributeError):
         migrate.backup.no_such_name  # noqa: B018
+
+
+def test_a_key_the_destination_stores_under_another_key_is_neither_copied_nor_verified(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """SeaweedFS stores `a//b.txt` as `a/b.txt` and answers HEAD and GET of `a//b.txt` with it (tests/stack/test_seaweed.py); AWS S3 keeps the key."""
+    env.upload({"plugins/alpha/1.0.0/a//b.txt": 10}, offset=50)
+    planned = "plugins/alpha/1.0.0/a//b.txt"  # no rule matches an empty segment: the key is kept as it is
+    assert env.migrate("plan") == 0
+    capsys.readouterr()
+    assert env.migrate("run") != 0
+    out = capsys.readouterr()
+    assert "1 failed" in out.out and "lists no object under this key" in out.out + out.err, out
+    assert env.migrate("verify") == 3
+    capsys.readouterr()
+    verify_dir = [d for d in (env.tmp / "reports").glob("cli-*-2*") if (d / "report.parquet").exists()][0]
+    rows = {row["dest_key"]: row["status"] for row in pl.read_parquet(verify_dir / "report.parquet").iter_rows(named=True)}
+    assert rows[planned] == "missing" and list(rows.values()).count("match") == 7

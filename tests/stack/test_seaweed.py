@@ -185,12 +185,17 @@ def test_path_like_keys_are_normalised_like_file_paths(s3_client: Any, s3_bucket
     """botocore sends each key as it is (S3SigV4Auth._normalize_url_path: "For S3, we do not normalize the path"); SeaweedFS maps it to a filer path."""
     for key in ("a//b.txt", "/lead", "x//", "m//k"):
         s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"12345")
+    s3_client.copy_object(Bucket=s3_bucket, Key="c//opy", CopySource={"Bucket": s3_bucket, "Key": "lead"})
+    upload = s3_client.create_multipart_upload(Bucket=s3_bucket, Key="mp//k")["UploadId"]
+    part = s3_client.upload_part(Bucket=s3_bucket, Key="mp//k", UploadId=upload, PartNumber=1, Body=b"12345")["ETag"]
+    s3_client.complete_multipart_upload(Bucket=s3_bucket, Key="mp//k", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
     for key in ("a/./b", "a/../b"):
         with pytest.raises(ClientError) as err:
             s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"12345")
         assert error_code(err) == ("InvalidRequest", 400)
     listed = {o["Key"]: o["Size"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]}
-    assert listed == {"a/b.txt": 5, "lead": 5, "x/": 0, "m/k": 5}
+    assert listed == {"a/b.txt": 5, "lead": 5, "x/": 0, "m/k": 5, "c/opy": 5, "mp/k": 5}
+    assert s3_client.head_object(Bucket=s3_bucket, Key="x/")["ETag"] == f'"{hashlib.md5(b"12345").hexdigest()}"'  # a folder now
     # HEAD and GET answer for the written key with the collapsed key's object: only a listing tells them apart.
     assert s3_client.head_object(Bucket=s3_bucket, Key="a//b.txt")["ContentLength"] == 5
     s3_client.put_object(Bucket=s3_bucket, Key="a/b.txt", Body=b"other")

@@ -428,3 +428,4 @@ def test_a_key_the_destination_stores_under_another_key_is_neither_copied_nor_ve
     verify_dir = [d for d in (env.tmp / "reports").glob("cli-*-2*") if (d / "report.parquet").exists()][0]
     rows = {row["dest_key"]: row["status"] for row in pl.read_parquet(verify_dir / "report.parquet").iter_rows(named=True)}
     assert rows[planned] == "missing" and list(rows.values()).count("match") == 7
+    assert rows["plugins/alpha/1.0.0/a/b.txt"] == "unexpected"  # the object it was stored as, left in place (see KeyNotKept)

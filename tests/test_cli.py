@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import boto3
 import httpx
 import polars as pl
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from migrate.cli import main
 from migrate.report import REPORT_SCHEMA
 from migrate.stores.supabase import encode_key
+from tests.test_bucket_config import moto_endpoint  # noqa: F401 - a fixture: moto keeps keys as AWS S3 does
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -412,3 +414,51 @@ def test_the_backup_package_still_offers_its_api() -> None:
     assert migrate.backup.take_backup is take_backup
     with pytest.raises(AttributeError):
         migrate.backup.no_such_name  # noqa: B018
+
+
+def test_a_key_the_destination_stores_under_another_key_is_neither_copied_nor_verified(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """SeaweedFS stores `a//b.txt` as `a/b.txt` and answers HEAD and GET of `a//b.txt` with it (tests/stack/test_seaweed.py); AWS S3 keeps the key."""
+    env.upload({"plugins/alpha/1.0.0/a//b.txt": 10}, offset=50)
+    planned = "plugins/alpha/1.0.0/a//b.txt"  # no rule matches an empty segment: the key is kept as it is
+    assert env.migrate("plan") == 0
+    capsys.readouterr()
+    assert env.migrate("run") == 3
+    out = capsys.readouterr()
+    assert "Copied 7 objects" in out.out and "1 failed" in out.out and "lists no object under this key" in out.out + out.err, out
+    assert env.migrate("verify") == 3
+    capsys.readouterr()
+    verify_dir = [d for d in (env.tmp / "reports").glob("cli-*-2*") if (d / "report.parquet").exists()][0]
+    rows = {row["dest_key"]: row["status"] for row in pl.read_parquet(verify_dir / "report.parquet").iter_rows(named=True)}
+    assert rows[planned] == "missing" and list(rows.values()).count("match") == 7
+    assert rows["plugins/alpha/1.0.0/a/b.txt"] == "unexpected"  # the object it was stored as, left in place (see KeyNotKept)
+
+
+def test_s3_source_keys_the_destination_stores_under_other_keys_are_failed_and_missing(
+    moto_endpoint: str, seaweed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An S3 source that keeps `a//b.txt` and `/lead` (moto, like AWS) into SeaweedFS, which stores them as `a/b.txt` and `lead`."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)  # moto takes any key pair
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    source = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    source.create_bucket(Bucket="src-keys")
+    for key in ("a//b.txt", "/lead", "plain.txt"):
+        source.put_object(Bucket="src-keys", Key=key, Body=key.encode() * 3)
+    assert sorted(o["Key"] for o in source.list_objects_v2(Bucket="src-keys")["Contents"]) == ["/lead", "a//b.txt", "plain.txt"]
+    dest = f"keys-{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=dest)
+    plan = tmp_path / "keys.yaml"
+    plan.write_text(
+        f"""version: 1
+name: {dest}
+source: {{type: s3, endpoint_url: "{moto_endpoint}", region: us-east-1, buckets: [src-keys]}}
+destination: {{bucket: {dest}, endpoint_url: "{seaweed.endpoint_url}", region: us-east-1}}
+"""
+    )
+    common = [str(plan), "--state-dir", str(tmp_path / "state"), "--reports-dir", str(tmp_path / "reports")]
+    assert main(["plan", *common]) == 0
+    assert main(["run", *common, "--no-progress"]) == 3
+    assert "Copied 1 objects" in capsys.readouterr().out
+    assert main(["verify", *common, "--no-progress"]) == 3
+    (report,) = (tmp_path / "reports").glob(f"{dest}-*/report.parquet")
+    rows = {row["dest_key"]: row["status"] for row in pl.read_parquet(report).iter_rows(named=True)}
+    assert rows == {"a//b.txt": "missing", "/lead": "missing", "plain.txt": "match", "a/b.txt": "unexpected", "lead": "unexpected"}

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from migrate.errors import BucketNotFound, ObjectError
+from migrate.errors import BucketNotFound, ObjectError, ObjectNotFound
 from migrate.metadata import decode_metadata
 from migrate.stack.faultproxy import FaultProxy, FaultRule
 from migrate.stack.seaweed import SeaweedServer
-from migrate.stores.s3 import LIST_PAGE_SIZE, FolderKeyRefused, HeaderRefused, S3Location, S3Store, _NO_SETTINGS, write_settings
+from migrate.stores.s3 import LIST_PAGE_SIZE, FolderKeyRefused, HeaderRefused, KeyNotKept, S3Location, S3Store, _NO_SETTINGS, write_settings
 
 from tests.test_metadata import CORPUS
 
@@ -138,6 +138,19 @@ def test_a_key_ending_in_slash_with_bytes_is_never_left_as_zero_bytes(seaweed: S
     store.put_object(s3_bucket, "empty-folder/", b"", content_md5=hashlib.md5(b"").digest(), **_NO_SETTINGS)
     assert store.head(s3_bucket, "empty-folder/") is not None
 
+
+
+@pytest.mark.parametrize("fast_data_path", [True, False])
+def test_a_key_stored_under_another_key_is_not_found_and_its_write_fails(seaweed: SeaweedServer, s3_client: Any, s3_bucket: str, fast_data_path: bool) -> None:
+    """SeaweedFS stores `a//b.txt` as `a/b.txt` and `/lead` as `lead`, and answers HEAD/GET of the written key with that object; AWS S3 keeps both keys."""
+    store = _store(seaweed, fast_data_path=fast_data_path)
+    s3_client.put_object(Bucket=s3_bucket, Key="a/b.txt", Body=b"another object")
+    assert store.head(s3_bucket, "a//b.txt") is None and store.head(s3_bucket, "a/b.txt") is not None
+    with pytest.raises(ObjectNotFound, match=r"s3://.*/a//b.txt: no object is listed under this key"):
+        store.open(s3_bucket, "a//b.txt")
+    for key in ("a//b.txt", "/lead"):
+        with pytest.raises(KeyNotKept, match=rf"s3://.*/{key}: the destination lists no object under this key after the write"):
+            store.put_object(s3_bucket, key, b"12345", content_md5=hashlib.md5(b"12345").digest(), **_NO_SETTINGS)
 
 def test_stores_share_one_botocore_data_loader() -> None:
     """A run opens a source and a destination store: the S3 service model is loaded once for both, not per client."""

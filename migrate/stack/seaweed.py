@@ -54,6 +54,14 @@ Differs from AWS S3, or missing (use moto for these, and say so in the test)
 - ListParts does not return the parts' checksums.
 - SSE-KMS (aws:kms) is 500 InternalError: there is no KMS.
 - MaxKeys above 1000 is honoured (AWS caps a page at 1000).
+- Keys are file paths: `a//b.txt` is stored as `a/b.txt`, `/lead` as
+  `lead`, `x//` as the empty folder `x/` (also through multipart and
+  CopyObject), and `a/./b`, `a/../b` are 400 InvalidRequest. HEAD, GET and
+  DELETE of the written key reach the collapsed key's object, so two keys
+  collide (If-None-Match: * sees the other one); only ListObjectsV2 shows
+  the key stored, and only from a prefix ending at the last '//' (a prefix
+  `a//b` is echoed back: `a//b.txt`). botocore sends keys unchanged. A key ending in
+  "/" with bytes becomes an empty folder (ETag still the body's MD5).
 - Without `-s3.autoCreateBucket=false` a PutObject to a missing bucket
   creates it, and without `-s3.allowDeleteBucketNotEmpty=false` DeleteBucket
   empties a bucket: both are set here so tests see AWS behaviour.

@@ -24,17 +24,10 @@ from migrate.errors import BucketNotFound, ObjectNotFound, ServiceUnavailable, T
 from migrate.metadata import decode_metadata
 from migrate.retry import call_with_retries
 from migrate.stores.base import ObjectInfo, SourceStore, checked_body, fetch_each, range_header
-from migrate.stores.s3_errors import (  # noqa: F401 - re-exported: the engine catches these from here
-    ConditionalWriteFailed,
-    FolderKeyRefused,
-    HeaderRefused,
-    UploadGone,
-    _error_code,
-    translate_error,
-)
+from migrate.stores.s3_errors import ConditionalWriteFailed, FolderKeyRefused, HeaderRefused, KeyNotKept, UploadGone, _error_code, translate_error  # noqa: F401 - re-exported: the engine catches these from here
 from migrate.stores.s3_http import S3HttpClient
 from migrate.stores.s3_resolve import S3Resolution
-from migrate.stores.s3_write import _NO_SETTINGS, naming_headers as _naming_headers, send_expires_as_text, write_settings  # noqa: F401 - re-exported
+from migrate.stores.s3_write import _NO_SETTINGS, naming_headers as _naming_headers, path_like_key, send_expires_as_text, write_settings  # noqa: F401 - re-exported
 
 # How much of a response body we pull per read: large enough to keep per-call
 # overhead low, small enough that it is noise next to the part size.
@@ -303,7 +296,20 @@ class S3Store(SourceStore):
             if isinstance(translated, ObjectNotFound):
                 return None
             raise translated from err
-        return self._info_from_head(key, response)
+        return self._info_from_head(key, response) if self._listed_as_written(bucket, key) else None
+
+    def _listed_as_written(self, bucket: str, key: str) -> bool:
+        """False when `key` is path-like and not listed: its HEAD or GET reached another key's object (`path_like_key`)."""
+        # The prefix ends at the last '//': SeaweedFS echoes a prefix `a//b` back as the key `a//b.txt` for its `a/b.txt`.
+        prefix, token = key[: key.rindex("//") + 2] if "//" in key else key, None
+        while path_like_key(key):
+            page = self._list_page(bucket, prefix, token)
+            if any(item["Key"] == key for item in page.get("Contents", [])):
+                return True
+            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+            if not token:
+                return False
+        return True
 
     def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[ObjectInfo, Iterator[bytes]]:
         """GET the object (or a range); return its metadata and a chunk iterator.
@@ -312,6 +318,8 @@ class S3Store(SourceStore):
         announced length (a truncated response is a failed attempt).
         """
         what = f"s3://{bucket}/{key}"
+        if not self._listed_as_written(bucket, key):  # GET would read another key's object
+            raise ObjectNotFound(f"{what}: no object is listed under this key")
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         byte_range = range_header(offset, length)
         if byte_range:
@@ -348,7 +356,6 @@ class S3Store(SourceStore):
             filled, expected=info.size, what=what, close=filled.close, translate=lambda err: translate_error(err, what=what)  # type: ignore[arg-type, attr-defined]
         )
 
-
     # -- destination primitives -------------------------------------------
     def put_object(
         self,
@@ -373,8 +380,12 @@ class S3Store(SourceStore):
     def _check_folder_key(self, bucket: str, key: str, size: int) -> None:
         """A key ending in "/" with bytes is an object; some servers (SeaweedFS) keep it as an empty folder.
 
-        Such a write is undone and failed with the reason, never left as 0 bytes.
+        Such a write is undone and failed with the reason, never left as 0 bytes;
+        a path-like key stored under another key (`path_like_key`) fails too.
         """
+        if not self._listed_as_written(bucket, key):
+            # Not deleted: a DELETE of this key would reach the object it was stored as, maybe another record's.
+            raise KeyNotKept(f"s3://{bucket}/{key}: the destination lists no object under this key after the write (it stores keys as file paths: '//' collapsed, a leading '/' dropped); map it to another key with a rule, or exclude it")
         if not key.endswith("/") or size == 0:
             return
         stored = call_with_retries(lambda: self.head(bucket, key), max_attempts=self.max_attempts)
@@ -586,3 +597,4 @@ class S3Store(SourceStore):
         if self.http is not None:
             self.http.close()
         self.client.close()
+

@@ -29,6 +29,10 @@ class FolderKeyRefused(ObjectError):
     """The destination did not keep the bytes of a key ending in "/" (it made a folder of it)."""
 
 
+class KeyNotKept(ObjectError):
+    """The destination stored a written key under another key (a server that keeps keys as file paths collapses '//')."""
+
+
 class UploadGone(ObjectError):
     """A multipart upload recorded in the journal no longer exists at the destination."""
 

@@ -105,4 +105,13 @@ def naming_headers(err: HeaderRefused, write_args: Mapping[str, Any]) -> HeaderR
     return HeaderRefused(f"{message}; it refuses one of the headers sent: {listed}")
 
 
-__all__ = ["write_settings", "naming_headers", "send_expires_as_text"]
+def path_like_key(key: str) -> bool:
+    """A key a server keeping keys as file paths stores under another key (SeaweedFS 4.48: `a//b` as `a/b`, `/a` as `a`).
+
+    AWS S3 keeps such keys as they are; HEAD cannot tell (SeaweedFS answers it
+    with the other key's object), so these keys are confirmed by a listing.
+    """
+    return "//" in key or key.startswith("/")
+
+
+__all__ = ["write_settings", "naming_headers", "send_expires_as_text", "path_like_key"]

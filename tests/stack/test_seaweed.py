@@ -180,6 +180,35 @@ def test_zero_byte_objects_and_odd_keys(s3_client: Any, s3_bucket: str) -> None:
     assert s3_client.get_object(Bucket=s3_bucket, Key="ünïcode/naïve café.txt")["Body"].read() == "ünïcode/naïve café.txt".encode()
 
 
+
+def test_path_like_keys_are_normalised_like_file_paths(s3_client: Any, s3_bucket: str) -> None:
+    """botocore sends each key as it is (S3SigV4Auth._normalize_url_path: "For S3, we do not normalize the path"); SeaweedFS maps it to a filer path."""
+    for key in ("a//b.txt", "/lead", "x//", "m//k"):
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"12345")
+    s3_client.copy_object(Bucket=s3_bucket, Key="c//opy", CopySource={"Bucket": s3_bucket, "Key": "lead"})
+    upload = s3_client.create_multipart_upload(Bucket=s3_bucket, Key="mp//k")["UploadId"]
+    part = s3_client.upload_part(Bucket=s3_bucket, Key="mp//k", UploadId=upload, PartNumber=1, Body=b"12345")["ETag"]
+    s3_client.complete_multipart_upload(Bucket=s3_bucket, Key="mp//k", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
+    for key in ("a/./b", "a/../b"):
+        with pytest.raises(ClientError) as err:
+            s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"12345")
+        assert error_code(err) == ("InvalidRequest", 400)
+    listed = {o["Key"]: o["Size"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert listed == {"a/b.txt": 5, "lead": 5, "x/": 0, "m/k": 5, "c/opy": 5, "mp/k": 5}
+    assert s3_client.head_object(Bucket=s3_bucket, Key="x/")["ETag"] == f'"{hashlib.md5(b"12345").hexdigest()}"'  # a folder now
+    # HEAD and GET answer for the written key with the collapsed key's object: only a listing tells them apart.
+    assert s3_client.head_object(Bucket=s3_bucket, Key="a//b.txt")["ContentLength"] == 5
+    s3_client.put_object(Bucket=s3_bucket, Key="a/b.txt", Body=b"other")
+    assert s3_client.get_object(Bucket=s3_bucket, Key="a//b.txt")["Body"].read() == b"other"  # two keys, one object
+    with pytest.raises(ClientError) as err:
+        s3_client.put_object(Bucket=s3_bucket, Key="/lead", Body=b"z", IfNoneMatch="*")
+    assert error_code(err) == ("PreconditionFailed", 412)  # '/lead' collides with 'lead'
+    # A listing prefix is split at its last '/': the directory part is normalised, but echoed back when a name part follows.
+    assert [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="a//b")["Contents"]] == ["a//b.txt"]
+    assert [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="a//")["Contents"]] == ["a/b.txt"]
+    s3_client.delete_object(Bucket=s3_bucket, Key="m//k")
+    assert not exists(s3_client, s3_bucket, "m/k")
+
 def test_tagging_delete_objects_and_url_encoded_listing(s3_client: Any, s3_bucket: str) -> None:
     s3_client.put_object(Bucket=s3_bucket, Key="tagged", Body=b"1", Tagging="source=supabase&bucket=docs")
     tags = s3_client.get_object_tagging(Bucket=s3_bucket, Key="tagged")["TagSet"]

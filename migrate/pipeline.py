@@ -30,7 +30,7 @@ from migrate.stores.base import SourceStore
 from migrate.stores.factory import open_destination, open_source
 from migrate.stores.s3 import S3Store
 from migrate.transfer import TransferOptions, TransferResult, transfer_objects
-from migrate.verify import ManifestScan, VerifyOptions, source_audit_for_plan, verify_migration
+from migrate.verify import VERIFIED_ACTIONS, ManifestScan, VerifyOptions, source_audit_for_plan, verify_migration
 
 if TYPE_CHECKING:
     from migrate.cluster import DaskExecutor
@@ -283,7 +283,7 @@ def verify_plan(
     manifest = scan_manifest(run_dir.manifest)
     settings = plan.verify
     if sample is None and settings.sample_percent:
-        verified = manifest.filter(pl.col("action").is_in(["copy", "skip-existing"])).select(pl.len()).collect().item()
+        verified, _ = count_rows(manifest, *VERIFIED_ACTIONS)
         sample = max(1, round(verified * settings.sample_percent / 100))
     options = VerifyOptions(
         mode=(mode or settings.mode),  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ from migrate.errors import FatalError, IntegrityError, Interrupted, MigrateError
 from migrate.journal import STATE_DONE, STATE_SKIPPED, JournalRow, TransferJournal, record_fingerprint
 from migrate.plan.endpoints import Destination
 from migrate.plan.model import TransferSettings
-from migrate.headers import source_headers  # noqa: F401 - importable from here as before
+from migrate.headers import source_headers
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord
 from migrate.ratelimit import RateLimits
@@ -62,16 +62,7 @@ from migrate.retry import OUTAGE_BUDGET, OUTAGE_WINDOW, OutageMonitor, RunStoppi
 from migrate.stores.base import ObjectInfo, SourceStore
 from migrate.stores.s3 import ConditionalWriteFailed, S3Store
 from migrate.transfer_conflicts import CONFLICT_POLICIES, ConflictPolicy
-from migrate.transfer_multipart import (  # noqa: F401 - KILL_STEPS, ByteBudget: importable from here
-    KILL_STEPS,
-    ByteBudget,
-    MultipartTransfers,
-    PartBuffers,
-    _Cancelled,
-    _crash_point,
-    _MultipartJob,
-    _sent,
-)
+from migrate.transfer_multipart import ByteBudget, MultipartTransfers, PartBuffers, _Cancelled, _crash_point, _MultipartJob, _sent
 
 log = logging.getLogger(__name__)
 
@@ -423,20 +414,22 @@ class Transfer(ConflictPolicy, MultipartTransfers):
                 info, pieces = self.source.open_into(record.source_bucket, record.source_key, body, offset=offset)
                 # A range's length is not the object's size: ranges compare the eTag only.
                 self._check_source(record, record.size, info.etag, pieces)
-                for piece in pieces:
-                    self.limits.read(len(piece), stop=self.stop)
-                    digests.update(piece)
-                    received += len(piece)
+                with _closed_after(pieces):
+                    for piece in pieces:
+                        self.limits.read(len(piece), stop=self.stop)
+                        digests.update(piece)
+                        received += len(piece)
                 if received != length:
                     raise IntegrityError(f"{what}: range at {offset} returned {received} of {length} bytes")
                 return info
             assert isinstance(body, bytearray)
             info, chunks = self.source.open(record.source_bucket, record.source_key)
             self._check_source(record, info.size, info.etag, chunks)
-            for chunk in chunks:
-                self.limits.read(len(chunk), stop=self.stop)
-                body += chunk
-                digests.update(chunk)
+            with _closed_after(chunks):
+                for chunk in chunks:
+                    self.limits.read(len(chunk), stop=self.stop)
+                    body += chunk
+                    digests.update(chunk)
         return info
 
     def _copy_whole_attempt(self, record: ObjectRecord, conditional: bool) -> tuple[str, str, str, tuple[str, str] | None, str]:
@@ -568,6 +561,15 @@ class _Work:
     fingerprint: str
     owned: bool
     resumable: JournalRow | None
+
+
+@contextmanager
+def _closed_after(body: Iterator[Any]) -> Iterator[None]:
+    """Close a source body however its reading ends (a stop, a hash or length refusal): its connection goes back or is dropped now, not at GC."""
+    try:
+        yield
+    finally:
+        getattr(body, "close", lambda: None)()
 
 
 def _batches(records: Iterable[ObjectRecord], size: int) -> Iterator[list[ObjectRecord]]:

@@ -63,7 +63,7 @@ import polars as pl
 
 from migrate.catalog_check import catalog_cross_check, inventory_frame
 from migrate.journal import TransferJournal
-from migrate.manifest import READ_BATCH_ROWS, count_rows
+from migrate.manifest import READ_BATCH_ROWS, action_batches, count_rows
 from migrate.progress import NullProgress, Progress
 from migrate.records import ObjectRecord, frame_to_records
 from migrate.report import VerificationReport
@@ -166,9 +166,8 @@ class ManifestScan:
         self.slice_rows = slice_rows
 
     def __iter__(self) -> Iterator[ObjectRecord]:
-        total, _ = count_rows(self.manifest)
-        for offset in range(0, total, self.slice_rows):
-            yield from frame_to_records(self.manifest.slice(offset, self.slice_rows).collect())
+        for batch in action_batches(self.manifest, batch_rows=self.slice_rows):  # a corrupt manifest: StateDirectoryError, not a polars traceback
+            yield from frame_to_records(batch)
 
     def totals(self, actions: Iterable[str]) -> tuple[int, int]:
         """(records, bytes) whose action is one of `actions`, counted by polars."""

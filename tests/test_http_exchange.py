@@ -264,3 +264,22 @@ def test_supabase_reader_reconnects_once_when_its_kept_alive_connection_was_clos
     reader.close()
     server.close()
     assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_header_block_with_no_headers_ends_at_once_and_the_next_answer_is_read_whole() -> None:
+    """A 100 Continue has no headers: its blank line ends its block (the next answer's head was taken for its headers)."""
+    import io
+
+    from migrate.stores.http_exchange import read_headers
+
+    reader = io.BufferedReader(io.BytesIO(b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    assert len(read_headers(reader)) == 0
+    assert reader.read() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_a_refused_header_value_is_not_echoed_in_the_error() -> None:
+    """The value may be a key read with a stray newline (apikey, Authorization): the message names the header only."""
+    conn = http.client.HTTPConnection("127.0.0.1", 9)  # never connected: the header is refused first
+    with pytest.raises(ValueError) as refused:
+        exchange(conn, "GET", "/", host="h", headers={"apikey": "sb_secret_abcdef\nX: y"})
+    assert "sb_secret_abcdef" not in str(refused.value) and "apikey" in str(refused.value)

@@ -148,6 +148,8 @@ def test_a_key_stored_under_another_key_is_not_found_and_its_write_fails(seaweed
     assert store.head(s3_bucket, "a//b.txt") is None and store.head(s3_bucket, "a/b.txt") is not None
     with pytest.raises(ObjectNotFound, match=r"s3://.*/a//b.txt: no object is listed under this key"):
         store.open(s3_bucket, "a//b.txt")
+    with pytest.raises(ObjectNotFound, match=r"no object is listed under this key"):  # a multipart part's ranged read too
+        store.open_into(s3_bucket, "a//b.txt", memoryview(bytearray(5)), offset=0)
     for key in ("a//b.txt", "/lead"):
         with pytest.raises(KeyNotKept, match=rf"s3://.*/{key}: the destination lists no object under this key after the write"):
             store.put_object(s3_bucket, key, b"12345", content_md5=hashlib.md5(b"12345").digest(), **_NO_SETTINGS)

@@ -946,17 +946,3 @@ def test_an_expires_the_destination_cannot_parse_fails_that_object_naming_it(sea
     assert "cannot parse a date" in result.failures[0].error and "Expires: '0'" in result.failures[0].error
     assert seaweed.client().head_object(Bucket=dest, Key="dated")["ResponseMetadata"]["HTTPHeaders"]["expires"] == "Wed, 01 Dec 2094 16:00:00 GMT"
 
-
-def test_options_built_in_code_default_to_what_a_plan_without_transfer_gets() -> None:
-    """The defaults are written once, in the plan model; the engine's options read them from there."""
-    from migrate.plan import parse_plan
-    from migrate.verify_checks import VerifyOptions
-
-    plan = parse_plan("version: 1\nsource: {type: s3, buckets: [a]}\ndestination: {bucket: dest-b}\n", source_name="p.yaml")
-    options, settings = TransferOptions(), plan.transfer
-    assert (options.concurrency, options.part_size, options.multipart_threshold, options.max_attempts, options.checksum_algorithm) == (
-        settings.concurrency, settings.part_size, settings.multipart_threshold, settings.max_attempts, settings.checksum_algorithm
-    )
-    assert options.on_conflict == plan.require_destination().on_conflict
-    verify = VerifyOptions()
-    assert (verify.mode, verify.concurrency, verify.max_attempts) == (plan.verify.mode, plan.verify.concurrency, settings.max_attempts)

@@ -96,7 +96,7 @@ def read_headers(fp: object) -> ResponseHeaders:
         if malformed:
             continue
         text = line.decode("iso-8859-1")
-        if text[0] in " \t":  # a folded line continues the field before it (a first line like it is dropped, as email does)
+        if text[:1] in (" ", "\t"):  # a folded line continues the field before it (a first line like it is dropped, as email does)
             if fields:
                 name, value = fields[-1]
                 fields[-1] = (name, f"{value} {text.strip()}" if value else text.strip())
@@ -119,6 +119,9 @@ def _header_lines(fp: object) -> list[bytes]:
     peek = getattr(fp, "peek", None)
     if peek is not None:
         buffered = peek(MAX_LINE)
+        if buffered.startswith(b"\r\n"):  # no headers (a 100 Continue): the next block is the next answer's
+            fp.read(2)  # type: ignore[attr-defined]
+            return []
         end = buffered.find(b"\r\n\r\n")
         if end >= 0 and b"\n" not in buffered[:end].replace(b"\r\n", b""):
             lines = buffered[:end].split(b"\r\n") if end else []
@@ -203,15 +206,16 @@ def exchange(
     if previous is not None and not previous.isclosed():
         conn.close()
     conn._migrate_last_response = None  # type: ignore[attr-defined]
-    if conn.sock is None:
-        conn.connect()
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
     for name, value in headers.items():
         if not _LEGAL_NAME(name):
             raise ValueError(f"Invalid header name {name!r}")
         if _ILLEGAL_VALUE(value):
-            raise ValueError(f"Invalid header value {value!r}")
+            # Not the value: it may be a key (apikey, Authorization, a session token) read with a stray newline.
+            raise ValueError(f"Invalid header value for {name!r} (CR/LF not followed by whitespace)")
         lines.append(f"{name}: {value}")
+    if conn.sock is None:
+        conn.connect()
     lines.append("\r\n")
     head = "\r\n".join(lines).encode("latin-1")
     sock = conn.sock

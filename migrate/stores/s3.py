@@ -301,15 +301,16 @@ class S3Store(SourceStore):
     def _listed_as_written(self, bucket: str, key: str) -> bool:
         """False when `key` is path-like and not listed: its HEAD or GET reached another key's object (`path_like_key`)."""
         # The prefix ends at the last '//': SeaweedFS echoes a prefix `a//b` back as the key `a//b.txt` for its `a/b.txt`.
+        if not path_like_key(key):
+            return True
         prefix, token = key[: key.rindex("//") + 2] if "//" in key else key, None
-        while path_like_key(key):
+        while True:
             page = self._list_page(bucket, prefix, token)
             if any(item["Key"] == key for item in page.get("Contents", [])):
                 return True
             token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
             if not token:
                 return False
-        return True
 
     def open(self, bucket: str, key: str, *, offset: int = 0, length: int | None = None) -> tuple[ObjectInfo, Iterator[bytes]]:
         """GET the object (or a range); return its metadata and a chunk iterator.
@@ -347,7 +348,7 @@ class S3Store(SourceStore):
 
     def open_into(self, bucket: str, key: str, buffer: memoryview, *, offset: int) -> tuple[ObjectInfo, Iterator[memoryview]]:
         """A range straight into `buffer` on the lean path (see `S3HttpClient.get_into`); else the copying default."""
-        if self.http is None or not len(buffer):
+        if self.http is None or not len(buffer) or path_like_key(key):  # path-like: through `open`, which checks the listing
             return super().open_into(bucket, key, buffer, offset=offset)
         what = f"s3://{bucket}/{key}"
         fields, filled = self.http.get_into(bucket, key, buffer, offset=offset)
@@ -380,8 +381,7 @@ class S3Store(SourceStore):
     def _check_folder_key(self, bucket: str, key: str, size: int) -> None:
         """A key ending in "/" with bytes is an object; some servers (SeaweedFS) keep it as an empty folder.
 
-        Such a write is undone and failed with the reason, never left as 0 bytes;
-        a path-like key stored under another key (`path_like_key`) fails too.
+        Such a write is undone and failed with the reason, never left as 0 bytes; a path-like key stored under another key fails too.
         """
         if not self._listed_as_written(bucket, key):
             # Not deleted: a DELETE of this key would reach the object it was stored as, maybe another record's.

@@ -25,6 +25,8 @@ def fetch_jwks_document(url: str) -> Any:
         answer = httpx.get(url, timeout=FETCH_TIMEOUT, headers={"Accept": "application/json"}, follow_redirects=True)
     except httpx.TransportError as err:
         raise TransientError(f"{url}: {type(err).__name__}") from err
+    except httpx.HTTPError as err:  # not transient (TooManyRedirects, an invalid URL): the request fails cleanly, the route stays up
+        raise MigrateError(f"{url}: {type(err).__name__}") from err
     if answer.status_code == 429 or answer.status_code >= 500:
         # A request is waiting on this answer: honour Retry-After, but no longer than MAX_RETRY_AFTER.
         asked = parse_retry_after(answer.headers.get("retry-after"))

@@ -19,6 +19,7 @@ publishes in its JWKS at /auth/v1/.well-known/jwks.json.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
@@ -88,6 +89,7 @@ class SigningKey:
         return {"alg": "ES256", "crv": jwk["crv"], "ext": True, "key_ops": ["verify"], "kid": self.kid, "kty": "EC", "use": "sig", "x": jwk["x"], "y": jwk["y"]}
 
 
+@functools.lru_cache(maxsize=8)  # derived on every JWKS answer and minted token otherwise
 def signing_key(jwt_secret: str) -> SigningKey:
     """The ES256 signing key of the server started with `jwt_secret` (a P-256 scalar derived from it)."""
     from cryptography.hazmat.primitives.asymmetric import ec
